@@ -1,0 +1,59 @@
+"""Small synthetic motions for self-contained tests (no ../shared needed)."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from realign_core.skeleton import NUM_JOINTS, PARENTS, RAW_OFFSETS, REFERENCE_BONE_LENGTHS
+
+# A rest pose facing +Z (left at +X): legs down, spine up, arms hanging down.
+REST_OFFSETS = RAW_OFFSETS * REFERENCE_BONE_LENGTHS[:, None]
+REST_OFFSETS[16] = [0.13, -0.02, 0.0]   # shoulders out to the side of the collars
+REST_OFFSETS[17] = [-0.12, -0.02, 0.0]
+LEG_LENGTH = REFERENCE_BONE_LENGTHS[[4, 7]].sum() + 0.05
+
+_SWINGS = {  # joint: (amplitude deg, phase offset rad) of a rotation about +X
+    1: (25.0, 0.0), 2: (25.0, np.pi), 4: (20.0, np.pi / 2), 5: (20.0, 3 * np.pi / 2),
+    16: (20.0, np.pi), 17: (20.0, 0.0), 18: (10.0, np.pi), 19: (10.0, 0.0),
+}
+
+
+def forward_kinematics(root: np.ndarray, yaw: np.ndarray, local_x_deg: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Joints from a root path, yaw and per-joint X rotations.
+
+    root: (T, 3) m; yaw: (T,) rad about +Y; local_x_deg: (T, 22) deg -> (T, 22, 3) m.
+    """
+    frames = len(root)
+    world = [None] * NUM_JOINTS
+    pos = np.zeros((frames, NUM_JOINTS, 3))
+    pos[:, 0] = root
+    world[0] = Rotation.from_euler("y", yaw[:, None])
+    for j in range(NUM_JOINTS):
+        if j:
+            p = PARENTS[j]
+            pos[:, j] = pos[:, p] + world[p].apply(REST_OFFSETS[j] * scale)
+            world[j] = world[p] * Rotation.from_euler("x", np.deg2rad(local_x_deg[:, j:j + 1]))
+        else:
+            world[0] = world[0] * Rotation.from_euler("x", np.deg2rad(local_x_deg[:, :1]))
+    return pos
+
+
+def walking_motion(frames: int = 60, speed: float = 1.2, turn_deg: float = 0.0, scale: float = 1.0,
+                   fps: int = 20, step_hz: float = 1.8, direction_deg: float = 0.0) -> np.ndarray:
+    """A walk-like motion: legs and arms swing, heading turns by turn_deg overall.
+
+    The body faces its heading; it travels at ``direction_deg`` relative to the
+    heading (0 = forward, +90 = to its left, 180 = backward).
+    Returns (frames, 22, 3) metres, Y up.
+    """
+    t = np.arange(frames) / fps
+    yaw = np.deg2rad(turn_deg) * t / max(t[-1], 1e-9)
+    phase = 2 * np.pi * step_hz * t
+    local = np.zeros((frames, NUM_JOINTS))
+    for j, (amp, off) in _SWINGS.items():
+        local[:, j] = amp * np.sin(phase + off) * min(speed, 2.0)
+    travel = yaw + np.deg2rad(direction_deg)
+    step = speed / fps * np.stack([np.sin(travel), np.zeros(frames), np.cos(travel)], -1)
+    root = np.cumsum(step, axis=0) - step[0]
+    root[:, 1] = LEG_LENGTH * scale + 0.02 * np.sin(2 * phase)
+    return forward_kinematics(root, yaw, local, scale)
