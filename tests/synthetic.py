@@ -57,3 +57,17 @@ def walking_motion(frames: int = 60, speed: float = 1.2, turn_deg: float = 0.0, 
     root = np.cumsum(step, axis=0) - step[0]
     root[:, 1] = LEG_LENGTH * scale + 0.02 * np.sin(2 * phase)
     return forward_kinematics(root, yaw, local, scale)
+
+
+def to_cmu20(positions: np.ndarray) -> np.ndarray:
+    """SMPL-22 positions (T, 22, 3) m -> a CMU-style 20-joint trial (T, 20, 3) in CMU units."""
+    from realign_core.cmu import CMU_UNIT_METRES, DIRECT_MAP
+    from realign_core.skeleton import JOINT_INDEX
+
+    out = np.zeros((len(positions), 20, 3))
+    for name, src in DIRECT_MAP.items():
+        out[:, src] = positions[:, JOINT_INDEX[name]]
+    for hand, wrist, elbow in ((7, "left_wrist", "left_elbow"), (11, "right_wrist", "right_elbow")):
+        forearm = positions[:, JOINT_INDEX[wrist]] - positions[:, JOINT_INDEX[elbow]]
+        out[:, hand] = positions[:, JOINT_INDEX[wrist]] + 0.3 * forearm
+    return (out / CMU_UNIT_METRES).astype(np.float32)

@@ -1,0 +1,125 @@
+"""The ``realign`` command line.
+
+    realign data build --cmu DIR --kitml DIR --humanml3d-index DIR --out DIR
+    realign data add-bvh --bvh-dir DIR --captions CSV --out DIR
+    realign data report DIR
+    realign render MOTION.npy -o OUT.{gif,mp4,png}
+    realign check-representation --vectors humanml3d_reference_vectors.npz
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from .dataset_build import BuildConfig, build_dataset
+    from .dataset_report import format_report
+
+    cfg = BuildConfig(mirror=not args.no_mirror, limit_trials=args.limit,
+                      **({"workers": args.workers} if args.workers else {}))
+    for name, path in (("--cmu", args.cmu), ("--kitml", args.kitml), ("--humanml3d-index", args.humanml3d_index)):
+        if not Path(path).is_dir():
+            raise SystemExit(f"realign data build: {name} {path}: not a directory")
+    report = build_dataset(Path(args.cmu), Path(args.kitml), Path(args.humanml3d_index), Path(args.out), cfg)
+    print(format_report(report))
+    print(f"report written to {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def _data_add_bvh(args: argparse.Namespace) -> int:
+    from .bvh_dataset import add_bvh_folder
+    from .dataset_report import format_report
+
+    report = add_bvh_folder(Path(args.bvh_dir), Path(args.captions), Path(args.out),
+                            split=args.split, rig=args.rig, name=args.name)
+    print(format_report(report))
+    return 0
+
+
+def _data_report(args: argparse.Namespace) -> int:
+    from .dataset_report import format_report
+
+    path = Path(args.dir) / "report.json"
+    if not path.is_file():
+        raise SystemExit(f"realign data report: {path}: missing (build the dataset first)")
+    print(format_report(json.loads(path.read_text())))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .render import RenderConfig, load_motion_file, render_motion
+
+    positions = load_motion_file(Path(args.motion))
+    cfg = RenderConfig(fps=args.fps) if args.fps else RenderConfig()
+    out = render_motion(positions, Path(args.output), title=args.title or Path(args.motion).stem, config=cfg)
+    print(f"wrote {out}")
+    return 0
+
+
+def _check_representation(args: argparse.Namespace) -> int:
+    from .conformance import check_vectors
+
+    if not Path(args.vectors).is_file():
+        raise FileNotFoundError(f"{args.vectors}: reference vectors file not found")
+    result = check_vectors(Path(args.vectors))
+    print(result.format())
+    print("PASS" if result.passed else "FAIL")
+    return 0 if result.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realign", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="build and inspect training data").add_subparsers(dest="data_command", required=True)
+    b = data.add_parser("build", help="CMU + KIT-ML + HumanML3D index -> HumanML3D-layout dataset")
+    b.add_argument("--cmu", required=True, help="cmu_mocap folder (joints/, descriptions.csv, action_classes.csv)")
+    b.add_argument("--kitml", required=True, help="kitml folder (annotations.json)")
+    b.add_argument("--humanml3d-index", required=True, help="humanml3d_index folder (index.csv, split files)")
+    b.add_argument("--out", required=True, help="output dataset folder")
+    b.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    b.add_argument("--limit", type=int, default=None, help="only the first N trials (quick runs)")
+    b.add_argument("--no-mirror", action="store_true", help="do not add mirrored copies")
+    b.set_defaults(func=_data_build)
+
+    a = data.add_parser("add-bvh", help="add a folder of BVH files with a captions CSV to a dataset")
+    a.add_argument("--bvh-dir", required=True)
+    a.add_argument("--captions", required=True, help="CSV with columns file,caption[,start,end][,split]")
+    a.add_argument("--out", required=True, help="existing (or new) dataset folder")
+    a.add_argument("--split", default="train", choices=["train", "val", "test"], help="split for rows without one")
+    a.add_argument("--rig", default=None, help="joint-name map (default: auto-detect)")
+    a.add_argument("--name", default="bvh", help="dataset tag used in clip ids")
+    a.set_defaults(func=_data_add_bvh)
+
+    r = data.add_parser("report", help="print a built dataset's report")
+    r.add_argument("dir")
+    r.set_defaults(func=_data_report)
+
+    rd = sub.add_parser("render", help="stick-figure animation of a motion (.npy joints or features)")
+    rd.add_argument("motion")
+    rd.add_argument("-o", "--output", required=True, help=".gif, .mp4 or .png")
+    rd.add_argument("--title", default=None)
+    rd.add_argument("--fps", type=int, default=None)
+    rd.set_defaults(func=_render)
+
+    cr = sub.add_parser("check-representation", help="compare our HumanML3D features with reference vectors")
+    cr.add_argument("--vectors", required=True, help="humanml3d_reference_vectors.npz")
+    cr.set_defaults(func=_check_representation)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"realign: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
