@@ -25,7 +25,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,9 @@ from . import cmu
 from .captions import caption_line, cmu_description_to_sentence, kinematic_captions, mirror_caption
 from .dataset_layout import (
     FEATURES_DIR, JOINTS_DIR, METADATA_FILE, MIRROR_PREFIX, REPORT_FILE, SPLITS, TEXTS_DIR,
-    Caption, ClipRecord, write_split_files,
+    Caption, ClipRecord, read_metadata, write_split_files,
 )
+from .dataset_report import make_report
 from .motion import features_to_joints, mirror_joints, process_motion
 from .normalization import Normalizer, mean_std
 from .resample import resample_positions
@@ -361,13 +362,10 @@ def build_dataset(cmu_dir: Path, kitml_dir: Path, index_dir: Path, out: Path,
 def finalize_dataset(out: Path, records: list[tuple[ClipRecord, int]], skipped: list[dict],
                      extra: dict | None = None, seconds: float = 0.0, append: bool = False) -> dict:
     """Write metadata, splits, Mean/Std over the train split, and the report."""
-    from .dataset_report import make_report  # local: report plotting pulls matplotlib
-
     mode = "a" if append else "w"
     with open(out / METADATA_FILE, mode, encoding="utf-8") as fh:
         for rec, _ in records:
             fh.write(rec.to_json() + "\n")
-    from .dataset_layout import read_metadata
     all_records = read_metadata(out)
     ids_by_split = {s: [r.id for r in all_records if r.split == s] for s in SPLITS}
     write_split_files(out, ids_by_split)
