@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bvh import BvhError, bvh_to_smpl22
-from .captions import kinematic_captions, mirror_caption
-from .dataset_build import BuildConfig, _prepare_out, finalize_dataset, plan_clips, span_captions_for_clip, write_clip
-from .dataset_layout import MIRROR_PREFIX, SPLITS, Caption, ClipRecord
-from .motion import mirror_joints, process_motion
+from .captions import kinematic_captions
+from .dataset_build import (
+    BuildConfig, prepare_output_dirs, finalize_dataset, plan_clips, span_captions_for_clip, write_clip_and_mirror,
+)
+from .dataset_layout import SPLITS, Caption, ClipRecord
+from .motion import process_motion
 from .skeleton import FPS
 
 USER_SOURCE = "user_csv"
@@ -69,7 +71,7 @@ def add_bvh_folder(bvh_dir: Path, captions_csv: Path, out: Path, split: str = "t
     if not bvh_dir.is_dir():
         raise FileNotFoundError(f"{bvh_dir}: BVH folder not found")
     entries = read_captions_csv(captions_csv, split)
-    _prepare_out(out)
+    prepare_output_dirs(out)
     records, skipped = [], []
     for path in sorted(bvh_dir.rglob("*.bvh")):
         rel = path.relative_to(bvh_dir).as_posix()
@@ -105,13 +107,7 @@ def _import_file(path: Path, entry: BvhEntry, out: Path, name: str, rig: str | N
         ground = process_motion(clip).ground_positions
         caps += [Caption(t, "kinematic") for t in kinematic_captions(ground, fps=FPS)]
         clip_id = f"{name}_{stem}_{k:02d}"
-        variants = [(clip_id, clip, caps, False)]
-        if cfg.mirror:
-            mirrored = [Caption(mirror_caption(c.text), c.source, c.start, c.end) for c in caps]
-            variants.append((MIRROR_PREFIX + clip_id, mirror_joints(clip), mirrored, True))
-        for vid, vpos, vcaps, is_mirror in variants:
-            rows = write_clip(out, vid, vpos, vcaps)
-            rec = ClipRecord(vid, path.stem, entry.split, is_mirror, start, end, motion.source_fps,
-                             "bvh_header", name, vcaps)
-            records.append((rec, rows))
+        record = ClipRecord(clip_id, path.stem, entry.split, False, start, end, motion.source_fps,
+                            "bvh_header", name, caps)
+        records += write_clip_and_mirror(out, record, clip, cfg.mirror)
     return records

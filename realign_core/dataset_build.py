@@ -25,7 +25,7 @@ import os
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +241,20 @@ def write_clip(out: Path, clip_id: str, positions: np.ndarray, captions: list[Ca
     return len(processed.features)
 
 
+def write_clip_and_mirror(out: Path, record: ClipRecord, positions: np.ndarray,
+                          mirror: bool) -> list[tuple[ClipRecord, int]]:
+    """Write a clip and, if asked, its mirrored copy (``M`` id, mirrored joints and captions).
+
+    positions: (T, 22, 3) m at 20 fps. Returns [(record, feature rows)] for what was written.
+    """
+    written = [(record, write_clip(out, record.id, positions, record.captions))]
+    if mirror:
+        captions = [replace(c, text=mirror_caption(c.text)) for c in record.captions]
+        twin = replace(record, id=MIRROR_PREFIX + record.id, mirror=True, captions=captions)
+        written.append((twin, write_clip(out, twin.id, mirror_joints(positions), captions)))
+    return written
+
+
 def process_trial(job: TrialJob, out: Path, cfg: BuildConfig) -> dict:
     """Worker: one trial -> written clips. Returns {'records': [...], 'skipped': [...]}."""
     result: dict = {"records": [], "skipped": []}
@@ -262,15 +276,9 @@ def process_trial(job: TrialJob, out: Path, cfg: BuildConfig) -> dict:
             if not captions:
                 result["skipped"].append({"item": clip_id, "reason": "no caption from any source"})
                 continue
-            variants = [(clip_id, clip, captions, False)]
-            if cfg.mirror:
-                mirrored = [Caption(mirror_caption(c.text), c.source, c.start, c.end) for c in captions]
-                variants.append((MIRROR_PREFIX + clip_id, mirror_joints(clip), mirrored, True))
-            for vid, vpos, vcaps, is_mirror in variants:
-                rows = write_clip(out, vid, vpos, vcaps)
-                rec = ClipRecord(vid, job.trial, job.split, is_mirror, start, end, job.fps, job.fps_source,
-                                 "cmu", vcaps)
-                result["records"].append((rec, rows))
+            record = ClipRecord(clip_id, job.trial, job.split, False, start, end, job.fps, job.fps_source,
+                                "cmu", captions)
+            result["records"] += write_clip_and_mirror(out, record, clip, cfg.mirror)
         except ValueError as exc:
             result["skipped"].append({"item": clip_id, "reason": str(exc)})
     return result
@@ -327,7 +335,7 @@ def plan_trials(cmu_dir: Path, kitml_dir: Path, index_dir: Path, cfg: BuildConfi
     return jobs, info
 
 
-def _prepare_out(out: Path) -> None:
+def prepare_output_dirs(out: Path) -> None:
     for sub in (FEATURES_DIR, JOINTS_DIR, TEXTS_DIR):
         (out / sub).mkdir(parents=True, exist_ok=True)
 
@@ -337,7 +345,7 @@ def build_dataset(cmu_dir: Path, kitml_dir: Path, index_dir: Path, out: Path,
     """Build the whole dataset into ``out`` and return the report (also written as JSON)."""
     t0 = time.time()
     out = Path(out)
-    _prepare_out(out)
+    prepare_output_dirs(out)
     jobs, info = plan_trials(Path(cmu_dir), Path(kitml_dir), Path(index_dir), cfg)
     records: list[tuple[ClipRecord, int]] = []
     skipped: list[dict] = []
