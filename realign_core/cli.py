@@ -5,12 +5,14 @@
     realign data report DIR
     realign render MOTION.npy -o OUT.{gif,mp4,png}
     realign check-representation --vectors humanml3d_reference_vectors.npz
+    realign train {vae,denoiser,reward,reward_plain,evaluator} --data DIR --config FILE --out DIR
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 
@@ -70,6 +72,30 @@ def _check_representation(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .training.config import load_config
+    from .training.registry import make_task
+    from .training.trainer import Trainer
+
+    data, out_root = Path(args.data), Path(args.out)
+    model_section, train_cfg = load_config(args.config, args.kind)
+    if args.epochs:
+        train_cfg = replace(train_cfg, epochs=args.epochs)
+    if args.max_minutes is not None:
+        train_cfg = replace(train_cfg, max_minutes=args.max_minutes)
+    if args.device:
+        train_cfg = replace(train_cfg, device=args.device)
+    task = make_task(args.kind, model_section, data, out_root, f"{args.config} [{args.kind}.model]")
+    trainer = Trainer(task, data, out_root / args.kind, train_cfg)
+    print(f"training {args.kind} on {trainer.device}: {sum(p.numel() for p in trainer.model.parameters()):,} "
+          f"parameters, {len(trainer.train_set)} train / {len(trainer.val_set)} val entries")
+    summary = trainer.fit()
+    state = "finished" if summary["finished"] else "stopped early (resume with the same command)"
+    print(f"{args.kind}: {state} after {summary['epochs_done']} epochs, {summary['steps']} steps; "
+          f"best {task.selection_metric} = {summary['best']:.4g}; checkpoints in {out_root / args.kind}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--title", default=None)
     rd.add_argument("--fps", type=int, default=None)
     rd.set_defaults(func=_render)
+
+    tr = sub.add_parser("train", help="train one model kind (resumes from OUT/KIND/last.pt)")
+    tr.add_argument("kind", choices=["vae", "denoiser", "reward", "reward_plain", "evaluator"])
+    tr.add_argument("--data", required=True, help="dataset folder (HumanML3D layout)")
+    tr.add_argument("--config", required=True, help="TOML config, e.g. configs/tiny.toml")
+    tr.add_argument("--out", required=True, help="model root folder; writes OUT/KIND/")
+    tr.add_argument("--epochs", type=int, default=None, help="override [KIND.train] epochs")
+    tr.add_argument("--max-minutes", type=float, default=None, help="stop after this budget (resumable)")
+    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: config, auto)")
+    tr.set_defaults(func=_train)
 
     cr = sub.add_parser("check-representation", help="compare our HumanML3D features with reference vectors")
     cr.add_argument("--vectors", required=True, help="humanml3d_reference_vectors.npz")

@@ -62,3 +62,27 @@ def built(synthetic_sources, tmp_path_factory):
     src = synthetic_sources
     report = build_dataset(src / "cmu", src / "kitml", src / "index", out, BUILD_CFG, progress=False)
     return out, report
+
+
+@pytest.fixture(scope="session")
+def synthetic_dataset(tmp_path_factory):
+    """8 motion classes x 6 clips in the HumanML3D layout (see tests/synthetic.py)."""
+    from tests.synthetic import write_synthetic_dataset
+
+    return write_synthetic_dataset(tmp_path_factory.mktemp("synthetic_dataset"))
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(synthetic_dataset, tmp_path_factory):
+    """A real tiny VAE + latent denoiser trained on the synthetic dataset with configs/tiny.toml."""
+    from realign_core.training.config import load_config
+    from realign_core.training.registry import make_task
+    from realign_core.training.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    summaries = {}
+    for kind in ("vae", "denoiser"):
+        section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", kind)
+        task = make_task(kind, section, synthetic_dataset, root, kind)
+        summaries[kind] = Trainer(task, synthetic_dataset, root / kind, cfg, progress=False).fit()
+    return root, summaries

@@ -71,3 +71,56 @@ def to_cmu20(positions: np.ndarray) -> np.ndarray:
         forearm = positions[:, JOINT_INDEX[wrist]] - positions[:, JOINT_INDEX[elbow]]
         out[:, hand] = positions[:, JOINT_INDEX[wrist]] + 0.3 * forearm
     return (out / CMU_UNIT_METRES).astype(np.float32)
+
+
+SYNTHETIC_CLASSES: dict[str, tuple[dict, tuple[str, ...]]] = {
+    # name: (walking_motion kwargs, captions)
+    "walk_forward": ({"speed": 1.2}, ("a person walks forward.", "someone walks straight ahead.")),
+    "walk_left": ({"speed": 1.0, "direction_deg": 90.0}, ("a person walks to the left.", "someone sidesteps left.")),
+    "walk_right": ({"speed": 1.0, "direction_deg": -90.0}, ("a person walks to the right.", "someone sidesteps right.")),
+    "walk_backward": ({"speed": 0.9, "direction_deg": 180.0}, ("a person walks backward.", "someone steps back.")),
+    "run": ({"speed": 3.0, "step_hz": 2.8}, ("a person runs forward.", "someone is running fast.")),
+    "turn_left": ({"speed": 1.0, "turn_deg": 150.0}, ("a person walks and turns left.", "someone turns to the left.")),
+    "turn_right": ({"speed": 1.0, "turn_deg": -150.0}, ("a person walks and turns right.", "someone turns to the right.")),
+    "stand": ({"speed": 0.0}, ("a person stands still.", "someone is standing in place.")),
+}
+
+
+def write_synthetic_dataset(out, clips_per_class: int = 6, seed: int = 0, frames: tuple[int, int] = (48, 100)):
+    """A small HumanML3D-layout dataset of 8 clearly different motion classes.
+
+    Each clip varies speed, length, start yaw and body scale a little; captions
+    name the class. Splits: per class, 2/3 train, the rest split between val and test.
+    Returns the output folder.
+    """
+    from pathlib import Path
+
+    from realign_core.captions import caption_line
+    from realign_core.dataset_layout import write_split_files
+    from realign_core.motion import joints_to_features
+    from realign_core.normalization import Normalizer, mean_std
+    from realign_core.quaternion import qrot, qyaw
+
+    out = Path(out)
+    for sub in ("new_joint_vecs", "new_joints", "texts"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    train_feats = []
+    for cname, (kwargs, captions) in SYNTHETIC_CLASSES.items():
+        for k in range(clips_per_class):
+            kw = dict(kwargs)
+            kw["speed"] = kw["speed"] * rng.uniform(0.85, 1.15)
+            pos = walking_motion(frames=int(rng.integers(*frames)), scale=rng.uniform(0.9, 1.1), **kw)
+            pos = qrot(qyaw(rng.uniform(0, 2 * np.pi)), pos)
+            feats = joints_to_features(pos)
+            clip_id = f"{cname}_{k:02d}"
+            np.save(out / "new_joint_vecs" / f"{clip_id}.npy", feats)
+            (out / "texts" / f"{clip_id}.txt").write_text("\n".join(caption_line(c) for c in captions) + "\n")
+            split = "train" if k < clips_per_class * 2 // 3 else ("val" if k % 2 == 0 else "test")
+            splits[split].append(clip_id)
+            if split == "train":
+                train_feats.append(feats)
+    write_split_files(out, splits)
+    Normalizer(*mean_std(train_feats)).save(out)
+    return out

@@ -1,0 +1,130 @@
+"""Training task for the latent denoiser on a frozen, trained motion VAE.
+
+Latents are the VAE posterior samples scaled by ``latent_scale`` (1 / their
+std over training clips, estimated once and stored in the checkpoint) so the
+diffusion sees unit-variance data.  Loss: MSE of the predicted noise (or x0)
+with condition dropout for classifier-free guidance.  Selection: validation
+loss at fixed noise and timesteps (the evaluator is never used here).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from .dataset import MotionTextDataset, collate
+from .diffusion import NoiseSchedule
+from .latent_denoiser import DenoiserConfig, LatentDenoiser
+from .motion_vae import MotionVAE
+from .text_encoder import TextEncoder, TextEncoderOptions, load_text_encoder
+from .training.config import build_dataclass
+from .vae_task import load_vae
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    schedule: str = "scaled_linear"
+    num_train_steps: int = 1000
+    prediction_type: str = "epsilon"   # or "sample"
+    cond_drop: float = 0.1
+    latent_scale: float = 0.0          # 0 = estimate from the training data
+
+
+@torch.no_grad()
+def estimate_latent_scale(vae: MotionVAE, dataset: MotionTextDataset, clips: int = 512, batch: int = 64) -> float:
+    """1 / std of VAE posterior means over up to ``clips`` training clips."""
+    device = next(vae.parameters()).device
+    items = [dataset[i] for i in range(min(clips, len(dataset)))]
+    mus = []
+    for i in range(0, len(items), batch):
+        b = collate(items[i:i + batch])
+        mus.append(vae.encode(b["features"].to(device), b["mask"].to(device))[0])
+    return float(1.0 / torch.cat(mus).std().clamp(min=1e-6))
+
+
+class DenoiserTask:
+    """TrainingTask for ``LatentDenoiser``."""
+
+    name = "denoiser"
+    selection_metric = "val_loss"
+    selection_mode = "min"
+
+    def __init__(self, model_section: dict[str, Any], vae_path: str | Path, data_dir: str | Path,
+                 text_encoder: TextEncoder | None = None, where: str = "[denoiser.model]"):
+        section = dict(model_section)
+        diff = {k: section.pop(k) for k in list(section) if k in DiffusionConfig.__dataclass_fields__}
+        self.diffusion = build_dataclass(DiffusionConfig, diff, where)
+        self.vae, vae_ckpt = load_vae(vae_path)
+        for p in self.vae.parameters():
+            p.requires_grad_(False)
+        self.vae_path = str(vae_path)
+        vcfg = self.vae.cfg
+        section.setdefault("latent_tokens", vcfg.latent_tokens)
+        section.setdefault("latent_dim", vcfg.latent_dim)
+        self.cfg = build_dataclass(DenoiserConfig, section, where)
+        if (self.cfg.latent_tokens, self.cfg.latent_dim) != (vcfg.latent_tokens, vcfg.latent_dim):
+            raise ValueError(f"{where}: latent shape {(self.cfg.latent_tokens, self.cfg.latent_dim)} does not "
+                             f"match the VAE's {(vcfg.latent_tokens, vcfg.latent_dim)} ({vae_path})")
+        self.schedule = NoiseSchedule.make(self.diffusion.schedule, self.diffusion.num_train_steps)
+        # every training caption stays cached (~1.5 kB each): no MiniLM pass after the first epoch
+        self.text = text_encoder or load_text_encoder(options=TextEncoderOptions(cache_size=200_000))
+        self.latent_scale = self.diffusion.latent_scale or estimate_latent_scale(
+            self.vae, MotionTextDataset(data_dir, "train", seed=0))
+
+    def build_model(self) -> LatentDenoiser:
+        return LatentDenoiser(self.cfg)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {**self.cfg.to_dict(), **asdict(self.diffusion), "latent_scale": self.latent_scale}
+
+    def _latents(self, batch: dict, sample: bool) -> Tensor:
+        self.vae.to(batch["features"].device).eval()
+        with torch.no_grad():
+            mu, logvar = self.vae.encode(batch["features"], batch["mask"])
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+        return z * self.latent_scale
+
+    def _loss(self, model: LatentDenoiser, batch: dict, z0: Tensor, t: Tensor, noise: Tensor,
+              use_cond: Tensor) -> Tensor:
+        text = self.text.encode_sentences(batch["captions"]).to(z0.device)
+        pred = model(self.schedule.add_noise(z0, noise, t), t, text, use_cond)
+        target = noise if self.diffusion.prediction_type == "epsilon" else z0
+        return torch.nn.functional.mse_loss(pred, target)
+
+    def training_loss(self, model: LatentDenoiser, batch: dict, step: int) -> tuple[Tensor, dict[str, float]]:
+        z0 = self._latents(batch, sample=True)
+        b, device = z0.shape[0], z0.device
+        t = torch.randint(0, self.schedule.num_train_steps, (b,), device=device)
+        use_cond = torch.rand(b, device=device) >= self.diffusion.cond_drop
+        loss = self._loss(model, batch, z0, t, torch.randn_like(z0), use_cond)
+        return loss, {"mse": loss.item()}
+
+    @torch.no_grad()
+    def validate(self, model: LatentDenoiser, loader: DataLoader) -> dict[str, float]:
+        device = next(model.parameters()).device
+        gen = torch.Generator().manual_seed(1234)
+        total, n = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            z0 = self._latents(batch, sample=False)
+            b = z0.shape[0]
+            t = torch.randint(0, self.schedule.num_train_steps, (b,), generator=gen).to(device)
+            noise = torch.randn(z0.shape, generator=gen).to(device)
+            total += float(self._loss(model, batch, z0, t, noise, torch.ones(b, dtype=torch.bool, device=device))) * b
+            n += b
+        return {"val_loss": total / max(n, 1)}
+
+
+def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple[LatentDenoiser, dict]:
+    """Rebuild a trained denoiser from a best.pt checkpoint; returns (model in eval mode, checkpoint dict)."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if ckpt.get("task") != "denoiser":
+        raise ValueError(f"{path}: not a denoiser checkpoint (task={ckpt.get('task')!r})")
+    cfg = {k: v for k, v in ckpt["config"].items() if k in DenoiserConfig.__dataclass_fields__}
+    model = LatentDenoiser(DenoiserConfig(**cfg)).to(device)
+    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    return model.eval(), ckpt

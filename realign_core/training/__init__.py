@@ -1,0 +1,1 @@
+"""Shared training machinery: the task protocol, the trainer, and configs."""

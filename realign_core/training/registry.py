@@ -1,0 +1,40 @@
+"""Model kinds that ``realign train`` knows, and how each task is constructed.
+
+All kinds of one size share an output root: ``OUT/vae``, ``OUT/denoiser``,
+``OUT/reward``, ``OUT/reward_plain``, ``OUT/evaluator``.  The denoiser is
+trained on the VAE found at ``OUT/vae/best.pt``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..normalization import Normalizer
+from .task import TrainingTask
+
+KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator")
+
+
+def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root: Path, where: str) -> TrainingTask:
+    """Construct the task of one kind from its [kind.model] table."""
+    if kind == "vae":
+        from ..vae_task import VAETask
+
+        norm = Normalizer.load(data_dir)
+        return VAETask(model_section, norm.mean, norm.std, where)
+    if kind == "denoiser":
+        from ..denoiser_task import DenoiserTask
+
+        vae = out_root / "vae" / "best.pt"
+        if not vae.is_file():
+            raise FileNotFoundError(f"{vae}: the denoiser needs a trained VAE; run `realign train vae` first")
+        return DenoiserTask(model_section, vae, data_dir, where=where)
+    if kind in ("reward", "reward_plain"):
+        from ..reward_task import make_reward_task
+
+        return make_reward_task(kind, model_section, where)
+    if kind == "evaluator":
+        from ..evaluator_task import make_evaluator_task
+
+        return make_evaluator_task(model_section, where)
+    raise ValueError(f"unknown model kind {kind!r}; choose one of {KINDS}")

@@ -1,0 +1,193 @@
+"""The shared training loop: seeded, resumable, logged, plotted, best-by-validation.
+
+Writes into ``out_dir``::
+
+    last.pt       everything needed to resume (model, optimiser, epoch, step, RNG states, history)
+    best.pt       {"task", "config", "model", "normalizer", "epoch", "metrics", "train_config"}
+    log.jsonl     one line per logged step and per validation
+    curves.png    training loss and validation metrics per epoch
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..dataset import MotionTextDataset, collate
+from .config import TrainConfig
+from .task import TrainingTask
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+class Trainer:
+    """Trains one task on a HumanML3D-layout dataset."""
+
+    def __init__(self, task: TrainingTask, data_dir: str | Path, out_dir: str | Path, cfg: TrainConfig,
+                 progress: bool = True):
+        self.task, self.cfg, self.progress = task, cfg, progress
+        self.data_dir, self.out_dir = Path(data_dir), Path(out_dir)
+        self.device = resolve_device(cfg.device)
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        seed_everything(cfg.seed)
+        sources = set(cfg.caption_sources) or None
+        self.train_set = MotionTextDataset(self.data_dir, "train", cfg.min_frames, cfg.max_frames,
+                                           caption_sources=sources, seed=cfg.seed)
+        self.val_set = MotionTextDataset(self.data_dir, "val", cfg.min_frames, cfg.max_frames,
+                                         normalizer=self.train_set.normalizer, caption_sources=sources,
+                                         seed=cfg.seed + 1)
+        self.model = task.build_model().to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.epoch, self.step = 0, 0
+        self.history: list[dict[str, float]] = []
+        self.best: float | None = None
+
+    # ------------------------------------------------------------------ data
+    def _loader(self, dataset: MotionTextDataset, shuffle: bool, epoch: int) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, collate_fn=collate,
+                          generator=gen, drop_last=shuffle and len(dataset) > self.cfg.batch_size)
+
+    def val_loader(self) -> DataLoader:
+        self.val_set.rng = np.random.default_rng(self.cfg.seed + 1)  # same crops/captions every time
+        return self._loader(self.val_set, shuffle=False, epoch=0)
+
+    # ---------------------------------------------------------- checkpoints
+    def _state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch, "step": self.step, "history": self.history, "best": self.best,
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
+                "dataset_rng": self.train_set.rng.bit_generator.state, "train_config": asdict(self.cfg)}
+
+    def resume(self) -> bool:
+        """Load ``last.pt`` if present. Returns whether training resumes."""
+        path = self.out_dir / "last.pt"
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history, self.best = state["history"], state["best"]
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        self.train_set.rng.bit_generator.state = state["dataset_rng"]
+        return True
+
+    def _save(self, metrics: dict[str, float]) -> bool:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        value = metrics[self.task.selection_metric]
+        better = self.best is None or (value > self.best if self.task.selection_mode == "max" else value < self.best)
+        if better:
+            self.best = value
+            norm = self.train_set.normalizer
+            torch.save({"task": self.task.name, "config": self.task.config_dict(), "model": self.model.state_dict(),
+                        "normalizer": {"mean": norm.mean, "std": norm.std}, "epoch": self.epoch,
+                        "metrics": metrics, "train_config": asdict(self.cfg)}, self.out_dir / "best.pt")
+        torch.save(self._state(), self.out_dir / "last.pt.tmp")
+        (self.out_dir / "last.pt.tmp").replace(self.out_dir / "last.pt")
+        return better
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # ----------------------------------------------------------------- loop
+    def _lr_factor(self) -> float:
+        return min(1.0, (self.step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
+
+    def _train_epoch(self) -> float:
+        self.model.train()
+        loader = self._loader(self.train_set, shuffle=True, epoch=self.epoch)
+        losses = []
+        bar = tqdm(loader, desc=f"{self.task.name} epoch {self.epoch + 1}/{self.cfg.epochs}",
+                   disable=not self.progress, leave=False)
+        for batch in bar:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.cfg.lr * self._lr_factor()
+            loss, parts = self.task.training_loss(self.model, to_device(batch, self.device), self.step)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{self.task.name}: non-finite loss at step {self.step}: {parts}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            self.step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if self.step % self.cfg.log_every == 0:
+                self._log({"step": self.step, "epoch": self.epoch, "loss": losses[-1], **parts})
+        return float(np.mean(losses)) if losses else math.nan
+
+    def fit(self) -> dict[str, Any]:
+        """Train until cfg.epochs (or the time budget); returns a summary dict."""
+        resumed = self.resume()
+        start = time.time()
+        while self.epoch < self.cfg.epochs:
+            epoch_start = time.time()
+            train_loss = self._train_epoch()
+            self.model.eval()
+            metrics = self.task.validate(self.model, self.val_loader())
+            self.epoch += 1
+            record = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
+                      "epoch_seconds": round(time.time() - epoch_start, 2), **metrics}
+            self.history.append(record)
+            improved = self._save(metrics)
+            self._log({"validation": True, "improved": improved, **record})
+            self.plot()
+            if self.progress:
+                shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+                print(f"[{self.task.name}] epoch {self.epoch}: train_loss={train_loss:.4f} {shown}"
+                      f"{' *best*' if improved else ''}", flush=True)
+            if self.cfg.max_minutes and (time.time() - start) / 60 > self.cfg.max_minutes:
+                break
+        return {"resumed": resumed, "epochs_done": self.epoch, "steps": self.step, "best": self.best,
+                "finished": self.epoch >= self.cfg.epochs, "history": self.history}
+
+    def plot(self) -> None:
+        """Training loss and validation metrics per epoch -> curves.png."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if not self.history:
+            return
+        keys = [k for k in self.history[-1] if k not in ("epoch", "step", "train_loss", "epoch_seconds")]
+        epochs = [h["epoch"] for h in self.history]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), dpi=90)
+        axes[0].plot(epochs, [h["train_loss"] for h in self.history], marker=".")
+        axes[0].set(title=f"{self.task.name}: training loss", xlabel="epoch")
+        for k in keys:
+            axes[1].plot(epochs, [h.get(k, math.nan) for h in self.history], marker=".", label=k)
+        axes[1].set(title="validation", xlabel="epoch")
+        axes[1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(self.out_dir / "curves.png")
+        plt.close(fig)

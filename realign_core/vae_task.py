@@ -1,0 +1,114 @@
+"""Training task for the motion VAE: feature + joint reconstruction, KL; validated by MPJPE."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from .motion import features_to_joints_torch
+from .motion_vae import MotionVAE, VAEConfig
+from .training.config import build_dataclass
+
+
+@dataclass(frozen=True)
+class VAELossConfig:
+    feature_weight: float = 1.0
+    joint_weight: float = 1.0
+    joint_beta_m: float = 0.05     # SmoothL1 transition, metres
+    kl_weight: float = 1e-4
+
+
+class Denormalize(nn.Module):
+    """Normalised features -> raw features with the dataset's Mean/Std as buffers."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.std + self.mean
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of (B, T, ...) values over frames where mask (B, T) is True."""
+    m = mask.reshape(mask.shape + (1,) * (values.dim() - 2)).to(values.dtype)
+    return (values * m).sum() / (m.sum() * values[0, 0].numel()).clamp(min=1)
+
+
+def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1).mean()
+
+
+def joint_errors_mm(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(global MPJPE, root-relative MPJPE) in mm; joints (B, T, 22, 3) m, mask (B, T)."""
+    err = (pred - target).norm(dim=-1)
+    local = ((pred - pred[..., :1, :]) - (target - target[..., :1, :])).norm(dim=-1)
+    return masked_mean(err, mask) * 1000.0, masked_mean(local, mask) * 1000.0
+
+
+class VAETask:
+    """TrainingTask for ``MotionVAE``."""
+
+    name = "vae"
+    selection_metric = "mpjpe_mm"
+    selection_mode = "min"
+
+    def __init__(self, model_section: dict[str, Any], mean, std, where: str = "[vae.model]"):
+        section = dict(model_section)
+        loss = {k: section.pop(k) for k in list(section) if k in VAELossConfig.__dataclass_fields__}
+        self.cfg = build_dataclass(VAEConfig, section, where)
+        self.loss_cfg = build_dataclass(VAELossConfig, loss, where)
+        self.denorm = Denormalize(mean, std)
+
+    def build_model(self) -> MotionVAE:
+        return MotionVAE(self.cfg)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {**self.cfg.to_dict(), **asdict(self.loss_cfg)}
+
+    def _joints(self, features: Tensor) -> Tensor:
+        self.denorm.to(features.device)
+        return features_to_joints_torch(self.denorm(features))
+
+    def training_loss(self, model: MotionVAE, batch: dict, step: int) -> tuple[Tensor, dict[str, float]]:
+        x, mask = batch["features"], batch["mask"]
+        recon, mu, logvar = model(x, mask, sample=True)
+        lc = self.loss_cfg
+        feat = masked_mean(nn.functional.smooth_l1_loss(recon, x, reduction="none"), mask)
+        joints = masked_mean(nn.functional.smooth_l1_loss(self._joints(recon), self._joints(x), reduction="none",
+                                                           beta=lc.joint_beta_m), mask) / lc.joint_beta_m
+        kl = kl_to_standard_normal(mu, logvar)
+        loss = lc.feature_weight * feat + lc.joint_weight * joints + lc.kl_weight * kl
+        return loss, {"feature": feat.item(), "joint": joints.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def validate(self, model: MotionVAE, loader: DataLoader) -> dict[str, float]:
+        device = next(model.parameters()).device
+        sums = {"mpjpe_mm": 0.0, "mpjpe_local_mm": 0.0, "feature_l1": 0.0}
+        n = 0
+        for batch in loader:
+            x, mask = batch["features"].to(device), batch["mask"].to(device)
+            recon, _, _ = model(x, mask, sample=False)
+            glob, local = joint_errors_mm(self._joints(recon), self._joints(x), mask)
+            b = x.shape[0]
+            sums["mpjpe_mm"] += float(glob) * b
+            sums["mpjpe_local_mm"] += float(local) * b
+            sums["feature_l1"] += float(masked_mean((recon - x).abs(), mask)) * b
+            n += b
+        return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def load_vae(path: str | Path, device: str | torch.device = "cpu") -> tuple[MotionVAE, dict]:
+    """Rebuild a trained VAE from a best.pt checkpoint; returns (model in eval mode, checkpoint dict)."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if ckpt.get("task") != "vae":
+        raise ValueError(f"{path}: not a VAE checkpoint (task={ckpt.get('task')!r})")
+    cfg = {k: v for k, v in ckpt["config"].items() if k in VAEConfig.__dataclass_fields__}
+    model = MotionVAE(VAEConfig(**cfg)).to(device)
+    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    return model.eval(), ckpt
