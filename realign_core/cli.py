@@ -6,6 +6,8 @@
     realign render MOTION.npy -o OUT.{gif,mp4,png}
     realign check-representation --vectors humanml3d_reference_vectors.npz
     realign train {vae,denoiser,reward,reward_plain,evaluator} --data DIR --config FILE --out DIR
+    realign eval --models DIR --data DIR
+    realign model-card --models DIR -o docs/MODEL_CARD.md
 """
 from __future__ import annotations
 
@@ -96,6 +98,30 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from .model_eval import evaluate_models, format_result, save_result
+    from .pipeline import SamplingConfig
+
+    models, data = Path(args.models), Path(args.data)
+    sampling = SamplingConfig(steps=args.steps, cfg_scale=args.cfg)
+    result = evaluate_models(models, data, args.repeats, args.real_repeats, sampling, args.device, args.limit)
+    out = Path(args.output) if args.output else models / "eval_models.json"
+    save_result(result, out)
+    print(format_result(result))
+    print(f"written to {out}")
+    return 0
+
+
+def _model_card(args: argparse.Namespace) -> int:
+    from .model_card import build_model_card
+
+    models = Path(args.models)
+    eval_json = Path(args.eval_json) if args.eval_json else models / "eval_models.json"
+    Path(args.output).write_text(build_model_card(models, eval_json))
+    print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,6 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-minutes", type=float, default=None, help="stop after this budget (resumable)")
     tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: config, auto)")
     tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="measure a trained model stack on the test split")
+    ev.add_argument("--models", required=True, help="model root (vae/, denoiser/, reward/, reward_plain/, evaluator/)")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--repeats", type=int, default=5, help="repeated generations (mean ± 95%% CI)")
+    ev.add_argument("--real-repeats", type=int, default=20, help="reshuffles of the 32-sample groups for real data")
+    ev.add_argument("--steps", type=int, default=50)
+    ev.add_argument("--cfg", type=float, default=7.5)
+    ev.add_argument("--limit", type=int, default=None, help="only the first N test prompts (quick runs)")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("-o", "--output", default=None, help="JSON path (default MODELS/eval_models.json)")
+    ev.set_defaults(func=_eval)
+
+    mc = sub.add_parser("model-card", help="write the model card from checkpoints and eval results")
+    mc.add_argument("--models", required=True)
+    mc.add_argument("--eval-json", default=None, help="default MODELS/eval_models.json")
+    mc.add_argument("-o", "--output", required=True)
+    mc.set_defaults(func=_model_card)
 
     cr = sub.add_parser("check-representation", help="compare our HumanML3D features with reference vectors")
     cr.add_argument("--vectors", required=True, help="humanml3d_reference_vectors.npz")
