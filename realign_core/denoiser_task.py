@@ -20,7 +20,7 @@ from .dataset import MotionTextDataset, collate
 from .diffusion import NoiseSchedule
 from .latent_denoiser import DenoiserConfig, LatentDenoiser
 from .motion_vae import MotionVAE
-from .text_encoder import TextEncoder, TextEncoderOptions, load_text_encoder
+from .text_encoder import TextEncoder, load_text_encoder
 from .training.config import build_dataclass
 from .vae_task import load_vae
 
@@ -70,8 +70,7 @@ class DenoiserTask:
             raise ValueError(f"{where}: latent shape {(self.cfg.latent_tokens, self.cfg.latent_dim)} does not "
                              f"match the VAE's {(vcfg.latent_tokens, vcfg.latent_dim)} ({vae_path})")
         self.schedule = NoiseSchedule.make(self.diffusion.schedule, self.diffusion.num_train_steps)
-        # every training caption stays cached (~1.5 kB each): no MiniLM pass after the first epoch
-        self.text = text_encoder or load_text_encoder(options=TextEncoderOptions(cache_size=200_000))
+        self.text = text_encoder or load_text_encoder()
         self.latent_scale = self.diffusion.latent_scale or estimate_latent_scale(
             self.vae, MotionTextDataset(data_dir, "train", seed=0))
 

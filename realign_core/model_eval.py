@@ -39,6 +39,20 @@ def vae_test_error(models: Path, data: Path, device: torch.device) -> dict[str, 
     return task.validate(vae, loader)
 
 
+def reward_retrieval_table(checkpoint: Path, data: Path, levels: tuple[int, ...], repeats: int,
+                           device: torch.device) -> dict[str, dict[str, tuple[float, float]]]:
+    """{"t": {"t2m_r1": (mean, ci), ...}} of a reward model on test motions noised to each level."""
+    from .retrieval import retrieval_by_noise_level
+    from .reward_task import load_reward_model
+
+    model = load_reward_model(checkpoint, device)
+    loader = DataLoader(MotionTextDataset(data, "test", seed=0), batch_size=64, collate_fn=collate)
+    with torch.no_grad():
+        table = retrieval_by_noise_level(model.encode_motion, model.encode_text, loader, levels, seed=0,
+                                         repeats=repeats, device=device)
+    return {str(t): {k: (row[k], row[f"{k}_ci"]) for k in row if not k.endswith("_ci")} for t, row in table.items()}
+
+
 def _generator(pipe: TextToMotionPipeline, sampling: SamplingConfig):
     def generate(captions: list[str], lengths: list[int], seeds: list[int]) -> list[np.ndarray]:
         feats, mask = pipe(captions, lengths, seeds, sampling)
@@ -79,8 +93,6 @@ def evaluate_models(models: Path, data: Path, repeats: int = 5, real_repeats: in
 
     for kind in ("reward", "reward_plain"):
         if (models / kind / "best.pt").is_file():
-            from .retrieval import reward_retrieval_table
-
             result[f"{kind}_retrieval"] = reward_retrieval_table(models / kind / "best.pt", data, NOISE_LEVELS,
                                                                  real_repeats, dev)
         else:

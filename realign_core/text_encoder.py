@@ -48,7 +48,7 @@ class TextEncoderOptions:
     """How captions are batched, truncated and cached."""
 
     batch_size: int = 64              # captions per transformer forward pass
-    cache_size: int = 4096            # LRU entries per output kind; 0 turns the LRU off
+    cache_size: int = 50_000          # LRU entries per output kind (a whole dataset's captions); 0 = off
     sentence_max_tokens: int = 256    # max_seq_length of the sentence-transformers recipe
 
     def __post_init__(self) -> None:
