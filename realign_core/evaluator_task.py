@@ -18,37 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from .contrastive import info_nce_with_logits, near_duplicate_mask
 from .evaluator import TASK_NAME, Evaluator, EvaluatorConfig
 from .metrics import matching_score, r_precision
-
-
-def negative_mask(sentence_emb: Tensor, threshold: float) -> Tensor:
-    """(B, 384) unit sentence embeddings -> (B, B) bool, True where a pair may be a negative.
-
-    The diagonal (the positives) stays True; off-diagonal near-duplicates are False.
-    """
-    duplicate = sentence_emb @ sentence_emb.T > threshold
-    eye = torch.eye(len(sentence_emb), dtype=torch.bool, device=sentence_emb.device)
-    return ~duplicate | eye
-
-
-def symmetric_info_nce(text: Tensor, motion: Tensor, temperature: float,
-                       allowed: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Mean of text->motion and motion->text cross-entropy over a batch of B true pairs.
-
-    text, motion: (B, D) raw embeddings (normalised here); allowed: (B, B) bool
-    mask of usable logits (see ``negative_mask``).  Returns (loss, logits (B, B)).
-    """
-    logits = F.normalize(text, dim=-1) @ F.normalize(motion, dim=-1).T / temperature
-    if allowed is not None:
-        logits = logits.masked_fill(~allowed, float("-inf"))
-    target = torch.arange(len(text), device=text.device)
-    loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-    return loss, logits
 
 
 class EvaluatorTask:
@@ -72,11 +47,11 @@ class EvaluatorTask:
         text = model.encode_text(*model.token_states(captions))
         motion = model.encode_motion(batch["features"], batch["mask"])
         sentences = model.text_model().encode_sentences(captions).to(text.device)
-        allowed = negative_mask(sentences, self.config.duplicate_threshold)
-        loss, logits = symmetric_info_nce(text, motion, self.config.temperature, allowed)
+        excluded = near_duplicate_mask(sentences, self.config.duplicate_threshold)
+        loss, logits = info_nce_with_logits(text, motion, self.config.temperature, excluded)
         with torch.no_grad():
             accuracy = (logits.argmax(dim=1) == torch.arange(len(text), device=text.device)).float().mean()
-            masked = 1.0 - allowed.float().mean()
+            masked = excluded.float().mean()
         return loss, {"info_nce": float(loss.detach()), "batch_top1": float(accuracy), "masked_negatives": float(masked)}
 
     @torch.no_grad()

@@ -9,7 +9,8 @@ import torch
 
 from realign_core.evaluator import (Evaluator, EvaluatorConfig, build_evaluator, evaluator_checkpoint,
                                     load_evaluator)
-from realign_core.evaluator_task import EvaluatorTask, negative_mask, symmetric_info_nce
+from realign_core.contrastive import info_nce_with_logits, near_duplicate_mask
+from realign_core.evaluator_task import EvaluatorTask
 from realign_core.metrics import (diversity, fid, matching_score, mean_ci, multimodality, r_precision,
                                   real_vs_real_fid)
 from realign_core.text_encoder import load_text_encoder
@@ -96,11 +97,12 @@ def test_config_validation():
 
 def test_info_nce_masks_duplicate_negatives():
     sentences = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0]]), dim=1)
-    allowed = negative_mask(sentences, 0.8)
+    excluded = near_duplicate_mask(sentences, 0.8)
+    allowed = ~excluded
     assert allowed.tolist() == [[True, False, True], [False, True, True], [True, True, True]]
     text = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
-    masked, _ = symmetric_info_nce(text, text.clone(), 0.07, allowed)
-    unmasked, _ = symmetric_info_nce(text, text.clone(), 0.07)
+    masked, _ = info_nce_with_logits(text, text.clone(), 0.07, excluded)
+    unmasked, _ = info_nce_with_logits(text, text.clone(), 0.07)
     assert masked < 1e-3 < unmasked                          # the duplicate no longer counts as a negative
 
 

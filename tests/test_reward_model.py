@@ -12,8 +12,9 @@ from realign_core.dataset import collate
 from realign_core.diffusion import NoiseSchedule
 from realign_core.retrieval import embed_split, noised_features, retrieval_metrics
 from realign_core.reward_model import RewardModel, RewardModelConfig, patch_mask
+from realign_core.contrastive import info_nce_loss, near_duplicate_mask
 from realign_core.reward_task import (
-    RewardConfig, RewardTask, info_nce_loss, load_reward_model, make_reward_task, near_duplicate_mask,
+    RewardConfig, RewardTask, load_reward_model, make_reward_task,
 )
 from realign_core.text_encoder import load_text_encoder
 from tests.synthetic import write_synthetic_dataset
