@@ -20,6 +20,7 @@ class VAELossConfig:
     joint_weight: float = 1.0
     joint_beta_m: float = 0.05     # SmoothL1 transition, metres
     kl_weight: float = 1e-4
+    kl_warmup_steps: int = 0       # KL weight ramps linearly from 0 (avoids early posterior collapse)
 
 
 class Denormalize(nn.Module):
@@ -83,7 +84,8 @@ class VAETask:
         joints = masked_mean(nn.functional.smooth_l1_loss(self._joints(recon), self._joints(x), reduction="none",
                                                            beta=lc.joint_beta_m), mask) / lc.joint_beta_m
         kl = kl_to_standard_normal(mu, logvar)
-        loss = lc.feature_weight * feat + lc.joint_weight * joints + lc.kl_weight * kl
+        kl_weight = lc.kl_weight * min(1.0, step / lc.kl_warmup_steps) if lc.kl_warmup_steps else lc.kl_weight
+        loss = lc.feature_weight * feat + lc.joint_weight * joints + kl_weight * kl
         return loss, {"feature": feat.item(), "joint": joints.item(), "kl": kl.item()}
 
     @torch.no_grad()
