@@ -52,6 +52,19 @@ def joint_errors_mm(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor,
     return masked_mean(err, mask) * 1000.0, masked_mean(local, mask) * 1000.0
 
 
+def latent_use(recon: Tensor, target: Tensor, mask: Tensor, frames: int = 40) -> float:
+    """How much reconstructions differ between clips, relative to the inputs (0 = the decoder
+    ignores the latent and outputs one motion for all, ~1 = as varied as the data).
+
+    Std across the batch of the root-relative joint features over the first ``frames`` frames.
+    """
+    f = min(frames, int(mask.sum(1).min()))
+    if recon.shape[0] < 2 or f < 1:
+        return float("nan")
+    ric = slice(4, 67)
+    return float(recon[:, :f, ric].std(0).mean() / target[:, :f, ric].std(0).mean().clamp(min=1e-8))
+
+
 class VAETask:
     """TrainingTask for ``MotionVAE``."""
 
@@ -91,7 +104,7 @@ class VAETask:
     @torch.no_grad()
     def validate(self, model: MotionVAE, loader: DataLoader) -> dict[str, float]:
         device = next(model.parameters()).device
-        sums = {"mpjpe_mm": 0.0, "mpjpe_local_mm": 0.0, "feature_l1": 0.0}
+        sums = {"mpjpe_mm": 0.0, "mpjpe_local_mm": 0.0, "feature_l1": 0.0, "latent_use": 0.0}
         n = 0
         for batch in loader:
             x, mask = batch["features"].to(device), batch["mask"].to(device)
@@ -101,6 +114,7 @@ class VAETask:
             sums["mpjpe_mm"] += float(glob) * b
             sums["mpjpe_local_mm"] += float(local) * b
             sums["feature_l1"] += float(masked_mean((recon - x).abs(), mask)) * b
+            sums["latent_use"] += latent_use(recon, x, mask) * b
             n += b
         return {k: v / max(n, 1) for k, v in sums.items()}
 
