@@ -39,11 +39,13 @@ def estimate_latent_scale(vae: MotionVAE, dataset: MotionTextDataset, clips: int
     """1 / std of VAE posterior means over up to ``clips`` training clips."""
     device = next(vae.parameters()).device
     items = [dataset[i] for i in range(min(clips, len(dataset)))]
-    mus = []
+    values = []
     for i in range(0, len(items), batch):
         b = collate(items[i:i + batch])
-        mus.append(vae.encode(b["features"].to(device), b["mask"].to(device))[0])
-    return float(1.0 / torch.cat(mus).std().clamp(min=1e-6))
+        mask = b["mask"].to(device)
+        mu = vae.encode(b["features"].to(device), mask)[0]
+        values.append(mu[vae.latent_mask(mask)])
+    return float(1.0 / torch.cat(values).std().clamp(min=1e-6))
 
 
 class DenoiserTask:
@@ -80,26 +82,29 @@ class DenoiserTask:
     def config_dict(self) -> dict[str, Any]:
         return {**self.cfg.to_dict(), **asdict(self.diffusion), "latent_scale": self.latent_scale}
 
-    def _latents(self, batch: dict, sample: bool) -> Tensor:
+    def _latents(self, batch: dict, sample: bool) -> tuple[Tensor, Tensor]:
+        """Scaled VAE latents (B, Lz, D) and their token mask (B, Lz)."""
         self.vae.to(batch["features"].device).eval()
         with torch.no_grad():
             mu, logvar = self.vae.encode(batch["features"], batch["mask"])
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        return z * self.latent_scale
+            tokens = self.vae.latent_mask(batch["mask"])
+        return z * self.latent_scale * tokens[..., None], tokens
 
-    def _loss(self, model: LatentDenoiser, batch: dict, z0: Tensor, t: Tensor, noise: Tensor,
+    def _loss(self, model: LatentDenoiser, batch: dict, z0: Tensor, tokens: Tensor, t: Tensor, noise: Tensor,
               use_cond: Tensor) -> Tensor:
         text = self.text.encode_sentences(batch["captions"]).to(z0.device)
-        pred = model(self.schedule.add_noise(z0, noise, t), t, text, use_cond)
+        pred = model(self.schedule.add_noise(z0, noise, t), t, text, use_cond, tokens)
         target = noise if self.diffusion.prediction_type == "epsilon" else z0
-        return torch.nn.functional.mse_loss(pred, target)
+        err = (pred - target).pow(2).mean(-1)
+        return (err * tokens).sum() / tokens.sum().clamp(min=1)
 
     def training_loss(self, model: LatentDenoiser, batch: dict, step: int) -> tuple[Tensor, dict[str, float]]:
-        z0 = self._latents(batch, sample=True)
+        z0, tokens = self._latents(batch, sample=True)
         b, device = z0.shape[0], z0.device
         t = torch.randint(0, self.schedule.num_train_steps, (b,), device=device)
         use_cond = torch.rand(b, device=device) >= self.diffusion.cond_drop
-        loss = self._loss(model, batch, z0, t, torch.randn_like(z0), use_cond)
+        loss = self._loss(model, batch, z0, tokens, t, torch.randn_like(z0), use_cond)
         return loss, {"mse": loss.item()}
 
     @torch.no_grad()
@@ -109,11 +114,12 @@ class DenoiserTask:
         total, n = 0.0, 0
         for batch in loader:
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            z0 = self._latents(batch, sample=False)
+            z0, tokens = self._latents(batch, sample=False)
             b = z0.shape[0]
             t = torch.randint(0, self.schedule.num_train_steps, (b,), generator=gen).to(device)
             noise = torch.randn(z0.shape, generator=gen).to(device)
-            total += float(self._loss(model, batch, z0, t, noise, torch.ones(b, dtype=torch.bool, device=device))) * b
+            use_cond = torch.ones(b, dtype=torch.bool, device=device)
+            total += float(self._loss(model, batch, z0, tokens, t, noise, use_cond)) * b
             n += b
         return {"val_loss": total / max(n, 1)}
 

@@ -1,7 +1,9 @@
 """Latent diffusion denoiser in the style of MLD: predicts the noise added to VAE latents.
 
 Tokens: [timestep, text condition, Lz latent tokens] -> SkipTransformer ->
-the latent positions -> (B, Lz, latent_dim).  The text condition is the
+the latent positions -> (B, Lz, latent_dim).  With a temporal VAE latent
+(``latent_tokens = 0``) Lz varies with the motion length: latent tokens get
+sinusoidal positions and padded ones are masked out of attention.  The text condition is the
 pooled MiniLM sentence embedding (B, 384); for classifier-free guidance a
 learned null embedding replaces it (with probability ``cond_drop`` in
 training, always for the unconditional branch at sampling).
@@ -13,12 +15,12 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from .skip_transformer import SkipTransformer, TimestepEmbedding
+from .skip_transformer import SkipTransformer, TimestepEmbedding, sinusoidal_encoding
 
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    latent_tokens: int = 1
+    latent_tokens: int = 1      # 0 = temporal latent of variable length (masked)
     latent_dim: int = 256
     text_dim: int = 384
     width: int = 256
@@ -42,15 +44,25 @@ class LatentDenoiser(nn.Module):
         self.text_proj = nn.Sequential(nn.Linear(cfg.text_dim, w), nn.SiLU(), nn.Linear(w, w))
         self.null_text = nn.Parameter(torch.zeros(cfg.text_dim))
         self.latent_in = nn.Linear(cfg.latent_dim, w)
-        self.latent_pos = nn.Parameter(torch.randn(cfg.latent_tokens, w) * 0.02)
+        self.latent_pos = nn.Parameter(torch.randn(cfg.latent_tokens, w) * 0.02)  # empty when temporal
         self.body = SkipTransformer(w, cfg.heads, cfg.layers, cfg.ff, cfg.dropout)
         self.out = nn.Linear(w, cfg.latent_dim)
 
-    def forward(self, z_t: Tensor, t: Tensor, text_emb: Tensor, use_condition: Tensor | None = None) -> Tensor:
-        """z_t (B, Lz, D); t (B,) long; text_emb (B, 384); use_condition (B,) bool (None = all True)."""
+    def _positions(self, n: int, device: torch.device) -> Tensor:
+        if self.cfg.latent_tokens:
+            return self.latent_pos
+        return sinusoidal_encoding(torch.arange(n, device=device), self.cfg.width)
+
+    def forward(self, z_t: Tensor, t: Tensor, text_emb: Tensor, use_condition: Tensor | None = None,
+                latent_mask: Tensor | None = None) -> Tensor:
+        """z_t (B, Lz, D); t (B,) long; text_emb (B, 384); use_condition (B,) bool (None = all True);
+        latent_mask (B, Lz) bool, True on real latent tokens (None = all real). Output zero on padding."""
         if use_condition is not None:
             text_emb = torch.where(use_condition[:, None], text_emb, self.null_text.to(text_emb.dtype))
         tokens = torch.cat([self.time(t)[:, None], self.text_proj(text_emb)[:, None],
-                            self.latent_in(z_t) + self.latent_pos], dim=1)
-        h = self.body(tokens)
-        return self.out(h[:, 2:])
+                            self.latent_in(z_t) + self._positions(z_t.shape[1], z_t.device)], dim=1)
+        pad = None
+        if latent_mask is not None:
+            pad = torch.cat([latent_mask.new_zeros(latent_mask.shape[0], 2), ~latent_mask], dim=1)
+        out = self.out(self.body(tokens, padding_mask=pad)[:, 2:])
+        return out if latent_mask is None else out * latent_mask[..., None]

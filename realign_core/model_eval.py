@@ -29,7 +29,7 @@ NOISE_LEVELS = (0, 100, 300, 500, 700, 900)
 
 
 def vae_test_error(models: Path, data: Path, device: torch.device) -> dict[str, float]:
-    """MPJPE (global and root-relative, mm) of VAE reconstructions (posterior mean) on the test split."""
+    """MPJPE (global and pose, mm) of VAE reconstructions (posterior mean) on the test split."""
     from .vae_task import VAETask, load_vae
 
     vae, ckpt = load_vae(models / "vae" / "best.pt", device)
@@ -104,7 +104,8 @@ def format_result(result: dict[str, Any]) -> str:
     lines = [f"models {result['models']} on {result['device']}, {result['test_prompts']} test prompts"]
     if "vae_test" in result:
         v = result["vae_test"]
-        lines.append(f"VAE test MPJPE: {v['mpjpe_mm']:.1f} mm (root-relative {v['mpjpe_local_mm']:.1f} mm)")
+        lines.append(f"VAE test MPJPE: {v['mpjpe_mm']:.1f} mm global, {v['mpjpe_pose_mm']:.1f} mm pose "
+                     f"(root-relative, facing frame); latent use {v['latent_use']:.2f}")
     if "real" in result:
         lines.append(format_metrics("real (fid = train vs test)", result["real"]))
     if "generator" in result:

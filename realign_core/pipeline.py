@@ -32,6 +32,9 @@ class SamplingConfig:
     eta: float = 0.0             # DDIM only
 
 
+MAX_FRAMES = 196  # feature rows (9.8 s at 20 fps), as HumanML3D
+
+
 class TextToMotionPipeline:
     """Wires the frozen text encoder, latent denoiser, sampler and VAE decoder."""
 
@@ -43,6 +46,7 @@ class TextToMotionPipeline:
         self.normalizer, self.schedule = normalizer, schedule
         self.latent_scale, self.prediction_type = latent_scale, prediction_type
         self.text = text_encoder or load_text_encoder(self.device)
+        self.max_frames = MAX_FRAMES
 
     @classmethod
     def from_checkpoints(cls, root: str | Path, device: str | torch.device = "cpu",
@@ -68,18 +72,20 @@ class TextToMotionPipeline:
         sampler.set_timesteps(cfg.steps)
         return sampler
 
-    def _model_fn(self, text_emb: Tensor):
+    def _model_fn(self, text_emb: Tensor, latent_mask: Tensor):
         b = text_emb.shape[0]
         use = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(self.device)
-        both_text = torch.cat([text_emb, text_emb])
+        both_text, both_mask = torch.cat([text_emb, text_emb]), torch.cat([latent_mask, latent_mask])
 
         def model_fn(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-            out = self.denoiser(torch.cat([z, z]), torch.cat([t, t]), both_text, use)
+            out = self.denoiser(torch.cat([z, z]), torch.cat([t, t]), both_text, use, both_mask)
             return out[:b], out[b:]
         return model_fn
 
     def latent_shape(self, batch: int) -> tuple[int, int, int]:
-        return (batch, self.vae.cfg.latent_tokens, self.vae.cfg.latent_dim)
+        """Latents always have the length of a ``max_frames`` motion, so every sample's noise is
+        the same whatever else is in the batch (shorter motions mask the extra tokens)."""
+        return (batch, self.vae.cfg.latent_length(self.max_frames), self.vae.cfg.latent_dim)
 
     def decode(self, z_scaled: Tensor, mask: Tensor) -> Tensor:
         """Scaled latents (B, Lz, D) -> normalised features (B, T, 263)."""
@@ -91,13 +97,18 @@ class TextToMotionPipeline:
         """-> (features (B, T_max, 263) un-normalised, mask (B, T_max)); frames are feature rows at 20 fps."""
         if not (len(captions) == len(frames) == len(seeds)):
             raise ValueError("captions, frames and seeds must have the same length")
+        bad = [f for f in frames if not 1 <= int(f) <= self.max_frames]
+        if bad:
+            raise ValueError(f"frames must be in [1, {self.max_frames}], got {bad}")
         text_emb = self.text.encode_sentences(captions).to(self.device)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         sampler = self.make_sampler(cfg)
-        z = denoise_loop(self._model_fn(text_emb), sampler, self.latent_shape(len(captions)), gens,
-                         cfg.cfg_scale, guidance=guidance, callback=callback, device=self.device)
         lengths = torch.tensor(frames, device=self.device)
         mask = torch.arange(int(lengths.max()), device=self.device)[None] < lengths[:, None]
+        shape = self.latent_shape(len(captions))
+        latent_mask = self.vae.latent_mask(torch.arange(self.max_frames, device=self.device)[None] < lengths[:, None])
+        z = denoise_loop(self._model_fn(text_emb, latent_mask), sampler, shape, gens,
+                         cfg.cfg_scale, guidance=guidance, callback=callback, device=self.device)
         feats = self.normalizer.denormalize(self.decode(z, mask))
         return feats * mask[..., None], mask
 

@@ -41,15 +41,28 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * m).sum() / (m.sum() * values[0, 0].numel()).clamp(min=1)
 
 
-def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1).mean()
+def kl_to_standard_normal(mu: Tensor, logvar: Tensor, token_mask: Tensor | None = None) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) summed over latent dims, averaged over (valid) tokens and batch."""
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+    if token_mask is None:
+        return kl.mean()
+    return (kl * token_mask).sum() / token_mask.sum().clamp(min=1)
 
 
-def joint_errors_mm(pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """(global MPJPE, root-relative MPJPE) in mm; joints (B, T, 22, 3) m, mask (B, T)."""
-    err = (pred - target).norm(dim=-1)
-    local = ((pred - pred[..., :1, :]) - (target - target[..., :1, :])).norm(dim=-1)
-    return masked_mean(err, mask) * 1000.0, masked_mean(local, mask) * 1000.0
+def joint_errors_mm(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Global MPJPE in mm (root trajectory included); joints (B, T, 22, 3) m, mask (B, T)."""
+    return masked_mean((pred - target).norm(dim=-1), mask) * 1000.0
+
+
+def pose_errors_mm(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Pose MPJPE in mm: the 21 non-root joints relative to the root, in each frame's facing
+    frame (the ric features), so heading and trajectory drift do not count.
+
+    pred, target: un-normalised features (B, T, 263); mask (B, T).
+    """
+    p = pred[..., 4:67].reshape(pred.shape[:2] + (21, 3))
+    t = target[..., 4:67].reshape(target.shape[:2] + (21, 3))
+    return masked_mean((p - t).norm(dim=-1), mask) * 1000.0
 
 
 def latent_use(recon: Tensor, target: Tensor, mask: Tensor, frames: int = 40) -> float:
@@ -69,7 +82,7 @@ class VAETask:
     """TrainingTask for ``MotionVAE``."""
 
     name = "vae"
-    selection_metric = "mpjpe_mm"
+    selection_metric = "mpjpe_pose_mm"
     selection_mode = "min"
 
     def __init__(self, model_section: dict[str, Any], mean, std, where: str = "[vae.model]"):
@@ -96,7 +109,7 @@ class VAETask:
         feat = masked_mean(nn.functional.smooth_l1_loss(recon, x, reduction="none"), mask)
         joints = masked_mean(nn.functional.smooth_l1_loss(self._joints(recon), self._joints(x), reduction="none",
                                                            beta=lc.joint_beta_m), mask) / lc.joint_beta_m
-        kl = kl_to_standard_normal(mu, logvar)
+        kl = kl_to_standard_normal(mu, logvar, model.latent_mask(mask))
         kl_weight = lc.kl_weight * min(1.0, step / lc.kl_warmup_steps) if lc.kl_warmup_steps else lc.kl_weight
         loss = lc.feature_weight * feat + lc.joint_weight * joints + kl_weight * kl
         return loss, {"feature": feat.item(), "joint": joints.item(), "kl": kl.item()}
@@ -104,15 +117,15 @@ class VAETask:
     @torch.no_grad()
     def validate(self, model: MotionVAE, loader: DataLoader) -> dict[str, float]:
         device = next(model.parameters()).device
-        sums = {"mpjpe_mm": 0.0, "mpjpe_local_mm": 0.0, "feature_l1": 0.0, "latent_use": 0.0}
+        sums = {"mpjpe_mm": 0.0, "mpjpe_pose_mm": 0.0, "feature_l1": 0.0, "latent_use": 0.0}
         n = 0
         for batch in loader:
             x, mask = batch["features"].to(device), batch["mask"].to(device)
             recon, _, _ = model(x, mask, sample=False)
-            glob, local = joint_errors_mm(self._joints(recon), self._joints(x), mask)
             b = x.shape[0]
-            sums["mpjpe_mm"] += float(glob) * b
-            sums["mpjpe_local_mm"] += float(local) * b
+            sums["mpjpe_mm"] += float(joint_errors_mm(self._joints(recon), self._joints(x), mask)) * b
+            self.denorm.to(x.device)
+            sums["mpjpe_pose_mm"] += float(pose_errors_mm(self.denorm(recon), self.denorm(x), mask)) * b
             sums["feature_l1"] += float(masked_mean((recon - x).abs(), mask)) * b
             sums["latent_use"] += latent_use(recon, x, mask) * b
             n += b

@@ -19,20 +19,33 @@ from tests.conftest import REPO_ROOT
 SMALL_VAE = VAEConfig(width=32, heads=2, layers=3, ff=64, latent_tokens=2, latent_dim=16, dropout=0.0)
 
 
+@pytest.mark.parametrize("latent_tokens", [2, 0])
 @pytest.mark.parametrize("downsample", [1, 2, 4])
-def test_vae_shapes_and_padding_invariance(downsample):
+def test_vae_shapes_and_padding_invariance(downsample, latent_tokens):
     torch.manual_seed(0)
-    vae = MotionVAE(replace(SMALL_VAE, downsample=downsample)).eval()
+    vae = MotionVAE(replace(SMALL_VAE, downsample=downsample, latent_tokens=latent_tokens)).eval()
     x = torch.randn(1, 37, 263)
     mu, logvar = vae.encode(x, torch.ones(1, 37, dtype=torch.bool))
-    assert mu.shape == logvar.shape == (1, 2, 16)
+    lz = 2 if latent_tokens else -(-37 // downsample)
+    assert mu.shape == logvar.shape == (1, lz, 16) == (1, vae.cfg.latent_length(37), 16)
     padded = torch.cat([x, torch.randn(1, 11, 263)], dim=1)
     mask = torch.arange(48)[None] < 37
     mu2, _ = vae.encode(padded, mask)
-    assert torch.allclose(mu, mu2, atol=1e-5)
+    assert torch.allclose(mu, mu2[:, :lz], atol=1e-5)
+    assert mu2[:, lz:].abs().sum().item() == 0.0
     out = vae.decode(mu2, mask)
     assert out.shape == (1, 48, 263) and out[0, 37:].abs().sum().item() == 0.0
     assert torch.allclose(out[:, :37], vae.decode(mu, torch.ones(1, 37, dtype=torch.bool)), atol=1e-5)
+
+
+def test_denoiser_masks_padded_latent_tokens():
+    torch.manual_seed(0)
+    model = LatentDenoiser(DenoiserConfig(latent_tokens=0, latent_dim=16, width=32, heads=2, layers=3, ff=64)).eval()
+    z, t, text = torch.randn(1, 5, 16), torch.tensor([300]), torch.randn(1, 384)
+    short = model(z, t, text, latent_mask=torch.ones(1, 5, dtype=torch.bool))
+    padded = torch.cat([z, torch.randn(1, 4, 16)], dim=1)
+    long = model(padded, t, text, latent_mask=torch.arange(9)[None] < 5)
+    assert torch.allclose(short, long[:, :5], atol=1e-5) and long[:, 5:].abs().sum().item() == 0.0
 
 
 def test_denoiser_null_condition_ignores_text():
@@ -53,7 +66,7 @@ def test_tiny_training_learns_and_writes_artifacts(tiny_generator):
             assert (folder / name).is_file(), (kind, name)
     vae_hist = summaries["vae"]["history"]
     assert vae_hist[-1]["train_loss"] < 0.8 * vae_hist[0]["train_loss"]
-    assert vae_hist[-1]["mpjpe_local_mm"] < vae_hist[0]["mpjpe_local_mm"]
+    assert vae_hist[-1]["mpjpe_pose_mm"] < vae_hist[0]["mpjpe_pose_mm"]
     den = summaries["denoiser"]["history"]
     assert den[-1]["train_loss"] < den[0]["train_loss"]
     ckpt = torch.load(root / "denoiser" / "best.pt", weights_only=False)
