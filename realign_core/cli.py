@@ -8,6 +8,7 @@
     realign train {vae,denoiser,reward,reward_plain,evaluator} --data DIR --config FILE --out DIR
     realign eval --models DIR --data DIR
     realign model-card --models DIR -o docs/MODEL_CARD.md
+    realign export --models DIR --out DIR
 """
 from __future__ import annotations
 
@@ -122,6 +123,16 @@ def _model_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_models
+
+    sizes = export_models(Path(args.models), Path(args.out))
+    for kind, size in sizes.items():
+        print(f"{kind:14s} {size / 2 ** 20:7.2f} MB")
+    print(f"total          {sum(sizes.values()) / 2 ** 20:7.2f} MB -> {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("--eval-json", default=None, help="default MODELS/eval_models.json")
     mc.add_argument("-o", "--output", required=True)
     mc.set_defaults(func=_model_card)
+
+    ex = sub.add_parser("export", help="write fp16 shippable checkpoints of a trained stack")
+    ex.add_argument("--models", required=True)
+    ex.add_argument("--out", required=True)
+    ex.set_defaults(func=_export)
 
     cr = sub.add_parser("check-representation", help="compare our HumanML3D features with reference vectors")
     cr.add_argument("--vectors", required=True, help="humanml3d_reference_vectors.npz")

@@ -36,11 +36,9 @@ def _training_facts(folder: Path) -> dict[str, Any] | None:
              "best_epoch": ckpt.get("epoch"), "best_metrics": ckpt.get("metrics", {}),
              "parameters": sum(v.numel() for v in ckpt["model"].values()),
              "size_mb": round(best.stat().st_size / 2 ** 20, 2)}
-    history = []
-    if last.is_file():
+    history = ckpt.get("history", [])  # exported checkpoints carry it
+    if not history and last.is_file():
         history = torch.load(last, map_location="cpu", weights_only=False).get("history", [])
-    elif "history" in ckpt:
-        history = ckpt["history"]
     facts["epochs"] = len(history)
     facts["train_minutes"] = round(sum(h.get("epoch_seconds", 0.0) for h in history) / 60, 1)
     return facts

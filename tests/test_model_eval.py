@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from realign_core.model_card import build_model_card
 from realign_core.model_eval import evaluate_models, format_result, save_result
@@ -49,3 +50,19 @@ def test_eval_reports_every_measurement(tiny_stack, tmp_path):
     card = build_model_card(root, tmp_path / "e.json")
     assert "NSF EIA-0196217" in card and "| evaluator |" in card and "Generator without guidance" in card
     assert "not trained yet" not in card
+
+
+def test_export_halves_weights_and_keeps_models_usable(tiny_stack, tmp_path):
+    from realign_core.export import export_models
+
+    data, root = tiny_stack
+    sizes = export_models(root, tmp_path / "shipped")
+    assert set(sizes) == set(KINDS)
+    for kind in KINDS:
+        assert sizes[kind] < (root / kind / "best.pt").stat().st_size
+    ckpt = torch.load(tmp_path / "shipped" / "vae" / "best.pt", weights_only=False)
+    assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point())
+    assert ckpt["history"], "training history travels with the export (model card training time)"
+    result = evaluate_models(tmp_path / "shipped", data, repeats=1, real_repeats=2, sampling=SamplingConfig(steps=3),
+                             limit=32)
+    assert not result["skipped"] and result["generator"]["r1"][0] >= 0
