@@ -21,6 +21,7 @@ from .diffusion import NoiseSchedule
 from .latent_denoiser import DenoiserConfig, LatentDenoiser
 from .motion_vae import MotionVAE
 from .text_encoder import TextEncoder, load_text_encoder
+from .training.checkpoint import load_model_checkpoint
 from .training.config import build_dataclass
 from .vae_task import load_vae
 
@@ -126,10 +127,4 @@ class DenoiserTask:
 
 def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple[LatentDenoiser, dict]:
     """Rebuild a trained denoiser from a best.pt checkpoint; returns (model in eval mode, checkpoint dict)."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    if ckpt.get("task") != "denoiser":
-        raise ValueError(f"{path}: not a denoiser checkpoint (task={ckpt.get('task')!r})")
-    cfg = {k: v for k, v in ckpt["config"].items() if k in DenoiserConfig.__dataclass_fields__}
-    model = LatentDenoiser(DenoiserConfig(**cfg)).to(device)
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
-    return model.eval(), ckpt
+    return load_model_checkpoint(path, "denoiser", DenoiserConfig, LatentDenoiser, device)

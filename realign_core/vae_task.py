@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from .motion import features_to_joints_torch
 from .motion_vae import MotionVAE, VAEConfig
+from .training.checkpoint import load_model_checkpoint
 from .training.config import build_dataclass
 
 
@@ -134,10 +135,4 @@ class VAETask:
 
 def load_vae(path: str | Path, device: str | torch.device = "cpu") -> tuple[MotionVAE, dict]:
     """Rebuild a trained VAE from a best.pt checkpoint; returns (model in eval mode, checkpoint dict)."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    if ckpt.get("task") != "vae":
-        raise ValueError(f"{path}: not a VAE checkpoint (task={ckpt.get('task')!r})")
-    cfg = {k: v for k, v in ckpt["config"].items() if k in VAEConfig.__dataclass_fields__}
-    model = MotionVAE(VAEConfig(**cfg)).to(device)
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
-    return model.eval(), ckpt
+    return load_model_checkpoint(path, "vae", VAEConfig, MotionVAE, device)
