@@ -86,6 +86,18 @@ def test_trainer_resumes_where_it_stopped(synthetic_dataset, tmp_path):
     assert [v["epoch"] for v in validations] == [1, 2, 3]
 
 
+def test_trainer_continues_from_an_exported_best_checkpoint(synthetic_dataset, tmp_path):
+    from realign_core.export import export_checkpoint
+
+    section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", "vae")
+    task = make_task("vae", section, synthetic_dataset, tmp_path, "vae")
+    Trainer(task, synthetic_dataset, tmp_path / "run" / "vae", replace(cfg, epochs=2), progress=False).fit()
+    export_checkpoint(tmp_path / "run" / "vae", tmp_path / "shipped" / "vae")   # fp16, no last.pt
+    more = Trainer(task, synthetic_dataset, tmp_path / "shipped" / "vae", replace(cfg, epochs=3), progress=False).fit()
+    assert more["resumed"] and more["epochs_done"] == 3
+    assert [h["epoch"] for h in more["history"]][-1] == 3
+
+
 def test_pipeline_is_deterministic_and_batch_independent(tiny_generator):
     root, _ = tiny_generator
     pipe = TextToMotionPipeline.from_checkpoints(root)

@@ -85,10 +85,11 @@ class Trainer:
                 "dataset_rng": self.train_set.rng.bit_generator.state, "train_config": asdict(self.cfg)}
 
     def resume(self) -> bool:
-        """Load ``last.pt`` if present. Returns whether training resumes."""
+        """Load ``last.pt`` if present, else continue from the weights of ``best.pt`` (e.g. a
+        committed fp16 checkpoint) with a fresh optimiser. Returns whether training resumes."""
         path = self.out_dir / "last.pt"
         if not path.is_file():
-            return False
+            return self._resume_from_best()
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -97,6 +98,21 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         self.train_set.rng.bit_generator.state = state["dataset_rng"]
+        return True
+
+    def _resume_from_best(self) -> bool:
+        path = self.out_dir / "best.pt"
+        if not path.is_file():
+            return False
+        best = torch.load(path, map_location=self.device, weights_only=False)
+        if best.get("task") != self.task.name:
+            raise ValueError(f"{path}: holds a {best.get('task')!r} model, not {self.task.name!r}")
+        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in best["model"].items()})
+        self.history = list(best.get("history", []))
+        self.epoch = int(best.get("epoch", len(self.history)))
+        self.history = [h for h in self.history if h["epoch"] <= self.epoch]
+        self.step = int(self.history[-1]["step"]) if self.history else 0
+        self.best = best["metrics"][self.task.selection_metric]
         return True
 
     def _save(self, metrics: dict[str, float]) -> bool:
@@ -108,7 +124,8 @@ class Trainer:
             norm = self.train_set.normalizer
             torch.save({"task": self.task.name, "config": self.task.config_dict(), "model": self.model.state_dict(),
                         "normalizer": {"mean": norm.mean, "std": norm.std}, "epoch": self.epoch,
-                        "metrics": metrics, "train_config": asdict(self.cfg)}, self.out_dir / "best.pt")
+                        "metrics": metrics, "train_config": asdict(self.cfg), "history": self.history},
+                       self.out_dir / "best.pt")
         torch.save(self._state(), self.out_dir / "last.pt.tmp")
         (self.out_dir / "last.pt.tmp").replace(self.out_dir / "last.pt")
         return better
