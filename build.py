@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Set up, run and test the project (stdlib only, so it runs before anything is installed).
 
-    python3.11 build.py all     # set up .venv, then run the main job (dataset build + render)
-    python3.11 build.py test    # set up .venv if needed, then run the whole test suite
+    python3.11 build.py all     # set up .venv, then run the main job (dataset build + render), build the add-on
+    python3.11 build.py test    # set up .venv if needed, run the whole test suite, then the Blender tests
+                                # in bpy 5.0.1 and 4.5.15 (each in its own venv)
     python3.11 build.py setup   # only create/refresh .venv
     python3.11 build.py demo    # only the main job
+    python3.11 build.py         # = addon: build and validate dist/realign_blender-<version>.zip
+    python3.11 build.py blender-test [pytest args]   # only the Blender tests, in both bpy versions
 
 The environment pins torch==2.13.0 (a CPU wheel on machines without a GPU;
 an unpinned torch would pull gigabytes of CUDA packages).  The code itself is
@@ -14,9 +17,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import time
+import tomllib
 import venv
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -26,10 +33,17 @@ DEMO_DATA = ROOT / "data" / "cmu_h3d"
 DEMO_OUT = ROOT / "out"
 TORCH_PIN = "torch==2.13.0"
 STAMP = VENV / ".realign-setup"
+ADDON_SRC = ROOT / "blender_addon" / "realign_blender"
+ADDON_STAGE = ROOT / "build" / "addon" / "realign_blender"
+CLIENT_SRC = ROOT / "server" / "client.py"
+DIST = ROOT / "dist"
+# bpy from PyPI pins numpy<2, so each Blender version gets its own environment.
+BPY_VENVS = {"5.0.1": ROOT / ".venv-bpy50", "4.5.15": ROOT / ".venv-bpy45"}
+BLENDER_TESTS = ROOT / "tests" / "blender"
 
 
-def venv_python() -> Path:
-    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+def venv_python(venv_dir: Path = VENV) -> Path:
+    return venv_dir / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
 def run(cmd: list[str | Path], **kw) -> None:
@@ -65,22 +79,113 @@ def demo() -> None:
     run(realign + ["render", clip, "-o", DEMO_OUT / "cmu_02_01_00.gif"])
 
 
+def setup_blender(version: str) -> Path:
+    """Create the venv with bpy==version and pytest (idempotent); returns its python."""
+    venv_dir = BPY_VENVS[version]
+    stamp = venv_dir / ".realign-setup"
+    if not venv_python(venv_dir).exists():
+        venv.EnvBuilder(with_pip=True).create(venv_dir)
+    wanted = f"bpy=={version} pytest"
+    if not (stamp.exists() and stamp.read_text() == wanted):
+        run([venv_python(venv_dir), "-m", "pip", "install", "--disable-pip-version-check", "-q", *wanted.split()])
+        stamp.write_text(wanted)
+    return venv_python(venv_dir)
+
+
+def find_extension_tool() -> Path | None:
+    """blender_ext.py, Blender's extension builder/validator shipped inside the bpy wheel."""
+    for venv_dir in BPY_VENVS.values():
+        hits = sorted(venv_dir.glob("lib*/python3*/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+        hits += sorted(venv_dir.glob("Lib/site-packages/bpy/*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
+        if hits:
+            return hits[-1]
+    return None
+
+
+def addon_version() -> str:
+    return tomllib.loads((ADDON_SRC / "blender_manifest.toml").read_text())["version"]
+
+
+def stage_addon() -> Path:
+    """Copy the add-on to build/addon/realign_blender, adding server/client.py as client.py (one source)."""
+    shutil.rmtree(ADDON_STAGE, ignore_errors=True)
+    shutil.copytree(ADDON_SRC, ADDON_STAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if not CLIENT_SRC.exists():
+        raise SystemExit(f"{CLIENT_SRC} is missing: the add-on vendors the server's protocol client")
+    shutil.copy2(CLIENT_SRC, ADDON_STAGE / "client.py")
+    return ADDON_STAGE
+
+
+def build_addon(install_tool: bool = True) -> Path:
+    """Build dist/realign_blender-<version>.zip and validate it with Blender's extension tool."""
+    stage = stage_addon()
+    DIST.mkdir(exist_ok=True)
+    out = DIST / f"realign_blender-{addon_version()}.zip"
+    out.unlink(missing_ok=True)
+    tool = find_extension_tool()
+    if tool is None and install_tool:
+        setup_blender("5.0.1")
+        tool = find_extension_tool()
+    if tool is None:
+        print("warning: Blender's extension tool (inside the bpy wheel) is unavailable; zip built unvalidated")
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(stage.rglob("*")):
+                if path.is_file():
+                    zf.write(path, path.relative_to(stage).as_posix())
+        return out
+    run([sys.executable, tool, "build", "--source-dir", stage, "--output-filepath", out])
+    run([sys.executable, tool, "validate", out])
+    print(f"built and validated {out.relative_to(ROOT)}")
+    return out
+
+
+def prepare_blender() -> Path:
+    """Both bpy environments and the validated zip (the tests of either suite need them)."""
+    for version in BPY_VENVS:
+        setup_blender(version)
+    return build_addon()
+
+
+def blender_test(pytest_args: list[str], zip_path: Path | None = None) -> int:
+    """Run tests/blender in every bpy version against the built zip; prints each version's time."""
+    zip_path = zip_path or prepare_blender()
+    status = 0
+    for version in BPY_VENVS:
+        python = setup_blender(version)
+        env = {**os.environ, "REALIGN_ADDON_ZIP": str(zip_path), "PYTHONPATH": str(ROOT)}
+        start = time.monotonic()
+        rc = subprocess.call([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--confcutdir",
+                              str(BLENDER_TESTS), str(BLENDER_TESTS), *pytest_args], cwd=ROOT, env=env)
+        print(f"Blender {version} tests: exit {rc} in {time.monotonic() - start:.1f} s", flush=True)
+        status = status or rc
+    return status
+
+
 def test(pytest_args: list[str]) -> int:
+    """Main suite in .venv (its real-server Blender test drives the bpy venvs), then tests/blender per version."""
     setup()
-    return subprocess.call([str(venv_python()), "-m", "pytest", "-q", *pytest_args], cwd=ROOT)
+    zip_path = prepare_blender()
+    rc = subprocess.call([str(venv_python()), "-m", "pytest", "-q", *pytest_args], cwd=ROOT)
+    return rc or blender_test([], zip_path)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", choices=["all", "setup", "demo", "test"])
-    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra arguments for pytest (test only)")
+    parser.add_argument("task", nargs="?", default="addon",
+                        choices=["all", "setup", "demo", "test", "addon", "blender-test"])
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                        help="extra arguments for pytest (test and blender-test only)")
     args = parser.parse_args()
     if args.task == "test":
         return test(args.pytest_args)
+    if args.task == "blender-test":
+        return blender_test(args.pytest_args)
     if args.task in ("all", "setup"):
         setup()
     if args.task in ("all", "demo"):
         demo()
+    if args.task in ("all", "addon"):
+        build_addon()
     return 0
 
 

@@ -5,10 +5,12 @@
     realign data report DIR
     realign render MOTION.npy -o OUT.{gif,mp4,png}
     realign check-representation --vectors humanml3d_reference_vectors.npz
-    realign train {vae,denoiser,reward,reward_plain,evaluator} --data DIR --config FILE --out DIR
+    realign train {vae,denoiser,reward,reward_plain,evaluator,mdm} --data DIR --config FILE --out DIR
     realign eval --models DIR --data DIR
     realign model-card --models DIR -o docs/MODEL_CARD.md
     realign export --models DIR --out DIR
+    realign serve [--models DIR] [--host H] [--port P] [--allow-remote --token T]
+    realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
 """
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+# training.registry.KINDS, spelled out so that parsing the command line does not import torch
+# (tests/test_motion_denoiser.py checks that the two agree)
+TRAIN_KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "mdm")
 
 
 def _data_build(args: argparse.Namespace) -> int:
@@ -133,6 +139,31 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from server.cli import serve
+
+    return serve(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from server.bench import bench_command
+
+    return bench_command(args)
+
+
+def _add_server_commands(sub: argparse._SubParsersAction) -> None:
+    """``realign serve`` (the generation server) and ``realign bench --server``; see docs/server.md."""
+    from server import bench, cli
+
+    sv = sub.add_parser("serve", help="run the local generation server (newline-delimited JSON over TCP)")
+    cli.add_arguments(sv)
+    sv.set_defaults(func=_serve)
+
+    be = sub.add_parser("bench", help="benchmark: --server measures requests/s and p50/p95 latency for N clients")
+    bench.add_arguments(be)
+    be.set_defaults(func=_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="realign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.set_defaults(func=_render)
 
     tr = sub.add_parser("train", help="train one model kind (resumes from OUT/KIND/last.pt)")
-    tr.add_argument("kind", choices=["vae", "denoiser", "reward", "reward_plain", "evaluator"])
+    tr.add_argument("kind", choices=TRAIN_KINDS)
     tr.add_argument("--data", required=True, help="dataset folder (HumanML3D layout)")
     tr.add_argument("--config", required=True, help="TOML config, e.g. configs/tiny.toml")
     tr.add_argument("--out", required=True, help="model root folder; writes OUT/KIND/")
@@ -205,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr = sub.add_parser("check-representation", help="compare our HumanML3D features with reference vectors")
     cr.add_argument("--vectors", required=True, help="humanml3d_reference_vectors.npz")
     cr.set_defaults(func=_check_representation)
+    _add_server_commands(sub)
     return parser
 
 

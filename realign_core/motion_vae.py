@@ -147,9 +147,17 @@ class MotionVAE(nn.Module):
         return self._up(h, frames, mask)
 
     def _up(self, h: Tensor, frames: int, mask: Tensor) -> Tensor:
-        """Token states (B, n_tok, w), padded tokens zero (as if the motion ended there) -> (B, T, 263)."""
-        if self.cfg.downsample > 1:
-            h = self.dec_up(h.transpose(1, 2)).transpose(1, 2)
+        """Token states (B, n_tok, w), padded tokens zero (as if the motion ended there) -> (B, T, 263).
+
+        Padding is re-zeroed after every up-sampling level, so a clip decodes exactly as it does
+        alone whatever the batch's longest clip (the transposed convolutions would otherwise carry
+        their bias from padded positions into the clip's last frames)."""
+        layers = list(self.dec_up)
+        levels = len(layers) // 2
+        for level, (conv, act) in enumerate(zip(layers[::2], layers[1::2]), start=1):
+            h = act(conv(h.transpose(1, 2))).transpose(1, 2)
+            keep = downsample_mask(mask, 2 ** (levels - level))
+            h = h * nn.functional.pad(keep, (0, h.shape[1] - keep.shape[1]))[..., None]
         return self.out_proj(h[:, :frames]) * mask[..., None]
 
     def forward(self, features: Tensor, mask: Tensor, sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,11 +1,16 @@
-"""Text -> motion with the latent diffusion generator (text encoder + denoiser + sampler + VAE decoder).
+"""Text -> motion: text encoder + base generator + sampler (+ ReAlign reward guidance).
 
-``TextToMotionPipeline.from_checkpoints(root)`` loads ``root/vae/best.pt`` and
-``root/denoiser/best.pt``.  ``pipeline(captions, frames, seeds)`` returns
-un-normalised 263-dim features; ``to_joints`` turns them into (F, 22, 3) metres.
-Each sample draws its noise from its own seeded generator, so a sample does
-not depend on what else is in the batch.  ``guidance`` is the pluggable hook
-of ``diffusion.denoise_loop`` (None = plain CFG sampling).
+``TextToMotionPipeline.from_checkpoints(root, generator="mld")`` loads the base
+generator (``mld``: root/vae + root/denoiser; ``mdm``: root/mdm), and, when
+present, the step-aware reward model root/reward/best.pt with its embedding
+bank root/reward/bank.pt and the calibration root/guidance.toml.
+
+``pipeline(captions, frames, seeds, sampling, guidance)`` returns un-normalised
+263-dim features (B, T, 263) and their mask; ``to_joints`` turns them into
+(F, 22, 3) metres, Y up, 20 fps.  Each sample draws its noise from its own
+seeded generator, so a sample does not depend on what else is in the batch, and
+changing only the guidance keeps the noise.  Guidance with strength 0 (or None)
+runs the plain sampler, bit-identical to an unguided pipeline.
 """
 from __future__ import annotations
 
@@ -16,103 +21,133 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .diffusion import DDIMConfig, DDIMSampler, DDPMSampler, NoiseSchedule, SamplerConfig, denoise_loop
-from .latent_denoiser import LatentDenoiser
+from .base_generators import MAX_FRAMES, BaseGenerator, load_generator
+from .diffusion import DDIMConfig, DDIMSampler, DDPMSampler, NoiseSchedule, denoise_loop
+from .diffusion import SamplerConfig
+from .guidance import GuidanceCalibration, GuidanceSettings, RewardGuidance
 from .motion import features_to_joints
-from .motion_vae import MotionVAE
-from .normalization import Normalizer
+from .reward_bank import RewardBank, bank_path
 from .text_encoder import TextEncoder, load_text_encoder
+
+__all__ = ["MAX_FRAMES", "SamplingConfig", "TextToMotionPipeline"]
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    sampler: str = "ddim"        # or "ddpm"
+    sampler: str = "ddim"            # or "ddpm"
     steps: int = 50
-    cfg_scale: float = 7.5
-    eta: float = 0.0             # DDIM only
+    cfg_scale: float | None = None   # None = the generator's default (MLD 7.5, MDM 2.5)
+    eta: float = 0.0                 # DDIM's eta (not the M2M reward weight)
 
 
-MAX_FRAMES = 196  # feature rows (9.8 s at 20 fps), as HumanML3D
+@dataclass
+class RewardParts:
+    """The reward model with what guidance needs besides it."""
+
+    model: object                  # RewardModel
+    schedule: NoiseSchedule        # its training noise schedule
+    bank: RewardBank | None
 
 
 class TextToMotionPipeline:
-    """Wires the frozen text encoder, latent denoiser, sampler and VAE decoder."""
+    """Wires the frozen text encoder, a base generator, a sampler and (optionally) reward guidance."""
 
-    def __init__(self, vae: MotionVAE, denoiser: LatentDenoiser, normalizer: Normalizer, schedule: NoiseSchedule,
-                 latent_scale: float, prediction_type: str = "epsilon", text_encoder: TextEncoder | None = None,
-                 device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        self.vae, self.denoiser = vae.to(self.device).eval(), denoiser.to(self.device).eval()
-        self.normalizer, self.schedule = normalizer, schedule
-        self.latent_scale, self.prediction_type = latent_scale, prediction_type
+    def __init__(self, generator: BaseGenerator, text_encoder: TextEncoder | None = None,
+                 reward: RewardParts | None = None, calibration: GuidanceCalibration = GuidanceCalibration()):
+        self.generator, self.reward, self.calibration = generator, reward, calibration
+        self.device = generator.device
         self.text = text_encoder or load_text_encoder(self.device)
-        self.max_frames = MAX_FRAMES
+        self.max_frames = generator.max_frames
+        self.normalizer = generator.normalizer
+        self.last_guidance: RewardGuidance | None = None   # the hook of the latest call (its trace)
 
     @classmethod
     def from_checkpoints(cls, root: str | Path, device: str | torch.device = "cpu",
-                         text_encoder: TextEncoder | None = None) -> "TextToMotionPipeline":
-        from .denoiser_task import load_denoiser
-        from .vae_task import load_vae
-
+                         text_encoder: TextEncoder | None = None, generator: str = "mld",
+                         reward_kind: str | None = "reward") -> "TextToMotionPipeline":
+        """Load from a model root; ``reward_kind`` None (or a missing checkpoint) = no guidance available."""
         root = Path(root)
-        vae, _ = load_vae(root / "vae" / "best.pt", device)
-        denoiser, ckpt = load_denoiser(root / "denoiser" / "best.pt", device)
-        cfg = ckpt["config"]
-        norm = Normalizer(np.asarray(ckpt["normalizer"]["mean"]), np.asarray(ckpt["normalizer"]["std"]))
-        schedule = NoiseSchedule.make(cfg["schedule"], cfg["num_train_steps"])
-        return cls(vae, denoiser, norm, schedule, cfg["latent_scale"], cfg["prediction_type"], text_encoder, device)
+        gen = load_generator(root, generator, device)
+        reward = load_reward_parts(root, reward_kind, device) if reward_kind else None
+        return cls(gen, text_encoder, reward, GuidanceCalibration.load(root / "guidance.toml", generator))
+
+    @property
+    def has_reward(self) -> bool:
+        return self.reward is not None
+
+    @property
+    def default_guidance(self) -> GuidanceSettings:
+        return self.calibration.defaults
 
     def make_sampler(self, cfg: SamplingConfig):
+        kind = self.generator.prediction_type
         if cfg.sampler == "ddim":
-            sampler = DDIMSampler(self.schedule, DDIMConfig(prediction_type=self.prediction_type, eta=cfg.eta))
+            sampler = DDIMSampler(self.generator.schedule, DDIMConfig(prediction_type=kind, eta=cfg.eta))
         elif cfg.sampler == "ddpm":
-            sampler = DDPMSampler(self.schedule, SamplerConfig(prediction_type=self.prediction_type))
+            sampler = DDPMSampler(self.generator.schedule, SamplerConfig(prediction_type=kind))
         else:
             raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {cfg.sampler!r}")
         sampler.set_timesteps(cfg.steps)
         return sampler
 
-    def _model_fn(self, text_emb: Tensor, latent_mask: Tensor):
-        b = text_emb.shape[0]
-        use = torch.cat([torch.ones(b, dtype=torch.bool), torch.zeros(b, dtype=torch.bool)]).to(self.device)
-        both_text, both_mask = torch.cat([text_emb, text_emb]), torch.cat([latent_mask, latent_mask])
-
-        def model_fn(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-            out = self.denoiser(torch.cat([z, z]), torch.cat([t, t]), both_text, use, both_mask)
-            return out[:b], out[b:]
-        return model_fn
-
-    def latent_shape(self, batch: int) -> tuple[int, int, int]:
-        """Latents always have the length of a ``max_frames`` motion, so every sample's noise is
-        the same whatever else is in the batch (shorter motions mask the extra tokens)."""
-        return (batch, self.vae.cfg.latent_length(self.max_frames), self.vae.cfg.latent_dim)
-
-    def decode(self, z_scaled: Tensor, mask: Tensor) -> Tensor:
-        """Scaled latents (B, Lz, D) -> normalised features (B, T, 263)."""
-        return self.vae.decode(z_scaled / self.latent_scale, mask)
+    def make_guidance(self, captions: list[str], lengths: Tensor, settings: GuidanceSettings | None,
+                      timesteps: list[int]) -> RewardGuidance | None:
+        """The reward-guidance hook for these prompts, or None when guidance is off."""
+        if settings is None or not settings.active:
+            return None
+        if self.reward is None:
+            raise ValueError("guidance.strength > 0 needs a reward model (reward/best.pt) in the model folder")
+        reward = self.reward.model
+        text_emb = reward.encode_text(captions)
+        ref_emb = None
+        if settings.eta > 0:
+            if self.reward.bank is None:
+                raise ValueError("guidance.eta > 0 needs the embedding bank reward/bank.pt (`realign bank`)")
+            ref_emb, _ = self.reward.bank.retrieve(text_emb)
+        return RewardGuidance(self.generator, reward, lengths, text_emb, ref_emb, settings,
+                              self.calibration.scale, timesteps, self.reward.schedule)
 
     @torch.no_grad()
     def __call__(self, captions: list[str], frames: list[int], seeds: list[int],
-                 cfg: SamplingConfig = SamplingConfig(), guidance=None, callback=None) -> tuple[Tensor, Tensor]:
+                 cfg: SamplingConfig = SamplingConfig(), guidance: GuidanceSettings | None = None,
+                 callback=None) -> tuple[Tensor, Tensor]:
         """-> (features (B, T_max, 263) un-normalised, mask (B, T_max)); frames are feature rows at 20 fps."""
         if not (len(captions) == len(frames) == len(seeds)):
             raise ValueError("captions, frames and seeds must have the same length")
         bad = [f for f in frames if not 1 <= int(f) <= self.max_frames]
         if bad:
             raise ValueError(f"frames must be in [1, {self.max_frames}], got {bad}")
+        gen = self.generator
         text_emb = self.text.encode_sentences(captions).to(self.device)
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        seeded = [torch.Generator().manual_seed(int(s)) for s in seeds]
         sampler = self.make_sampler(cfg)
-        lengths = torch.tensor(frames, device=self.device)
-        mask = torch.arange(int(lengths.max()), device=self.device)[None] < lengths[:, None]
-        shape = self.latent_shape(len(captions))
-        latent_mask = self.vae.latent_mask(torch.arange(self.max_frames, device=self.device)[None] < lengths[:, None])
-        z = denoise_loop(self._model_fn(text_emb, latent_mask), sampler, shape, gens,
-                         cfg.cfg_scale, guidance=guidance, callback=callback, device=self.device)
-        feats = self.normalizer.denormalize(self.decode(z, mask))
+        lengths = torch.tensor([int(f) for f in frames], device=self.device)
+        hook = self.make_guidance(list(captions), lengths, guidance, sampler.timesteps)
+        cfg_scale = gen.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale
+        x = denoise_loop(gen.model_fn(text_emb, lengths), sampler, gen.state_shape(len(captions)), seeded,
+                         cfg_scale, guidance=hook, callback=callback, device=self.device)
+        self.last_guidance = hook
+        feats = self.normalizer.denormalize(gen.to_features(x, lengths))
+        mask = torch.arange(feats.shape[1], device=self.device)[None] < lengths[:, None]
         return feats * mask[..., None], mask
 
     @staticmethod
     def to_joints(features: Tensor, mask: Tensor) -> list[np.ndarray]:
         """Per sample (F_i, 22, 3) float32 joints in metres, Y up, 20 fps."""
         return [features_to_joints(features[i, :int(mask[i].sum())].cpu().numpy()) for i in range(len(features))]
+
+
+def load_reward_parts(root: Path, kind: str, device: str | torch.device) -> RewardParts | None:
+    """Reward model root/KIND/best.pt with its bank (if built); None when the checkpoint is absent."""
+    from .reward_task import RewardConfig, load_reward_model
+
+    path = root / kind / "best.pt"
+    if not path.is_file():
+        return None
+    model = load_reward_model(path, device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    cfg = RewardConfig(**torch.load(path, map_location="cpu", weights_only=False)["config"])
+    bank_file = bank_path(root, kind)
+    bank = RewardBank.load(bank_file, path) if bank_file.is_file() else None
+    return RewardParts(model, NoiseSchedule.make(cfg.schedule, cfg.num_train_steps), bank)

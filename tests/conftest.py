@@ -86,3 +86,25 @@ def tiny_generator(synthetic_dataset, tmp_path_factory):
         task = make_task(kind, section, synthetic_dataset, root, kind)
         summaries[kind] = Trainer(task, synthetic_dataset, root / kind, cfg, progress=False).fit()
     return root, summaries
+
+
+@pytest.fixture(scope="session")
+def tiny_guided(tiny_generator, synthetic_dataset, tmp_path_factory):
+    """The tiny generator plus a real tiny step-aware reward model and its embedding bank, in a new root."""
+    import shutil
+
+    from realign_core.reward_bank import bank_path, build_bank
+    from realign_core.reward_task import load_reward_model
+    from realign_core.training.config import load_config
+    from realign_core.training.registry import make_task
+    from realign_core.training.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("tiny_guided")
+    for kind in ("vae", "denoiser"):
+        shutil.copytree(tiny_generator[0] / kind, root / kind)
+    section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", "reward")
+    task = make_task("reward", section, synthetic_dataset, root, "reward")
+    Trainer(task, synthetic_dataset, root / "reward", cfg, progress=False).fit()
+    ckpt = root / "reward" / "best.pt"
+    build_bank(load_reward_model(ckpt), ckpt, synthetic_dataset, progress=False).save(bank_path(root))
+    return root

@@ -36,6 +36,12 @@ def test_vae_shapes_and_padding_invariance(downsample, latent_tokens):
     out = vae.decode(mu2, mask)
     assert out.shape == (1, 48, 263) and out[0, 37:].abs().sum().item() == 0.0
     assert torch.allclose(out[:, :37], vae.decode(mu, torch.ones(1, 37, dtype=torch.bool)), atol=1e-5)
+    if latent_tokens == 0:   # noisy padded latent tokens (as in sampling) are ignored too, any length
+        for frames in (36, 37):
+            z = torch.randn(1, vae.cfg.latent_length(48), 16)
+            alone = vae.decode(z, torch.ones(1, frames, dtype=torch.bool))
+            batched = vae.decode(z, torch.arange(48)[None] < frames)
+            assert torch.allclose(batched[:, :frames], alone, atol=1e-5)
 
 
 def test_denoiser_masks_padded_latent_tokens():

@@ -1,8 +1,9 @@
 """Model kinds that ``realign train`` knows, and how each task is constructed.
 
 All kinds of one size share an output root: ``OUT/vae``, ``OUT/denoiser``,
-``OUT/reward``, ``OUT/reward_plain``, ``OUT/evaluator``.  The denoiser is
-trained on the VAE found at ``OUT/vae/best.pt``.
+``OUT/reward``, ``OUT/reward_plain``, ``OUT/evaluator``, ``OUT/mdm``.  The denoiser is
+trained on the VAE found at ``OUT/vae/best.pt``; ``mdm`` (the MDM-style motion-space
+generator) needs nothing else.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from ..normalization import Normalizer
 from .task import TrainingTask
 
-KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator")
+KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "mdm")
 
 
 def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root: Path, where: str) -> TrainingTask:
@@ -37,4 +38,8 @@ def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root
         from ..evaluator_task import make_evaluator_task
 
         return make_evaluator_task(model_section, where)
+    if kind == "mdm":
+        from ..motion_denoiser_task import MotionDenoiserTask
+
+        return MotionDenoiserTask(model_section, where=where)
     raise ValueError(f"unknown model kind {kind!r}; choose one of {KINDS}")

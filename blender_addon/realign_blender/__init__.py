@@ -1,0 +1,26 @@
+"""ReAlign for Blender: text to motion on your own armature.
+
+Generation runs in a separate local server (no torch inside Blender); this
+extension sends prompts, retargets the returned 22-joint motions onto the
+active armature (numpy only) and keys them as new Actions and NLA strips.
+"""
+from __future__ import annotations
+
+import bpy
+
+from . import jobs, operators, props, ui
+
+_CLASSES = operators.CLASSES + ui.CLASSES
+
+
+def register() -> None:
+    props.register()
+    for cls in _CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    jobs.cancel_all()
+    for cls in reversed(_CLASSES):
+        bpy.utils.unregister_class(cls)
+    props.unregister()

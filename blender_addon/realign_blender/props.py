@@ -1,0 +1,122 @@
+"""Add-on data: preferences, per-scene settings, batch rows (PropertyGroups only, no logic)."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+ADDON_ID = __package__
+
+
+def _is_armature(_self, obj) -> bool:
+    return obj.type == "ARMATURE"
+
+
+class RealignPreferences(bpy.types.AddonPreferences):
+    """Where the generation server is and how to start it."""
+
+    bl_idname = ADDON_ID
+
+    host: StringProperty(name="Host", default="127.0.0.1")
+    port: IntProperty(name="Port", default=8765, min=1, max=65535)
+    token: StringProperty(name="Token", default="", subtype="PASSWORD",
+                          description="Needed when the server runs with --allow-remote")
+    server_command: StringProperty(
+        name="Server command", default="",
+        description="Command that starts a local server, e.g. '/path/to/.venv/bin/python -m server' "
+                    "(run in the folder below)")
+    server_cwd: StringProperty(name="Run in", default="", subtype="DIR_PATH")
+
+    def draw(self, context) -> None:
+        layout = self.layout
+        row = layout.row()
+        row.prop(self, "host")
+        row.prop(self, "port")
+        layout.prop(self, "token")
+        layout.prop(self, "server_command")
+        layout.prop(self, "server_cwd")
+        layout.operator("realign.start_server", icon="PLAY")
+
+
+class RealignBatchRow(bpy.types.PropertyGroup):
+    """One batch-bake row."""
+
+    prompt: StringProperty(name="Prompt", default="a person walks forward")
+    armature: PointerProperty(name="Armature", type=bpy.types.Object, poll=_is_armature)
+    start_frame: IntProperty(name="Start", default=1)
+    seconds: FloatProperty(name="Seconds", default=4.0, min=1.0, max=10.0)
+    strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=100.0)
+
+
+class RealignSettings(bpy.types.PropertyGroup):
+    """Generation, retarget and job-state settings of a scene."""
+
+    prompt: StringProperty(name="Prompt", default="a person walks forward and waves")
+    seconds: FloatProperty(name="Duration", default=4.0, min=1.0, max=10.0,
+                           description="Length of the motion in seconds (generated at 20 fps)")
+    seed: IntProperty(name="Seed", default=0, min=0, max=2 ** 31 - 1)
+    takes: IntProperty(name="Takes", default=1, min=1, max=16, description="Motions per click (one Action each)")
+    strength: FloatProperty(name="Guidance strength", default=1.0, min=0.0, max=100.0,
+                            description="ReAlign reward guidance strength (0 = plain diffusion)")
+    cfg: FloatProperty(name="CFG", default=7.5, min=0.0, max=30.0, description="Classifier-free guidance scale")
+    mu: FloatProperty(name="μ", default=1.0, min=0.0, max=100.0, description="Text-alignment reward weight")
+    eta: FloatProperty(name="η", default=1.0, min=0.0, max=100.0, description="Motion-quality reward weight")
+    steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Sampler steps (0 = server default)")
+    show_advanced: BoolProperty(name="Advanced", default=False)
+    start_frame: IntProperty(name="Start frame", default=1)
+    regenerate_strength: FloatProperty(name="New strength", default=2.0, min=0.0, max=100.0)
+
+    root_motion: EnumProperty(name="Root motion", default="full", items=[
+        ("full", "Full", "Travel as generated"),
+        ("in_place", "In place", "Remove horizontal travel, keep height"),
+        ("axes", "Per axis", "Keep only the chosen world axes")])
+    root_x: BoolProperty(name="X", default=True)
+    root_y: BoolProperty(name="Y", default=True)
+    root_z: BoolProperty(name="Z", default=True)
+    scale_by_leg_length: BoolProperty(name="Scale by leg length", default=True)
+    ground_snap: BoolProperty(name="Ground snap", default=True)
+    pin_feet: BoolProperty(name="Pin feet", default=True, description="Two-bone IK on foot-contact frames")
+
+    # job state (written by the drain function on the main thread)
+    status: StringProperty(name="Server", default="unknown")
+    device: StringProperty(default="")
+    model: StringProperty(default="")
+    server_version: StringProperty(default="")
+    max_frames: IntProperty(default=0, description="The server model's longest motion (20 fps frames)")
+    busy: BoolProperty(default=False)
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    eta_s: FloatProperty(default=0.0)
+    message: StringProperty(default="")
+    last_prompt: StringProperty(default="")
+    last_seed: IntProperty(default=0)
+    last_seconds: FloatProperty(default=4.0)
+
+    batch: CollectionProperty(type=RealignBatchRow)
+    batch_index: IntProperty(default=0)
+
+
+CLASSES = (RealignPreferences, RealignBatchRow, RealignSettings)
+
+
+def preferences(context: bpy.types.Context) -> RealignPreferences:
+    """This add-on's preferences."""
+    return context.preferences.addons[ADDON_ID].preferences
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.realign = PointerProperty(type=RealignSettings)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.realign
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,116 @@
+"""The "ReAlign" tab of the 3D Viewport sidebar."""
+from __future__ import annotations
+
+import json
+
+import bpy
+
+from .armature_io import MAP_PROP
+
+
+class REALIGN_UL_batch(bpy.types.UIList):
+    """Batch rows: prompt, armature, start frame, seconds, strength."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.prop(item, "prompt", text="", emboss=False)
+        row.prop(item, "armature", text="")
+        row.prop(item, "start_frame", text="")
+        row.prop(item, "seconds", text="")
+        row.prop(item, "strength", text="")
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "ReAlign"
+
+
+class REALIGN_PT_main(_Panel, bpy.types.Panel):
+    bl_label = "ReAlign"
+
+    def draw(self, context):
+        s, layout = context.scene.realign, self.layout
+        row = layout.row(align=True)
+        row.label(text=f"Server: {s.status}" + (f" ({s.device}, {s.model})" if s.status == "connected" else ""))
+        row.operator("realign.check_server", text="", icon="FILE_REFRESH")
+        layout.prop(s, "prompt", text="")
+        col = layout.column(align=True)
+        col.prop(s, "seconds")
+        row = col.row(align=True)
+        row.prop(s, "seed")
+        row.operator("realign.dice", text="", icon="MOD_NOISE")
+        col.prop(s, "takes")
+        col.prop(s, "strength")
+        col.prop(s, "cfg")
+        col.prop(s, "start_frame")
+        layout.prop(s, "show_advanced")
+        if s.show_advanced:
+            col = layout.column(align=True)
+            col.prop(s, "mu")
+            col.prop(s, "eta")
+            col.prop(s, "steps")
+        if context.active_object is None or context.active_object.type != "ARMATURE":
+            layout.label(text="Select an armature, or:", icon="INFO")
+            layout.operator("realign.create_skeleton", icon="ARMATURE_DATA")
+        row = layout.row(align=True)
+        row.enabled = not s.busy
+        row.operator("realign.generate", icon="PLAY")
+        if s.busy:
+            layout.progress(factor=s.progress, text=f"{s.progress:.0%}  ETA {s.eta_s:.0f} s") \
+                if hasattr(layout, "progress") else layout.prop(s, "progress")
+            layout.operator("realign.cancel", icon="CANCEL")
+        if s.message:
+            layout.label(text=s.message)
+        row = layout.row(align=True)
+        row.prop(s, "regenerate_strength")
+        row.operator("realign.regenerate", text="Regenerate")
+
+
+class REALIGN_PT_retarget(_Panel, bpy.types.Panel):
+    bl_label = "Retarget"
+    bl_parent_id = "REALIGN_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s, layout = context.scene.realign, self.layout
+        layout.prop(s, "root_motion")
+        if s.root_motion == "axes":
+            row = layout.row(align=True)
+            row.prop(s, "root_x", toggle=True)
+            row.prop(s, "root_y", toggle=True)
+            row.prop(s, "root_z", toggle=True)
+        layout.prop(s, "scale_by_leg_length")
+        layout.prop(s, "ground_snap")
+        layout.prop(s, "pin_feet")
+        obj = context.active_object
+        if obj is None or obj.type != "ARMATURE":
+            return
+        row = layout.row(align=True)
+        row.operator("realign.detect_bone_map", text="Detect")
+        row.operator("realign.load_bone_map", text="Load")
+        row.operator("realign.save_bone_map", text="Save")
+        mapping = json.loads(obj.get(MAP_PROP) or "{}")
+        box = layout.box()
+        for joint, bone in mapping.items():
+            box.label(text=f"{joint} → {bone}")
+        layout.operator("realign.bake_file", icon="IMPORT")
+
+
+class REALIGN_PT_batch(_Panel, bpy.types.Panel):
+    bl_label = "Batch bake"
+    bl_parent_id = "REALIGN_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s, layout = context.scene.realign, self.layout
+        row = layout.row()
+        row.template_list("REALIGN_UL_batch", "", s, "batch", s, "batch_index", rows=4)
+        col = row.column(align=True)
+        col.operator("realign.batch_add", text="", icon="ADD")
+        col.operator("realign.batch_remove", text="", icon="REMOVE")
+        layout.operator("realign.batch_import_csv", icon="FILE")
+        layout.operator("realign.batch_bake", icon="RENDER_ANIMATION")
+
+
+CLASSES = (REALIGN_UL_batch, REALIGN_PT_main, REALIGN_PT_retarget, REALIGN_PT_batch)

@@ -1,0 +1,111 @@
+"""ReAlign reward guidance on a real tiny generator + reward model (trained in the session fixture)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from realign_core.diffusion import NoiseSchedule
+from realign_core.guidance import GuidanceCalibration, GuidanceSettings, guided_step_indices, matching_timesteps
+from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+from realign_core.reward_bank import RewardBank, bank_path
+
+PROMPTS = ["a person walks forward.", "a person walks and turns left."]
+CFG = SamplingConfig(steps=8)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_guided):
+    return TextToMotionPipeline.from_checkpoints(tiny_guided)
+
+
+def test_strength_zero_is_bit_identical_to_the_baseline(pipe, tiny_guided):
+    plain = TextToMotionPipeline.from_checkpoints(tiny_guided, reward_kind=None)
+    assert pipe.has_reward and not plain.has_reward
+    base, _ = plain(PROMPTS, [40, 60], [1, 2], CFG)
+    for settings in (None, GuidanceSettings(strength=0.0, mu=1.0, eta=1.0), GuidanceSettings(strength=5.0, mu=0, eta=0)):
+        out, _ = pipe(PROMPTS, [40, 60], [1, 2], CFG, settings)
+        assert torch.equal(out, base)
+    guided, _ = pipe(PROMPTS, [40, 60], [1, 2], CFG, GuidanceSettings(strength=5.0))
+    assert not torch.allclose(guided, base)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_guidance_is_per_sample(pipe, sampler):
+    cfg = SamplingConfig(sampler=sampler, steps=8)
+    settings = GuidanceSettings(strength=20.0)
+    both, _ = pipe(PROMPTS, [40, 60], [1, 2], cfg, settings)
+    first, _ = pipe(PROMPTS[:1], [40], [1], cfg, settings)
+    second, _ = pipe(PROMPTS[1:], [60], [2], cfg, settings)
+    assert torch.allclose(both[0, :40], first[0], atol=1e-4)
+    assert torch.allclose(both[1, :60], second[0], atol=1e-4)
+    # a duplicated sample gets the same update as alone: no averaging over the batch
+    four, _ = pipe(PROMPTS[:1] * 4, [40] * 4, [1] * 4, cfg, settings)
+    assert torch.allclose(four[3], first[0], atol=1e-4)
+
+
+def test_reward_gradient_on_noisy_states_raises_the_reward(pipe):
+    lengths = torch.tensor([40, 60])
+    settings = GuidanceSettings(strength=1.0)
+    sampler = pipe.make_sampler(CFG)
+    hook = pipe.make_guidance(PROMPTS, lengths, settings, sampler.timesteps)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(pipe.generator.state_shape(2), generator=gen)
+    for index in (0, 3, 7):                              # very noisy ... clean
+        t_r = hook.reward_t[index]
+        grad = hook.gradient(x, t_r)
+        assert grad.shape == x.shape and torch.isfinite(grad).all()
+        assert (grad.flatten(1).norm(dim=1) > 0).all()
+        with torch.no_grad():
+            before = hook.rewards(x, t_r)[0]
+            after = hook.rewards(x + 1e-2 * grad / grad.flatten(1).norm(dim=1).max(), t_r)[0]
+        assert (after > before).all()
+    assert hook.reward_t[0] > hook.reward_t[3] > hook.reward_t[7] == 0
+
+
+def test_guided_sampling_raises_the_final_reward(pipe):
+    pipe(PROMPTS, [40, 60], [3, 4], CFG, GuidanceSettings(strength=1e-9))
+    weak = pipe.last_guidance.trace.steps[-1]["t2m"]
+    pipe(PROMPTS, [40, 60], [3, 4], CFG, GuidanceSettings(strength=100.0))
+    strong = pipe.last_guidance.trace.steps[-1]["t2m"]
+    assert strong > weak + 0.05
+
+
+def test_bank_retrieves_the_clip_its_text_describes(tiny_guided, pipe):
+    bank = RewardBank.load(bank_path(tiny_guided), tiny_guided / "reward" / "best.pt")
+    reward = pipe.reward.model
+    emb, index = bank.retrieve(reward.encode_text(["a person runs forward.", "a person walks backward."]))
+    assert torch.allclose(emb, bank.embeddings[index])
+    assert "run" in bank.captions[int(index[0])] and "back" in bank.captions[int(index[1])]
+    with pytest.raises(ValueError, match="another checkpoint"):
+        RewardBank.load(bank_path(tiny_guided), tiny_guided / "vae" / "best.pt")
+
+
+def test_step_selection_and_noise_level_matching():
+    assert guided_step_indices(50, None) == set(range(50))
+    assert guided_step_indices(50, 0) == set()
+    assert guided_step_indices(50, 5, "early") == {0, 1, 2, 3, 4}
+    assert guided_step_indices(50, 5, "late") == {45, 46, 47, 48, 49}
+    spread = guided_step_indices(50, 5)
+    assert len(spread) == 5 and 0 in spread and 49 in spread
+    cosine, linear = NoiseSchedule.make("cosine", 1000), NoiseSchedule.make("scaled_linear", 1000)
+    assert matching_timesteps(linear, linear, [999, 500, 0, -1]) == [999, 500, 0, 0]
+    matched = matching_timesteps(cosine, linear, [800, 400])
+    for src, dst in zip([800, 400], matched):
+        assert abs(float(cosine.alphas_cumprod[src]) - float(linear.alphas_cumprod[dst])) < 0.01
+
+
+def test_settings_and_calibration_errors_name_the_field(tmp_path):
+    with pytest.raises(ValueError, match="guidance.strength"):
+        GuidanceSettings(strength=float("nan"))
+    with pytest.raises(ValueError, match="guidance.eta"):
+        GuidanceSettings(eta=-1)
+    with pytest.raises(ValueError, match="guidance.placement"):
+        GuidanceSettings(placement="middle")
+    path = tmp_path / "guidance.toml"
+    path.write_text("[mld]\nscale = 40.0\nmu = 1.0\neta = 0.5\nguided_steps = 10\n")
+    cal = GuidanceCalibration.load(path, "mld")
+    assert cal.scale == 40.0 and cal.defaults == GuidanceSettings(strength=1.0, eta=0.5, guided_steps=10)
+    assert GuidanceCalibration.load(path, "mdm") == GuidanceCalibration()
+    path.write_text("[mld]\nscale = 40.0\nstrenght = 2\n")
+    with pytest.raises(ValueError, match="strenght"):
+        GuidanceCalibration.load(path, "mld")
