@@ -45,6 +45,7 @@ def shared_dir() -> Path:
     ("spins clockwise", "spins counterclockwise"),
     ("spins counter-clockwise", "spins clockwise"),
     ("spins anticlockwise and anti-clockwise", "spins clockwise and clockwise"),
+    ("turns Counter clockwise, then left", "turns Clockwise, then right"),
     ("a left-handed throw", "a right-handed throw"),
     ("his lefthand reaches", "his righthand reaches"),
     ("(left)", "(right)"),

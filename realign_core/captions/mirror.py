@@ -21,6 +21,8 @@ _MIRROR_COMPOUNDS: dict[str, str] = {
     "counter-clockwise": "clockwise",
     "anti-clockwise": "clockwise",
 }
+# ... and spelled as two words ("counter clockwise"), which must not become "counter counterclockwise".
+_SPACED_COMPOUND_RE = re.compile(r"\b(?:counter|anti)\s+clockwise\b", re.IGNORECASE)
 _WORD_RE = re.compile(r"[A-Za-z]+(?:-[A-Za-z]+)*")
 # "all right" is an idiom, not a direction.
 _ALL_BEFORE_RE = re.compile(r"\ball\s+$", re.IGNORECASE)
@@ -57,8 +59,12 @@ def mirror_caption(text: str) -> str:
 
     Whole words only, case preserved: left<->right, leftward(s)<->rightward(s),
     lefthand(ed)<->righthand(ed) (also hyphenated, e.g. "left-handed"),
-    clockwise<->counterclockwise; "counter-clockwise", "anticlockwise" and
-    "anti-clockwise" become "clockwise".  Words such as "leftover", "bright",
+    clockwise<->counterclockwise; "counter-clockwise", "counter clockwise",
+    "anticlockwise" and "anti-clockwise" become "clockwise".  Words such as "leftover", "bright",
     "copyright", "alright" and the idiom "all right" are left alone.
     """
-    return _WORD_RE.sub(_mirror_token, text)
+    pieces = _SPACED_COMPOUND_RE.split(text)
+    out = [_WORD_RE.sub(_mirror_token, pieces[0])]
+    for compound, rest in zip(_SPACED_COMPOUND_RE.findall(text), pieces[1:]):
+        out += [_match_case(compound, "clockwise"), _WORD_RE.sub(_mirror_token, rest)]
+    return "".join(out)

@@ -1,0 +1,132 @@
+"""``realign bench --server``: throughput and latency of the generation server under N clients.
+
+N client threads, each on its own connection, start together and send M
+``generate`` requests one after another (each waits for its result).  Reported:
+requests per second over the whole run, p50/p95/max latency of one request
+(send -> result), and the mean batch size the server reported (how much it
+batched concurrent requests).  Without ``--connect`` a server is started on a
+free port with ``--models`` and stopped afterwards.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .client import Client, ServerError
+
+DEFAULT_PROMPT = "a person walks forward and then turns around."
+
+
+@dataclass
+class BenchResult:
+    """Measurements of one benchmark run."""
+
+    clients: int
+    requests: int
+    wall_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def requests_per_s(self) -> float:
+        return len(self.latencies_s) / self.wall_s if self.wall_s > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Nearest-rank percentile of the latencies (q in (0, 100])."""
+        if not self.latencies_s:
+            return math.nan
+        ordered = sorted(self.latencies_s)
+        return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+    def format(self) -> str:
+        mean_batch = sum(self.batch_sizes) / len(self.batch_sizes) if self.batch_sizes else math.nan
+        return (f"clients {self.clients}, requests/client {self.requests}, done {len(self.latencies_s)}, "
+                f"errors {len(self.errors)}\n"
+                f"throughput {self.requests_per_s:.2f} requests/s over {self.wall_s:.2f} s\n"
+                f"latency p50 {self.percentile(50) * 1000:.0f} ms, p95 {self.percentile(95) * 1000:.0f} ms, "
+                f"max {max(self.latencies_s, default=math.nan) * 1000:.0f} ms\n"
+                f"mean server batch size {mean_batch:.2f} motions")
+
+
+def run_bench(host: str, port: int, clients: int = 8, requests: int = 4, prompt: str = DEFAULT_PROMPT,
+              frames: int = 60, steps: int = 10, token: str | None = None, timeout_s: float = 600.0) -> BenchResult:
+    """Run the benchmark against a listening server."""
+    result = BenchResult(clients, requests)
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+
+    def one_client(index: int) -> None:
+        try:
+            with Client(host, port, token=token, timeout=timeout_s) as client:
+                start.wait()
+                for r in range(requests):
+                    t0 = time.perf_counter()
+                    res = client.generate(prompt, frames=frames, steps=steps, seed=index * requests + r)
+                    with lock:
+                        result.latencies_s.append(time.perf_counter() - t0)
+                        result.batch_sizes.append(int(res["timing"]["batch_size"]))
+        except (ServerError, OSError, threading.BrokenBarrierError) as exc:
+            with lock:
+                result.errors.append(f"client {index}: {exc}")
+            start.abort()
+
+    threads = [threading.Thread(target=one_client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    try:
+        start.wait()
+    except threading.BrokenBarrierError:
+        pass
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``realign bench`` for the server benchmark."""
+    parser.add_argument("--server", action="store_true", help="benchmark the generation server")
+    parser.add_argument("--connect", default=None, metavar="HOST:PORT",
+                        help="a running server (default: start one with --models on a free port)")
+    parser.add_argument("--models", default="models/default", help="model folder for the started server")
+    parser.add_argument("--device", default="auto", help="device of the started server")
+    parser.add_argument("--token", default=None, help="token of a server started with --token")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--requests", type=int, default=4, help="requests per client (default 4)")
+    parser.add_argument("--frames", type=int, default=60, help="frames per motion (default 60)")
+    parser.add_argument("--steps", type=int, default=10, help="sampler steps (default 10)")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """Run ``realign bench --server`` and print the figures."""
+    if not args.server:
+        print("realign bench: only the server benchmark exists so far: use --server", flush=True)
+        return 2
+    if args.clients < 1 or args.requests < 1:
+        print("realign bench: --clients and --requests must be >= 1", flush=True)
+        return 2
+    process = None
+    if args.connect:
+        host, _, port = args.connect.rpartition(":")
+        host, port = host or "127.0.0.1", int(port)
+    else:
+        from .launch import start_server
+
+        process = start_server(args.models, "--device", args.device, *(["--token", args.token] if args.token else []))
+        host, port = process.host, process.port
+    try:
+        result = run_bench(host, port, args.clients, args.requests, args.prompt, args.frames, args.steps, args.token)
+    finally:
+        if process is not None:
+            process.stop()
+    print(f"server {host}:{port}")
+    print(result.format())
+    for error in result.errors[:5]:
+        print(f"error: {error}")
+    return 1 if result.errors else 0

@@ -1,0 +1,170 @@
+"""The loaded models, and the one adapter between protocol settings and the pipeline call.
+
+``Engine.load(models_dir, device)`` loads ``TextToMotionPipeline.from_checkpoints``
+once; ``Engine.generate(motions, sampling, callback)`` runs one batched
+sampling run and returns per-motion joints.  Everything that knows how the
+pipeline is called (``SamplingConfig``, ``GuidanceSettings``, which defaults the
+model has) lives in the functions right below, so that a change of the
+pipeline's signature is a change here only.
+
+Note the two etas: ``SamplingConfig.eta`` is DDIM's eta (the server keeps it at
+0, deterministic DDIM); the protocol's ``guidance.eta`` is ReAlign's
+motion-to-motion reward weight, ``GuidanceSettings.eta``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .protocol import SAMPLERS, Defaults, MotionSpec, ProtocolError, Sampling
+
+ProgressCallback = Callable[[int, int], Any]
+
+
+# --------------------------------------------------------------------------- the pipeline adapter
+
+def sampling_config(sampling: Sampling) -> Any:
+    """Protocol sampling settings -> the pipeline's ``SamplingConfig`` (DDIM eta stays 0)."""
+    from realign_core.pipeline import SamplingConfig
+
+    return SamplingConfig(sampler=sampling.sampler, steps=sampling.steps, cfg_scale=sampling.cfg)
+
+
+def guidance_settings(sampling: Sampling) -> Any | None:
+    """Protocol guidance -> ``GuidanceSettings``, or None when strength is 0 (the plain sampler)."""
+    if sampling.strength <= 0:
+        return None
+    from realign_core.guidance import GuidanceSettings
+
+    return GuidanceSettings(strength=sampling.strength, mu=sampling.mu, eta=sampling.eta)
+
+
+def run_pipeline(pipeline: Any, captions: list[str], frames: list[int], seeds: list[int],
+                 sampling: Sampling, callback: ProgressCallback) -> list[np.ndarray]:
+    """One sampling run -> per-sample (F_i, 22, 3) float32 joints.  Guidance is passed only when on."""
+    kwargs: dict[str, Any] = {"cfg": sampling_config(sampling), "callback": callback}
+    guidance = guidance_settings(sampling)
+    if guidance is not None:
+        kwargs["guidance"] = guidance
+    features, mask = pipeline(captions, frames, seeds, **kwargs)
+    return [np.ascontiguousarray(j, dtype=np.float32) for j in pipeline.to_joints(features, mask)]
+
+
+def has_reward(pipeline: Any) -> bool:
+    """Whether the pipeline can guide (a reward model was loaded)."""
+    return bool(getattr(pipeline, "has_reward", False))
+
+
+def has_reference_bank(pipeline: Any) -> bool:
+    """Whether the motion-to-motion reward (``guidance.eta`` > 0) has its embedding bank (reward/bank.pt)."""
+    return has_reward(pipeline) and getattr(getattr(pipeline, "reward", None), "bank", None) is not None
+
+
+def model_defaults(pipeline: Any) -> Defaults:
+    """The model's defaults: its CFG scale and, with a reward model, its calibrated guidance
+    (eta 0 when there is no embedding bank, so that the defaults always run)."""
+    generator = getattr(pipeline, "generator", None)
+    cfg = float(getattr(generator, "default_cfg", Defaults.cfg))
+    strength, mu, eta = 0.0, Defaults.mu, Defaults.eta
+    if has_reward(pipeline):
+        g = getattr(pipeline, "default_guidance", None)
+        strength = float(getattr(g, "strength", 1.0))
+        mu, eta = float(getattr(g, "mu", mu)), float(getattr(g, "eta", eta))
+        if not has_reference_bank(pipeline):
+            eta = 0.0
+    return Defaults(cfg=cfg, strength=strength, mu=mu, eta=eta)
+
+
+def model_max_steps(pipeline: Any) -> int:
+    """The number of training timesteps of the generator's schedule (the most sampler steps)."""
+    schedule = getattr(getattr(pipeline, "generator", None), "schedule", None) or getattr(pipeline, "schedule", None)
+    return int(getattr(schedule, "num_train_steps", 1000))
+
+
+# --------------------------------------------------------------------------- device and threads
+
+def pick_device(requested: str = "auto") -> str:
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; an explicit CUDA device must exist."""
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {requested}: CUDA is not available on this machine")
+    return requested
+
+
+def configure_threads(device: str, threads: int | None = None) -> int:
+    """torch intra-op threads: on CPU all cores but one (kept for socket I/O); on GPU a few."""
+    import torch
+
+    cores = os.cpu_count() or 2
+    if threads is None:
+        threads = max(1, cores - 1) if device == "cpu" else min(4, cores)
+    torch.set_num_threads(max(1, threads))
+    return torch.get_num_threads()
+
+
+# --------------------------------------------------------------------------- the engine
+
+class Engine:
+    """A loaded pipeline with its name and device; ``generate`` is called by the worker thread only."""
+
+    def __init__(self, pipeline: Any, name: str, device: str) -> None:
+        self.pipeline, self.name, self.device = pipeline, name, device
+        self.max_frames = int(getattr(pipeline, "max_frames", 196))
+        self.max_steps = model_max_steps(pipeline)
+        self.defaults = model_defaults(pipeline)
+
+    @classmethod
+    def load(cls, models: str | Path, device: str = "auto", generator: str | None = None) -> "Engine":
+        """Load the models once from a model root (``vae/``, ``denoiser/`` ..., as ``realign train`` writes)."""
+        from realign_core.pipeline import TextToMotionPipeline
+
+        root = Path(models)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: model folder not found")
+        device = pick_device(device)
+        extra = {"generator": generator} if generator else {}
+        pipeline = TextToMotionPipeline.from_checkpoints(root, device, **extra)
+        return cls(pipeline, root.resolve().name, device)
+
+    @property
+    def has_reward(self) -> bool:
+        return has_reward(self.pipeline)
+
+    def check(self, sampling: Sampling) -> None:
+        """Refuse settings this model cannot run (guidance without a reward model or its bank)."""
+        if sampling.strength <= 0:
+            return
+        if not self.has_reward:
+            raise ProtocolError("bad_request", "field 'guidance.strength' must be 0 with these models: they "
+                                "have no reward model (reward/best.pt), so guidance is unavailable",
+                                "guidance.strength")
+        if sampling.eta > 0 and not has_reference_bank(self.pipeline):
+            raise ProtocolError("bad_request", "field 'guidance.eta' must be 0 with these models: the "
+                                "motion-to-motion reward needs the embedding bank reward/bank.pt "
+                                "(`realign bank`)", "guidance.eta")
+
+    def model_info(self) -> dict[str, Any]:
+        """The ``model`` object of the ``hello`` event."""
+        from realign_core.skeleton import FPS, JOINT_NAMES, NUM_JOINTS, PARENTS
+
+        generator = getattr(self.pipeline, "generator", None)
+        return {"name": self.name, "generator": getattr(generator, "name", "mld"), "fps": FPS,
+                "joints": NUM_JOINTS, "joint_names": list(JOINT_NAMES), "parents": list(PARENTS),
+                "max_frames": self.max_frames, "max_steps": self.max_steps, "samplers": list(SAMPLERS),
+                "guidance": self.has_reward, "reference_bank": has_reference_bank(self.pipeline),
+                "defaults": self.defaults.as_dict()}
+
+    def generate(self, motions: Sequence[MotionSpec], sampling: Sampling,
+                 callback: ProgressCallback) -> list[np.ndarray]:
+        """One batched sampling run -> (F_i, 22, 3) float32 joints per motion, in order.
+
+        Raises ``realign_core.diffusion.Cancelled`` when the callback returns False.
+        """
+        return run_pipeline(self.pipeline, [m.prompt for m in motions], [m.frames for m in motions],
+                            [m.seed for m in motions], sampling, callback)

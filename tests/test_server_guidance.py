@@ -1,0 +1,58 @@
+"""A server with a reward model: regenerating with another guidance strength keeps the noise."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server.client import decode_joints
+from server.engine import Engine, model_defaults
+from server.protocol import ProtocolError, Sampling
+from tests.server_fixtures import FAST_STEPS, launch_tiny_server, tiny_server  # noqa: F401
+
+
+@pytest.fixture(scope="module")
+def guided_server(tiny_guided, tmp_path_factory):
+    """A server on the tiny generator plus the tiny step-aware reward model and its bank."""
+    server = launch_tiny_server(tiny_guided, tmp_path_factory)
+    yield server
+    assert server.stop() == 0, server.log_tail()
+
+
+def test_only_the_guidance_changes_with_the_strength(guided_server, tiny_server):
+    spec = dict(prompt="a person walks forward.", frames=60, steps=FAST_STEPS, seed=21)
+    with guided_server.client(timeout=120) as guided, tiny_server.client(timeout=120) as plain:
+        model = guided.hello()["model"]
+        assert model["guidance"] is True and model["defaults"]["strength"] > 0
+
+        def joints(client, **guidance):
+            result = client.generate(**spec, **({"guidance": guidance} if guidance else {}))
+            return decode_joints(result["motions"][0]["joints"]), result
+
+        unguided, _ = joints(plain)
+        off, _ = joints(guided, strength=0.0)
+        assert np.array_equal(off, unguided)            # strength 0 is the plain sampler, same noise
+        slight, _ = joints(guided, strength=1e-3)
+        strong, res = joints(guided, strength=1.0, mu=1.0, eta=1.0)
+        again, _ = joints(guided, strength=1.0, mu=1.0, eta=1.0)
+        other_seed = decode_joints(plain.generate(**{**spec, "seed": 22})["motions"][0]["joints"])
+        assert res["sampling"]["guidance"] == {"strength": 1.0, "mu": 1.0, "eta": 1.0, "cfg": 7.5}
+        assert np.array_equal(strong, again)
+        d_slight, d_strong = np.abs(slight - off).max(), np.abs(strong - off).max()
+        d_seed = np.abs(other_seed - off).max()
+        assert d_strong > 0
+        # a small strength moves the motion a little: the same starting noise, only the guidance differs
+        assert d_slight < 0.05 * d_strong + 1e-5 and d_slight < 0.05 * d_seed
+
+
+def test_guidance_defaults_and_checks_follow_the_reward_parts(tiny_guided):
+    engine = Engine.load(tiny_guided, "cpu")
+    assert engine.has_reward and engine.model_info()["reference_bank"] is True
+    assert (engine.defaults.strength, engine.defaults.eta) == (1.0, 1.0)
+    guided = Sampling("ddim", FAST_STEPS, 7.5, strength=1.0, mu=1.0, eta=1.0)
+    engine.check(guided)
+    engine.pipeline.reward.bank = None                  # a model folder without reward/bank.pt
+    assert model_defaults(engine.pipeline).eta == 0.0   # so that the defaults still run
+    with pytest.raises(ProtocolError) as err:
+        engine.check(guided)
+    assert err.value.field == "guidance.eta" and "bank" in err.value.message
+    engine.check(Sampling("ddim", FAST_STEPS, 7.5, strength=1.0, mu=1.0, eta=0.0))
