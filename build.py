@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up, run and test the project (stdlib only, so it runs before anything is installed).
 
-    python3.11 build.py all     # set up .venv, then run the main job (dataset build + render), build the add-on
+    python3.11 build.py all     # set up .venv, then run the main job (dataset build + render, generate a motion
+                                # with the shipped models, build the add-on, bake it in bpy onto two rigs + picture)
     python3.11 build.py test    # set up .venv if needed, run the whole test suite, then the Blender tests
                                 # in bpy 5.0.1 and 4.5.15 (each in its own venv)
     python3.11 build.py setup   # only create/refresh .venv
@@ -16,6 +17,7 @@ device-agnostic and uses CUDA when torch sees a GPU.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -40,6 +42,11 @@ DIST = ROOT / "dist"
 # bpy from PyPI pins numpy<2, so each Blender version gets its own environment.
 BPY_VENVS = {"5.0.1": ROOT / ".venv-bpy50", "4.5.15": ROOT / ".venv-bpy45"}
 BLENDER_TESTS = ROOT / "tests" / "blender"
+DEMO_PROMPT = "a person walks forward and waves with the right hand."
+DEMO_MOTION = DEMO_OUT / "demo" / "walk_wave"     # prefix of realign generate's files
+DEMO_MODELS = "models/default"
+BAKE_SCRIPT = ROOT / "blender_addon" / "scripts" / "bake_demo.py"
+DEMO_PICTURE = ROOT / "docs" / "img" / "retarget_demo.png"
 
 
 def venv_python(venv_dir: Path = VENV) -> Path:
@@ -68,15 +75,58 @@ def setup() -> None:
 
 
 def demo() -> None:
-    """Main job: build the training set from ../shared/data and render a clip of it."""
+    """Main job: build the training set from ../shared/data, render a clip of it, generate a motion with the
+    shipped models, build the add-on and bake the motion headlessly in bpy onto two rigs (+ a picture)."""
     realign = [venv_python(), "-m", "realign_core.cli"]
     if not SHARED_DATA.is_dir():
         raise SystemExit(f"{SHARED_DATA} is missing: the dataset build needs the shared data folder beside the repo")
+    times = {}
+    start = time.monotonic()
     run(realign + ["data", "build", "--cmu", SHARED_DATA / "cmu_mocap", "--kitml", SHARED_DATA / "kitml",
                    "--humanml3d-index", SHARED_DATA / "humanml3d_index", "--out", DEMO_DATA])
     DEMO_OUT.mkdir(exist_ok=True)
     clip = DEMO_DATA / "new_joints" / "cmu_02_01_00.npy"
     run(realign + ["render", clip, "-o", DEMO_OUT / "cmu_02_01_00.gif"])
+    times["dataset build + clip render"] = time.monotonic() - start
+    start = time.monotonic()
+    DEMO_MOTION.parent.mkdir(parents=True, exist_ok=True)
+    run(realign + ["generate", DEMO_PROMPT, "--models", DEMO_MODELS, "--seconds", "6", "--seed", "0", "--gif",
+                   "-o", DEMO_MOTION])
+    times["generate (default strength)"] = time.monotonic() - start
+    report = bake_demo(build_addon(), times)
+    print_demo_summary(report, times)
+
+
+def bake_demo(zip_path: Path, times: dict[str, float]) -> dict:
+    """Bake the generated motion onto the ReAlign skeleton and a Mixamo-style rig in bpy 5.0.1; copy the picture."""
+    python = setup_blender("5.0.1")
+    out = DEMO_MOTION.parent
+    report_path = out / "walk_wave_bake.json"
+    start = time.monotonic()
+    run([python, BAKE_SCRIPT, "--zip", zip_path, "--motion", DEMO_MOTION.with_suffix(".npy"), "--prompt", DEMO_PROMPT,
+         "--seed", "0", "--model", DEMO_MODELS, "--blend", out / "walk_wave.blend",
+         "--png", out / "retarget_demo.png", "--report", report_path])
+    times["bpy: install add-on, bake, save, Cycles render"] = time.monotonic() - start
+    DEMO_PICTURE.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(out / "retarget_demo.png", DEMO_PICTURE)
+    return json.loads(report_path.read_text())
+
+
+def print_demo_summary(report: dict, times: dict[str, float]) -> None:
+    """What the main job wrote and how long each part took."""
+    rel = lambda p: Path(p).resolve().relative_to(ROOT)
+    frames = report["frames"]
+    print("\nmain job done:")
+    print(f"  training set       {rel(DEMO_DATA)}/  (clip GIF {rel(DEMO_OUT / 'cmu_02_01_00.gif')})")
+    print(f"  generated motion   {rel(DEMO_MOTION)}.npy / _features.npy / .bvh / .gif: {frames} frames "
+          f"({frames / 20:.1f} s at 20 fps), \"{DEMO_PROMPT}\" seed 0")
+    for rig in report["rigs"]:
+        print(f"  baked              {rig['armature']}: Action \"{rig['action']}\" + NLA strip, frames "
+              f"{rig['frame_start']:.0f}-{rig['frame_end']:.0f}, {rig['bones_driven']} bones driven")
+    print(f"  .blend             {rel(report['blend'])} (Blender {report['blender']}; bake {report['bake_s']:.2f} s)")
+    print(f"  picture            {rel(report['png'])} -> {rel(DEMO_PICTURE)} (Cycles CPU, {report['render_s']:.0f} s)")
+    for what, seconds in times.items():
+        print(f"  time               {what}: {seconds:.1f} s")
 
 
 def setup_blender(version: str) -> Path:
@@ -183,8 +233,8 @@ def main() -> int:
     if args.task in ("all", "setup"):
         setup()
     if args.task in ("all", "demo"):
-        demo()
-    if args.task in ("all", "addon"):
+        demo()  # builds the add-on too
+    if args.task == "addon":
         build_addon()
     return 0
 

@@ -6,9 +6,12 @@
     realign render MOTION.npy -o OUT.{gif,mp4,png}
     realign check-representation --vectors humanml3d_reference_vectors.npz
     realign train {vae,denoiser,reward,reward_plain,evaluator,mdm} --data DIR --config FILE --out DIR
-    realign eval --models DIR --data DIR
+    realign eval --models DIR --data DIR [--table [--limit N] [--repeats R]]
+    realign tune-guidance --models DIR --data DIR [--generator mld|mdm]
     realign model-card --models DIR -o docs/MODEL_CARD.md
     realign export --models DIR --out DIR
+    realign generate "PROMPT" --seconds S --seed N --strength X [--mu --eta --cfg --steps --samples K] -o OUT
+    realign bank --models DIR --data DIR
     realign serve [--models DIR] [--host H] [--port P] [--allow-remote --token T]
     realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
 """
@@ -106,16 +109,53 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .model_eval import evaluate_models, format_result, save_result
+    if args.table:
+        return _eval_table(args)
+    from .model_eval import PARTS, evaluate_models, format_result, save_result
     from .pipeline import SamplingConfig
 
     models, data = Path(args.models), Path(args.data)
     sampling = SamplingConfig(steps=args.steps, cfg_scale=args.cfg)
-    result = evaluate_models(models, data, args.repeats, args.real_repeats, sampling, args.device, args.limit)
+    parts = tuple(args.parts.split(","))
+    result = evaluate_models(models, data, args.repeats, args.real_repeats, sampling, args.device, args.limit, parts)
     out = Path(args.output) if args.output else models / "eval_models.json"
+    if out.is_file() and set(parts) != set(PARTS):      # a partial run updates the earlier results
+        previous = json.loads(out.read_text())
+        result = {**previous, **{k: v for k, v in result.items() if k != "skipped"},
+                  "skipped": {**previous.get("skipped", {}), **result["skipped"]}}
     save_result(result, out)
     print(format_result(result))
     print(f"written to {out}")
+    return 0
+
+
+def _eval_table(args: argparse.Namespace) -> int:
+    from .results_table import format_table, pick_device, run_table, save_table
+
+    models = Path(args.models)
+    result = run_table(models, Path(args.data), args.split, args.limit, args.repeats, args.steps,
+                       pick_device(args.device))
+    out = Path(args.output) if args.output else models / "results_table.json"
+    save_table(result, out)
+    print(f"{result['prompts']} {result['split']} prompts, {result['repeats']} repeats, {result['steps']} steps")
+    print(format_table(result))
+    print(f"written to {out}")
+    return 0
+
+
+def _tune_guidance(args: argparse.Namespace) -> int:
+    from .guidance_tuning import TuningConfig, tune, write_guidance_toml
+    from .results_table import pick_device, save_table
+
+    models = Path(args.models)
+    cfg = TuningConfig(prompts=args.prompts, steps=args.steps)
+    result = tune(models, Path(args.data), args.generator, cfg, pick_device(args.device))
+    save_table(result, models / f"guidance_tuning_{args.generator}.json")
+    write_guidance_toml(models / "guidance.toml", args.generator, result["winner"])
+    w = result["winner"]
+    print(f"winner: scale {w['scale']:g}, {w['settings']}: judge R@1 {w['judge_r1']:.3f} "
+          f"(baseline {result['baseline']['judge_r1']:.3f}), FID {w['judge_fid']:.3f} "
+          f"(baseline {result['baseline']['judge_fid']:.3f}) -> {models / 'guidance.toml'}")
     return 0
 
 
@@ -137,6 +177,67 @@ def _export(args: argparse.Namespace) -> int:
         print(f"{kind:14s} {size / 2 ** 20:7.2f} MB")
     print(f"total          {sum(sizes.values()) / 2 ** 20:7.2f} MB -> {args.out}")
     return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .generate import GenerateRequest, run_generate
+    from .pipeline import SamplingConfig
+
+    sampling = SamplingConfig(args.sampler, args.steps, args.cfg, args.ddim_eta)
+    req = GenerateRequest(args.prompt, args.seconds, args.seed, args.samples, args.strength, args.mu, args.eta,
+                          sampling)
+    try:
+        paths = run_generate(args.models, req, args.output, args.generator, args.device, args.smpl, args.gif)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"realign generate: {err}")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _bank(args: argparse.Namespace) -> int:
+    from .reward_bank import bank_path, build_bank
+    from .reward_task import load_reward_model
+
+    for kind in args.kinds:
+        ckpt = Path(args.models) / kind / "best.pt"
+        if not ckpt.is_file():
+            raise SystemExit(f"realign bank: {ckpt}: missing reward checkpoint")
+        bank = build_bank(load_reward_model(ckpt), ckpt, args.data, args.split)
+        bank.save(bank_path(args.models, kind))
+        print(f"{kind}: {len(bank.ids)} {args.split} motions -> {bank_path(args.models, kind)}")
+    return 0
+
+
+def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
+    """``realign generate`` and ``realign bank`` (the embedding bank of the M2M reward)."""
+    g = sub.add_parser("generate", help="text -> motion files (joints .npy, features, BVH, optional SMPL/GIF)")
+    g.add_argument("prompt")
+    g.add_argument("--models", default="models/default", help="model root (default: the shipped models)")
+    g.add_argument("--generator", default="mld", choices=["mld", "mdm"], help="base generator")
+    g.add_argument("--seconds", type=float, default=6.0, help="duration, 1 to 9.8 s")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--samples", type=int, default=1, help="K motions with seeds seed..seed+K-1")
+    g.add_argument("--strength", type=float, default=None,
+                   help="ReAlign guidance strength: 0 = off, 1 = the validated setting (default)")
+    g.add_argument("--mu", type=float, default=None, help="weight of the text-to-motion reward")
+    g.add_argument("--eta", type=float, default=None, help="weight of the motion-to-motion reward")
+    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
+    g.add_argument("--steps", type=int, default=50, help="sampler steps")
+    g.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    g.add_argument("--ddim-eta", type=float, default=0.0, help="DDIM stochasticity (not the M2M weight)")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--smpl", action="store_true", help="also write an AMASS-style SMPL .npz")
+    g.add_argument("--gif", action="store_true", help="also render a stick-figure GIF")
+    g.add_argument("-o", "--output", required=True, help="output prefix, e.g. out/walk")
+    g.set_defaults(func=_generate)
+
+    bk = sub.add_parser("bank", help="embed the training motions for the motion-to-motion reward")
+    bk.add_argument("--models", required=True)
+    bk.add_argument("--data", required=True)
+    bk.add_argument("--split", default="train")
+    bk.add_argument("--kinds", nargs="+", default=["reward", "reward_plain"])
+    bk.set_defaults(func=_bank)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -217,10 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--real-repeats", type=int, default=20, help="reshuffles of the 32-sample groups for real data")
     ev.add_argument("--steps", type=int, default=50)
     ev.add_argument("--cfg", type=float, default=7.5)
-    ev.add_argument("--limit", type=int, default=None, help="only the first N test prompts (quick runs)")
+    ev.add_argument("--table", action="store_true",
+                    help="the results table: baseline vs ReAlign variants on both generators")
+    ev.add_argument("--split", default="test", help="split scored by --table")
+    ev.add_argument("--parts", default="vae,real,generator,reward",
+                    help="comma-separated subset of vae,real,generator,reward (a partial run updates the JSON)")
+    ev.add_argument("--limit", type=int, default=None, help="a seeded random subset of N test prompts")
     ev.add_argument("--device", default="auto")
     ev.add_argument("-o", "--output", default=None, help="JSON path (default MODELS/eval_models.json)")
     ev.set_defaults(func=_eval)
+
+    tg = sub.add_parser("tune-guidance", help="choose the guidance settings on the validation split")
+    tg.add_argument("--models", required=True)
+    tg.add_argument("--data", required=True)
+    tg.add_argument("--generator", default="mld", choices=["mld", "mdm"])
+    tg.add_argument("--prompts", type=int, default=256, help="validation prompts (a seeded random subset)")
+    tg.add_argument("--steps", type=int, default=50)
+    tg.add_argument("--device", default="auto")
+    tg.set_defaults(func=_tune_guidance)
 
     mc = sub.add_parser("model-card", help="write the model card from checkpoints and eval results")
     mc.add_argument("--models", required=True)
@@ -236,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr = sub.add_parser("check-representation", help="compare our HumanML3D features with reference vectors")
     cr.add_argument("--vectors", required=True, help="humanml3d_reference_vectors.npz")
     cr.set_defaults(func=_check_representation)
+    _add_generation_commands(sub)
     _add_server_commands(sub)
     return parser
 

@@ -77,10 +77,13 @@ class GuidanceSettings:
 
 @dataclass(frozen=True)
 class GuidanceCalibration:
-    """Per generator: the step ``scale`` that strength 1 means, and the validated defaults."""
+    """Per generator: the step ``scale`` that strength 1 means, and the validated defaults.
+
+    Without a calibration (no guidance.toml table) requests default to strength 0 (unguided):
+    guidance is on by default only once a setting has been validated."""
 
     scale: float = 1.0
-    defaults: GuidanceSettings = GuidanceSettings(strength=1.0)
+    defaults: GuidanceSettings = GuidanceSettings()
 
     @classmethod
     def load(cls, path: str | Path, generator: str) -> "GuidanceCalibration":

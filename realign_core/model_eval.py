@@ -21,9 +21,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from .dataset import MotionTextDataset, collate
-from .evaluation import EvalSet, format_metrics, generated_metrics, make_eval_set, real_metrics
+from .evaluation import format_metrics, generated_metrics, make_eval_set, real_metrics
 from .evaluator import load_evaluator
 from .pipeline import SamplingConfig, TextToMotionPipeline
+from .results_table import eval_subset
 
 NOISE_LEVELS = (0, 100, 300, 500, 700, 900)
 
@@ -61,28 +62,38 @@ def _generator(pipe: TextToMotionPipeline, sampling: SamplingConfig):
     return generate
 
 
+PARTS = ("vae", "real", "generator", "reward")
+
+
 def evaluate_models(models: Path, data: Path, repeats: int = 5, real_repeats: int = 20,
                     sampling: SamplingConfig = SamplingConfig(), device: str = "auto",
-                    limit: int | None = None) -> dict[str, Any]:
-    """Run every available measurement; missing checkpoints are reported as skipped."""
+                    limit: int | None = None, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+    """Run the measurements in ``parts`` (default all); missing checkpoints are reported as skipped.
+
+    ``limit`` scores a seeded random subset of that many test prompts (the same for every part)."""
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     result: dict[str, Any] = {"models": str(models), "data": str(data), "device": str(dev), "skipped": {}}
-    test = make_eval_set(data, "test")
-    if limit:
-        test = EvalSet(test.captions[:limit], test.lengths[:limit], test.features[:limit])
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown evaluation parts {sorted(unknown)}; choose from {PARTS}")
+    test = eval_subset(data, "test", limit)
     result["test_prompts"] = len(test.captions)
 
-    if (models / "vae" / "best.pt").is_file():
+    if "vae" not in parts:
+        pass
+    elif (models / "vae" / "best.pt").is_file():
         result["vae_test"] = vae_test_error(models, data, dev)
     else:
         result["skipped"]["vae"] = "no vae/best.pt"
 
     if (models / "evaluator" / "best.pt").is_file():
         evaluator = load_evaluator(models / "evaluator" / "best.pt", dev)
-        train = make_eval_set(data, "train")
-        result["real"] = real_metrics(evaluator, test, train, real_repeats)
-        if (models / "denoiser" / "best.pt").is_file():
+        if "real" in parts:
+            result["real"] = real_metrics(evaluator, test, make_eval_set(data, "train"), real_repeats)
+        if "generator" not in parts:
+            pass
+        elif (models / "denoiser" / "best.pt").is_file():
             pipe = TextToMotionPipeline.from_checkpoints(models, dev)
             result["generator"] = generated_metrics(_generator(pipe, sampling), evaluator, test, repeats)
             result["sampling"] = sampling.__dict__
@@ -91,7 +102,7 @@ def evaluate_models(models: Path, data: Path, repeats: int = 5, real_repeats: in
     else:
         result["skipped"]["evaluator"] = "no evaluator/best.pt (real and generator metrics need it)"
 
-    for kind in ("reward", "reward_plain"):
+    for kind in ("reward", "reward_plain") if "reward" in parts else ():
         if (models / kind / "best.pt").is_file():
             result[f"{kind}_retrieval"] = reward_retrieval_table(models / kind / "best.pt", data, NOISE_LEVELS,
                                                                  real_repeats, dev)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.addon_modules import load
+from tests.addon_modules import SCRIPTS_DIR, load
 
 rt = load("retarget")
 
@@ -69,48 +69,10 @@ def smpl_rig(rng: np.random.Generator | None = None, tpose: bool = True):
 
 def mixamo_rig(rng: np.random.Generator, prefix: str = "mixamorig:"):
     """Mixamo-like rig: Y-up armature in cm under a 0.01-scale, +90° X object (as FBX imports it),
-    A-pose arms at 45°, different proportions, three spine bones, fingers and end bones."""
-    p = {
-        "Hips": (0, 100, 0), "Spine": (0, 110, -1), "Spine1": (0, 122, -1), "Spine2": (0, 135, 0),
-        "Neck": (0, 152, 0), "Head": (0, 160, 2),
-    }
-    c45 = np.cos(np.pi / 4)
-    bones = [(prefix + "Hips", None, p["Hips"], p["Spine"])]
-    spine = ["Spine", "Spine1", "Spine2", "Neck", "Head"]
-    parent = prefix + "Hips"
-    for i, n in enumerate(spine):
-        tail = p[spine[i + 1]] if i + 1 < len(spine) else (0, 178, 2)
-        bones.append((prefix + n, parent, p[n], tail))
-        parent = prefix + n
-    bones.append((prefix + "HeadTop_End", prefix + "Head", (0, 178, 2), (0, 185, 2)))
-    for side, s in (("Left", 1.0), ("Right", -1.0)):
-        sh = np.array([s * 7, 146, 0])
-        arm = np.array([s * 18, 144, -1])
-        fore = arm + 28 * np.array([s * c45, -c45, 0])
-        hand = fore + 25 * np.array([s * c45, -c45, 0.05])
-        finger = hand + 9 * np.array([s * c45, -c45, 0.1])
-        bones += [
-            (f"{prefix}{side}Shoulder", prefix + "Spine2", sh, arm),
-            (f"{prefix}{side}Arm", f"{prefix}{side}Shoulder", arm, fore),
-            (f"{prefix}{side}ForeArm", f"{prefix}{side}Arm", fore, hand),
-            (f"{prefix}{side}Hand", f"{prefix}{side}ForeArm", hand, finger),
-            (f"{prefix}{side}HandIndex1", f"{prefix}{side}Hand", finger, finger + [s * 3, -3, 0]),
-        ]
-        up = np.array([s * 9.5, 93, 0])
-        knee = np.array([s * 10, 50, 1.5])
-        ankle = np.array([s * 10, 8, -3])
-        toe = np.array([s * 10, 1.5, 10])
-        bones += [
-            (f"{prefix}{side}UpLeg", prefix + "Hips", up, knee),
-            (f"{prefix}{side}Leg", f"{prefix}{side}UpLeg", knee, ankle),
-            (f"{prefix}{side}Foot", f"{prefix}{side}Leg", ankle, toe),
-            (f"{prefix}{side}ToeBase", f"{prefix}{side}Foot", toe, toe + [0, 0, 7]),
-            (f"{prefix}{side}Toe_End", f"{prefix}{side}ToeBase", toe + [0, 0, 7], toe + [0, 0, 10]),
-        ]
-    obj = np.eye(4)
-    obj[:3, :3] = 0.01 * rt.YUP_TO_BLENDER
-    obj[:3, 3] = [1.5, -0.5, 0.0]
-    return _build(bones, rng, obj), "mixamo"
+    A-pose arms at 45°, different proportions, three spine bones, fingers and end bones
+    (``blender_addon/scripts/demo_rigs.py``, which the demo bakes onto too)."""
+    demo_rigs = load("demo_rigs", SCRIPTS_DIR)
+    return _build(demo_rigs.mixamo_bones(prefix), rng, demo_rigs.mixamo_object_matrix([1.5, -0.5, 0.0])), "mixamo"
 
 
 def rigify_rig(rng: np.random.Generator | None, deform: bool = True):

@@ -66,3 +66,38 @@ def test_export_halves_weights_and_keeps_models_usable(tiny_stack, tmp_path):
     result = evaluate_models(tmp_path / "shipped", data, repeats=1, real_repeats=2, sampling=SamplingConfig(steps=3),
                              limit=32)
     assert not result["skipped"] and result["generator"]["r1"][0] >= 0
+
+
+def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
+    """Tune on val with the judge, write guidance.toml, then the table with every row on both generators."""
+    import shutil
+
+    from realign_core.guidance import GuidanceCalibration
+    from realign_core.guidance_tuning import TuningConfig, tune, write_guidance_toml
+    from realign_core.results_table import format_table, run_table, table_methods
+    from realign_core.reward_bank import bank_path, build_bank
+    from realign_core.reward_task import load_reward_model
+
+    data, trained = tiny_stack
+    root = tmp_path / "models"
+    shutil.copytree(trained, root)
+    for kind in ("reward", "reward_plain"):
+        ckpt = root / kind / "best.pt"
+        build_bank(load_reward_model(ckpt), ckpt, data, progress=False).save(bank_path(root, kind))
+    cfg = TuningConfig(scales=(0.3, 30.0), mixes=((1.0, 0.0),), guided_steps_options=(2,), prompts=32, steps=4)
+    result = tune(root, data, "mld", cfg)
+    assert len(result["stages"][0]) == 2 and result["prompts"] == 32
+    assert result["winner"]["judge_fid"] <= result["baseline"]["judge_fid"] or \
+        all(r["judge_fid"] > result["baseline"]["judge_fid"] for s in result["stages"] for r in s)
+    write_guidance_toml(root / "guidance.toml", "mld", result["winner"])
+    cal = GuidanceCalibration.load(root / "guidance.toml", "mld")
+    assert cal.scale == result["winner"]["scale"] and cal.defaults.strength == 1.0
+
+    names = [m.name for m in table_methods(root)]
+    assert names[0] == "mld baseline" and "mdm + ReAlign (T2M+M2M)" in names and len(names) == 7
+    table = run_table(root, data, "test", None, repeats=2, steps=3)
+    assert list(table["rows"])[0] == "Real" and len(table["rows"]) == 8
+    for name, row in table["rows"].items():
+        assert 0 <= row["r1"][0] <= row["r3"][0] <= 1, name
+    assert "multimodality" in table["rows"]["mld baseline"]
+    assert "| mdm baseline |" in format_table(table)

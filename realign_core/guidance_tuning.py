@@ -1,0 +1,142 @@
+"""Choosing ReAlign's guidance settings on the validation split, without the evaluator.
+
+The evaluator scores the results table and is never used to choose anything.
+Tuning needs its own judge: the *non-step-aware* reward model
+(``reward_plain``), a separately trained retrieval model that the step-aware
+guide never sees, scores clean generated motions of validation prompts:
+
+* judge R@1: text-to-motion retrieval in groups of 32 (cosine);
+* judge FID: Frechet distance between generated and real validation motions
+  in the judge's embedding space (realism guard against reward hacking).
+
+Search (each candidate generates the same prompts with the same seeds):
+
+1. step scale, with mu = eta = 1: ``scales`` candidates;
+2. at the chosen scale, the reward mix (mu, eta) in ``mixes``;
+3. the number of guided steps in ``guided_steps_options`` (cost lever).
+
+Rule: a candidate qualifies if its judge FID is at most ``fid_slack`` x the
+baseline's; among qualifying ones the highest judge R@1 wins (ties: cheaper).
+The winner is written to ``guidance.toml`` as ``scale`` plus the defaults that
+strength 1 means.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .dataset import collate
+from .evaluation import EvalSet
+from .guidance import GuidanceCalibration, GuidanceSettings
+from .pipeline import SamplingConfig, TextToMotionPipeline
+from .results_table import eval_subset, generate_set
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    scales: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
+    mixes: tuple[tuple[float, float], ...] = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
+    guided_steps_options: tuple[int | None, ...] = (10, None)
+    fid_slack: float = 1.0
+    prompts: int = 256
+    steps: int = 50
+    batch: int = 32
+
+
+class Judge:
+    """R@1 and FID in the embedding space of a reward model that does not guide."""
+
+    def __init__(self, model, prompts: EvalSet):
+        self.model = model
+        self.text = model.encode_text(prompts.captions).cpu().numpy()
+        self.real = self.embed(prompts.features)
+
+    @torch.no_grad()
+    def embed(self, features: list[np.ndarray], batch: int = 64) -> np.ndarray:
+        out = []
+        for i in range(0, len(features), batch):
+            b = collate([{"features": f.astype(np.float32), "length": len(f), "caption": "", "id": ""}
+                         for f in features[i:i + batch]])
+            out.append(self.model.encode_motion(b["features"].to(self.model.device),
+                                                b["mask"].to(self.model.device), 0).cpu().numpy())
+        return np.concatenate(out)
+
+    def score(self, features: list[np.ndarray]) -> dict[str, float]:
+        emb = self.embed(features)
+        sims = [self._r1(emb, seed) for seed in range(5)]
+        return {"judge_r1": float(np.mean(sims)), "judge_fid": M.fid(emb, self.real)}
+
+    def _r1(self, emb: np.ndarray, seed: int) -> float:
+        order = np.random.default_rng(seed).permutation(len(emb))
+        hits, groups = 0.0, 0
+        for g in range(len(order) // 32):
+            idx = order[g * 32:(g + 1) * 32]
+            sims = self.text[idx] @ emb[idx].T
+            hits += float((sims.argmax(axis=1) == np.arange(32)).mean())
+            groups += 1
+        return hits / max(groups, 1)
+
+
+def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSet, settings: GuidanceSettings | None,
+                       scale: float, cfg: TuningConfig) -> dict[str, Any]:
+    pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
+    seeds = list(range(len(prompts.captions)))
+    feats = generate_set(pipe, prompts, seeds, SamplingConfig(steps=cfg.steps), settings, cfg.batch)
+    row = judge.score(feats)
+    row.update({"scale": scale, "settings": asdict(settings) if settings else None})
+    print(f"  scale {scale:g} {row['settings']}: judge R@1 {row['judge_r1']:.3f}, FID {row['judge_fid']:.3f}",
+          flush=True)
+    return row
+
+
+def _best(rows: list[dict[str, Any]], baseline: dict[str, Any], slack: float) -> dict[str, Any]:
+    ok = [r for r in rows if r["judge_fid"] <= slack * baseline["judge_fid"]] or rows
+    return max(ok, key=lambda r: r["judge_r1"])
+
+
+def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = TuningConfig(),
+         device: str = "cpu") -> dict[str, Any]:
+    """Run the three-stage search on the validation split; returns every row and the winner."""
+    from .reward_task import load_reward_model
+
+    prompts = eval_subset(data, "val", cfg.prompts)
+    judge = Judge(load_reward_model(models / "reward_plain" / "best.pt", device), prompts)
+    pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind="reward")
+    baseline = evaluate_candidate(pipe, judge, prompts, None, 0.0, cfg)
+    both = GuidanceSettings(strength=1.0)
+    stage1 = [evaluate_candidate(pipe, judge, prompts, both, s, cfg) for s in cfg.scales]
+    scale = _best(stage1, baseline, cfg.fid_slack)["scale"]
+    stage2 = [evaluate_candidate(pipe, judge, prompts, replace(both, mu=mu, eta=eta), scale, cfg)
+              for mu, eta in cfg.mixes if (mu, eta) != (1.0, 1.0)] + [r for r in stage1 if r["scale"] == scale]
+    mix = GuidanceSettings(**_best(stage2, baseline, cfg.fid_slack)["settings"])
+    stage3 = [evaluate_candidate(pipe, judge, prompts, replace(mix, guided_steps=k), scale, cfg)
+              for k in cfg.guided_steps_options if k is not None]
+    stage3 += [r for r in stage2 if GuidanceSettings(**r["settings"]) == mix]
+    winner = _best(stage3, baseline, cfg.fid_slack)
+    return {"generator": generator, "split": "val", "prompts": len(prompts.captions), "config": asdict(cfg),
+            "baseline": baseline, "stages": [stage1, stage2, stage3], "winner": winner}
+
+
+def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any]) -> None:
+    """Write/replace table [generator] of guidance.toml with the winner (keeps other tables)."""
+    import tomllib
+
+    tables: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        tables = tomllib.loads(path.read_text())
+    s = winner["settings"]
+    tables[generator] = {"scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
+                         "placement": s["placement"],
+                         **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {})}
+    lines = ["# ReAlign guidance calibration, chosen on the validation split by realign_core.guidance_tuning",
+             "# (judge: the non-step-aware reward model; the evaluator is never used). strength 1 = this setting."]
+    for name, table in tables.items():
+        lines.append(f"\n[{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    path.write_text("\n".join(lines) + "\n")

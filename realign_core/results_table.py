@@ -1,0 +1,168 @@
+"""The paper's results tables on our data: baseline vs ReAlign variants, scored by the independent evaluator.
+
+Rows (``table_methods``), each generated for the same prompts and seeds:
+
+* Real (test motions themselves);
+* ``mld`` baseline (no guidance), ``+ T2M`` (mu only), ``+ M2M`` (eta only),
+  ``+ both`` (the validated mu, eta, strength), and ``+ both`` guided by the
+  non-step-aware reward model (the ablation of the paper's Table 3);
+* the same baseline / ``+ both`` pair on the MDM-style generator (plug-and-play).
+
+Metrics: R@1/2/3, FID, MM-Dist, Diversity (mean +- 95 % CI over ``repeats``
+generations with different seeds) and MultiModality.  MultiModality uses the
+repeats as the samples of each prompt (S = repeats, not Guo et al.'s 30): its
+CI comes from bootstrap resampling of the prompts.
+
+Guidance settings are never tuned here: they come from the models'
+``guidance.toml``, written by :mod:`realign_core.guidance_tuning` from the
+validation split.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import metrics as M
+from .evaluation import EvalSet, embed_motions, embed_texts, make_eval_set, real_metrics, summarize
+from .evaluator import Evaluator
+from .guidance import GuidanceCalibration, GuidanceSettings
+from .pipeline import SamplingConfig, TextToMotionPipeline
+
+MetricDict = dict[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One generated row: generator, guiding reward model (None = none) and guidance settings."""
+
+    name: str
+    generator: str = "mld"
+    reward_kind: str | None = None
+    guidance: GuidanceSettings | None = None
+
+
+def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm")) -> list[Method]:
+    """The rows of the table for the generators whose checkpoints exist under ``models``."""
+    rows: list[Method] = []
+    for gen in generators:
+        if not _generator_present(models, gen):
+            continue
+        best = GuidanceCalibration.load(models / "guidance.toml", gen).defaults
+        rows.append(Method(f"{gen} baseline", gen))
+        if gen == "mld":
+            rows += [Method(f"{gen} + T2M reward", gen, "reward", replace(best, eta=0.0)),
+                     Method(f"{gen} + M2M reward", gen, "reward", replace(best, mu=0.0))]
+        rows.append(Method(f"{gen} + ReAlign (T2M+M2M)", gen, "reward", best))
+        if gen == "mld":
+            rows.append(Method(f"{gen} + ReAlign, non-step-aware reward", gen, "reward_plain", best))
+    return rows
+
+
+def _generator_present(models: Path, kind: str) -> bool:
+    needed = ("vae", "denoiser") if kind == "mld" else ("mdm",)
+    return all((models / n / "best.pt").is_file() for n in needed)
+
+
+def eval_subset(data: Path, split: str, limit: int | None, seed: int = 0) -> EvalSet:
+    """The split's prompts, or a seeded random subset of ``limit`` of them (same for every method)."""
+    full = make_eval_set(data, split)
+    if not limit or limit >= len(full.captions):
+        return full
+    keep = sorted(np.random.default_rng(seed).choice(len(full.captions), limit, replace=False).tolist())
+    return EvalSet([full.captions[i] for i in keep], [full.lengths[i] for i in keep], [full.features[i] for i in keep])
+
+
+def generate_set(pipe: TextToMotionPipeline, prompts: EvalSet, seeds: list[int], sampling: SamplingConfig,
+                 guidance: GuidanceSettings | None, batch: int = 32, desc: str = "") -> list[np.ndarray]:
+    """One normalised feature array (T_i, 263) per prompt."""
+    out: list[np.ndarray] = []
+    for i in tqdm(range(0, len(prompts.captions), batch), desc=desc, leave=False):
+        caps, lens = prompts.captions[i:i + batch], prompts.lengths[i:i + batch]
+        feats, _ = pipe(caps, lens, seeds[i:i + batch], sampling, guidance)
+        normed = pipe.normalizer.normalize(feats)
+        out += [normed[j, :n].cpu().numpy() for j, n in enumerate(lens)]
+    return out
+
+
+def score_method(pipe: TextToMotionPipeline, method: Method, evaluator: Evaluator, prompts: EvalSet,
+                 repeats: int, sampling: SamplingConfig, batch: int = 32) -> MetricDict:
+    """Generate ``repeats`` times (seed = repeat * 1,000,003 + prompt index) and score every run."""
+    text = embed_texts(evaluator, prompts.captions)
+    real = embed_motions(evaluator, prompts.features)
+    runs, per_repeat = [], []
+    for rep in range(repeats):
+        seeds = [rep * 1_000_003 + j for j in range(len(prompts.captions))]
+        feats = generate_set(pipe, prompts, seeds, sampling, method.guidance, batch,
+                             desc=f"{method.name} ({rep + 1}/{repeats})")
+        emb = embed_motions(evaluator, feats)
+        per_repeat.append(emb)
+        r = M.r_precision(text, emb, seed=rep)
+        runs.append({"r1": float(r[0]), "r2": float(r[1]), "r3": float(r[2]), "fid": M.fid(emb, real),
+                     "mm_dist": M.matching_score(text, emb), "diversity": M.diversity(emb, seed=rep)})
+    result = summarize(runs)
+    if repeats >= 2:
+        result["multimodality"] = multimodality_ci(np.stack(per_repeat, axis=1))
+    return result
+
+
+def multimodality_ci(emb: np.ndarray, resamples: int = 20, seed: int = 0) -> tuple[float, float]:
+    """MultiModality of (P, S, D) embeddings with a 95 % half-width from bootstrap over prompts."""
+    rng = np.random.default_rng(seed)
+    value = M.multimodality(emb, seed=seed)
+    boots = [M.multimodality(emb[rng.integers(0, len(emb), len(emb))], seed=seed) for _ in range(resamples)]
+    return value, float(1.96 * np.std(boots, ddof=1))
+
+
+def run_table(models: Path, data: Path, split: str = "test", limit: int | None = None, repeats: int = 5,
+              steps: int = 50, device: str = "cpu", methods: list[Method] | None = None,
+              batch: int = 32) -> dict[str, Any]:
+    """Score Real and every method on the same prompts; returns a JSON-ready dict."""
+    from .evaluator import load_evaluator
+
+    evaluator = load_evaluator(models / "evaluator" / "best.pt", device)
+    prompts = eval_subset(data, split, limit)
+    methods = table_methods(models) if methods is None else methods
+    rows: dict[str, Any] = {"Real": real_metrics(evaluator, prompts, None, repeats=20)}
+    pipes: dict[tuple[str, str | None], TextToMotionPipeline] = {}
+    for method in methods:
+        key = (method.generator, method.reward_kind)
+        if key not in pipes:
+            pipes[key] = TextToMotionPipeline.from_checkpoints(models, device, generator=method.generator,
+                                                               reward_kind=method.reward_kind)
+        rows[method.name] = score_method(pipes[key], method, evaluator, prompts, repeats,
+                                         SamplingConfig(steps=steps), batch)
+    return {"split": split, "prompts": len(prompts.captions), "repeats": repeats, "steps": steps,
+            "device": device, "methods": {m.name: _method_dict(m) for m in methods}, "rows": rows}
+
+
+def _method_dict(m: Method) -> dict[str, Any]:
+    return {"generator": m.generator, "reward": m.reward_kind,
+            "guidance": asdict(m.guidance) if m.guidance else None}
+
+
+METRIC_ORDER = ("r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Markdown table of a ``run_table`` result."""
+    head = "| method | " + " | ".join(METRIC_ORDER) + " |"
+    lines = [head, "|" + "---|" * (len(METRIC_ORDER) + 1)]
+    for name, row in result["rows"].items():
+        cells = [f"{row[k][0]:.3f} ± {row[k][1]:.3f}" if k in row else "–" for k in METRIC_ORDER]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def save_table(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=list))
+
+
+def pick_device(device: str) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
