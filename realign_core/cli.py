@@ -13,6 +13,7 @@
     realign generate "PROMPT" --seconds S --seed N --strength X [--mu --eta --cfg --steps --samples K] -o OUT
     realign bank --models DIR --data DIR
     realign serve [--models DIR] [--host H] [--port P] [--allow-remote --token T]
+    realign bench [--models DIR] [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all]   (latency)
     realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
 """
 from __future__ import annotations
@@ -121,8 +122,11 @@ def _eval(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else models / "eval_models.json"
     if out.is_file() and set(parts) != set(PARTS):      # a partial run updates the earlier results
         previous = json.loads(out.read_text())
+        earlier = previous.get("prompts_per_part", {p: previous.get("test_prompts") for p in PARTS})
         result = {**previous, **{k: v for k, v in result.items() if k != "skipped"},
-                  "skipped": {**previous.get("skipped", {}), **result["skipped"]}}
+                  "skipped": {**{k: v for k, v in previous.get("skipped", {}).items()
+                                 if k.removesuffix("_plain") not in parts}, **result["skipped"]},
+                  "prompts_per_part": {**earlier, **result["prompts_per_part"]}}
     save_result(result, out)
     print(format_result(result))
     print(f"written to {out}")
@@ -357,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"] and "--server" not in argv:   # the latency benchmark has its own options
+        from .benchmark import main as bench_main
+
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -94,7 +94,9 @@ class GuidanceCalibration:
         if not path.is_file():
             return cls()
         with path.open("rb") as f:
-            table = tomllib.load(f).get(generator, {})
+            table = tomllib.load(f).get(generator)
+        if table is None:
+            return cls()
         known = set(GuidanceSettings.__dataclass_fields__)
         unknown = set(table) - known - {"scale"}
         if unknown:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator")
+from .training.registry import KINDS
 DATA_NOTE = """\
 ## Data and licences
 
@@ -79,8 +79,11 @@ def build_model_card(models: Path, eval_json: Path | None = None) -> str:
     lines += ["", "### Configurations", "", *details, ""]
     if eval_json and eval_json.is_file():
         res = json.loads(eval_json.read_text())
-        lines += ["## Test-split metrics", "", f"From `{eval_json}` ({res.get('test_prompts')} test prompts, "
-                  f"device {res.get('device')}).", ""]
+        per_part = res.get("prompts_per_part", {})
+        counts = "; ".join(f"{part}: {n}" for part, n in per_part.items()) or str(res.get("test_prompts"))
+        lines += ["## Test-split metrics", "", f"From `{eval_json}` (device {res.get('device')}). Test prompts "
+                  f"per measurement ({counts}); a number below the split's size is a seeded random subset. "
+                  f"Generated motions: {res.get('generator_repeats', '?')} repeats.", ""]
         if "vae_test" in res:
             lines += _metric_table("VAE reconstruction (mm)", res["vae_test"])
         if "real" in res:

@@ -79,6 +79,8 @@ def evaluate_models(models: Path, data: Path, repeats: int = 5, real_repeats: in
         raise ValueError(f"unknown evaluation parts {sorted(unknown)}; choose from {PARTS}")
     test = eval_subset(data, "test", limit)
     result["test_prompts"] = len(test.captions)
+    result["prompts_per_part"] = {part: len(test.captions) for part in parts}
+    result["generator_repeats"] = repeats
 
     if "vae" not in parts:
         pass

@@ -106,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def bench_command(args: argparse.Namespace) -> int:
     """Run ``realign bench --server`` and print the figures."""
     if not args.server:
-        print("realign bench: only the server benchmark exists so far: use --server", flush=True)
+        print("realign bench: without --server the latency benchmark runs (realign_core.benchmark)", flush=True)
         return 2
     if args.clients < 1 or args.requests < 1:
         print("realign bench: --clients and --requests must be >= 1", flush=True)

@@ -31,7 +31,10 @@ def test_only_the_guidance_changes_with_the_strength(guided_server, tiny_server)
 
         unguided, _ = joints(plain)
         off, _ = joints(guided, strength=0.0)
-        assert np.array_equal(off, unguided)            # strength 0 is the plain sampler, same noise
+        # strength 0 is the plain sampler with the same noise (bit-identity within one pipeline is
+        # tested in tests/test_guidance.py; across two server processes the cached text embeddings
+        # may come from differently padded batches, ~1e-7 apart)
+        assert np.allclose(off, unguided, atol=1e-5)
         slight, _ = joints(guided, strength=1e-3)
         strong, res = joints(guided, strength=1.0, mu=1.0, eta=1.0)
         again, _ = joints(guided, strength=1.0, mu=1.0, eta=1.0)
@@ -48,7 +51,7 @@ def test_only_the_guidance_changes_with_the_strength(guided_server, tiny_server)
 def test_guidance_defaults_and_checks_follow_the_reward_parts(tiny_guided):
     engine = Engine.load(tiny_guided, "cpu")
     assert engine.has_reward and engine.model_info()["reference_bank"] is True
-    assert (engine.defaults.strength, engine.defaults.eta) == (1.0, 1.0)
+    assert (engine.defaults.strength, engine.defaults.eta) == (0.0, 1.0)   # no guidance.toml: unguided
     guided = Sampling("ddim", FAST_STEPS, 7.5, strength=1.0, mu=1.0, eta=1.0)
     engine.check(guided)
     engine.pipeline.reward.bank = None                  # a model folder without reward/bank.pt
