@@ -109,3 +109,28 @@ def test_settings_and_calibration_errors_name_the_field(tmp_path):
     path.write_text("[mld]\nscale = 40.0\nstrenght = 2\n")
     with pytest.raises(ValueError, match="strenght"):
         GuidanceCalibration.load(path, "mld")
+
+
+def test_realign_generate_writes_every_format(tiny_guided, tmp_path):
+    """`realign generate` end to end: joints, features, BVH, SMPL and GIF per sample; errors name the field."""
+    import numpy as np
+
+    from realign_core.cli import main
+    from realign_core.motion import features_to_joints
+
+    out = tmp_path / "walk"
+    args = ["generate", "a person walks forward.", "--models", str(tiny_guided), "--seconds", "2.5",
+            "--seed", "7", "--samples", "2", "--strength", "5", "--steps", "4", "--smpl", "--gif", "-o", str(out)]
+    assert main(args) == 0
+    for k in (0, 1):
+        joints = np.load(tmp_path / f"walk_s{k}.npy")
+        feats = np.load(tmp_path / f"walk_s{k}_features.npy")
+        assert joints.shape == (50, 22, 3) and feats.shape == (50, 263)
+        assert np.allclose(features_to_joints(feats), joints, atol=1e-5)
+        bvh = (tmp_path / f"walk_s{k}.bvh").read_text()
+        assert bvh.startswith("HIERARCHY") and "Frames: 50" in bvh
+        assert np.load(tmp_path / f"walk_s{k}_smpl.npz")["poses"].shape == (50, 72)
+        assert (tmp_path / f"walk_s{k}.gif").stat().st_size > 0
+    assert not np.allclose(np.load(tmp_path / "walk_s0.npy"), np.load(tmp_path / "walk_s1.npy"))
+    with pytest.raises(SystemExit, match="seconds"):
+        main(["generate", "walk", "--models", str(tiny_guided), "--seconds", "30", "-o", str(out)])
