@@ -9,6 +9,8 @@
     python3.11 build.py demo    # only the main job
     python3.11 build.py         # = addon: build and validate dist/realign_blender-<version>.zip
     python3.11 build.py blender-test [pytest args]   # only the Blender tests, in both bpy versions
+    python3.11 build.py blender-bench [--models DIR] [--steps N] [--bpy 50|45]
+                                # time Generate click -> keyed Action (9.8 s motion) against a real server
 
 The environment pins torch==2.13.0 (a CPU wheel on machines without a GPU;
 an unpinned torch would pull gigabytes of CUDA packages).  The code itself is
@@ -46,6 +48,8 @@ DEMO_PROMPT = "a person walks forward and waves with the right hand."
 DEMO_MOTION = DEMO_OUT / "demo" / "walk_wave"     # prefix of realign generate's files
 DEMO_MODELS = "models/default"
 BAKE_SCRIPT = ROOT / "blender_addon" / "scripts" / "bake_demo.py"
+BENCH_SCRIPT = ROOT / "blender_addon" / "scripts" / "bench_generate.py"
+BENCH_BPY = {"50": "5.0.1", "45": "4.5.15"}
 DEMO_PICTURE = ROOT / "docs" / "img" / "retarget_demo.png"
 
 
@@ -211,6 +215,33 @@ def blender_test(pytest_args: list[str], zip_path: Path | None = None) -> int:
     return status
 
 
+def parse_bench_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="build.py blender-bench")
+    parser.add_argument("--models", default=DEMO_MODELS, help=f"model folder of the server (default {DEMO_MODELS})")
+    parser.add_argument("--steps", type=int, default=50, help="sampler steps per motion (default 50)")
+    parser.add_argument("--bpy", choices=sorted(BENCH_BPY), default="50", help="bpy 5.0.1 (50) or 4.5.15 (45)")
+    return parser.parse_args(argv)
+
+
+def blender_bench(argv: list[str]) -> int:
+    """Start a real server on --models, time Generate click -> keyed Action in bpy (bench_generate.py), stop it."""
+    args = parse_bench_args(argv)
+    setup()
+    python = setup_blender(BENCH_BPY[args.bpy])
+    zip_path = build_addon()
+    sys.path.insert(0, str(ROOT))  # server.launch is stdlib only; the server itself runs in .venv
+    from server.launch import start_server
+
+    print(f"starting the server on {args.models} …", flush=True)
+    server = start_server(ROOT / args.models, python=str(venv_python()))
+    try:
+        print(f"server on port {server.port} ({server.device})", flush=True)
+        return subprocess.call([str(python), str(BENCH_SCRIPT), "--zip", str(zip_path), "--port", str(server.port),
+                                "--steps", str(args.steps)], cwd=ROOT)
+    finally:
+        server.stop()
+
+
 def test(pytest_args: list[str]) -> int:
     """Main suite in .venv (its real-server Blender test drives the bpy venvs), then tests/blender per version."""
     setup()
@@ -222,14 +253,16 @@ def test(pytest_args: list[str]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", nargs="?", default="addon",
-                        choices=["all", "setup", "demo", "test", "addon", "blender-test"])
+                        choices=["all", "setup", "demo", "test", "addon", "blender-test", "blender-bench"])
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
-                        help="extra arguments for pytest (test and blender-test only)")
+                        help="extra arguments for pytest (test and blender-test), or blender-bench's options")
     args = parser.parse_args()
     if args.task == "test":
         return test(args.pytest_args)
     if args.task == "blender-test":
         return blender_test(args.pytest_args)
+    if args.task == "blender-bench":
+        return blender_bench(args.pytest_args)
     if args.task in ("all", "setup"):
         setup()
     if args.task in ("all", "demo"):

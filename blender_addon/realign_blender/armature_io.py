@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import bpy
 import numpy as np
@@ -24,6 +25,20 @@ from .retarget import (
 
 TRACK_PREFIX = "ReAlign: "
 MAP_PROP = "realign_bone_map"
+
+
+class Laps:
+    """Adds the seconds since the previous lap to ``timing[name]`` (nothing without a dict)."""
+
+    def __init__(self, timing: dict | None):
+        self.timing, self.last = timing, time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        if self.timing is not None:
+            self.timing[name] = self.timing.get(name, 0.0) + now - self.last
+        self.last = now
+
 
 def create_skeleton(context: bpy.types.Context, name: str = "ReAlign Skeleton") -> bpy.types.Object:
     """A 22-joint armature (bones named like the joints) at the 3D cursor, selected and active."""
@@ -109,14 +124,16 @@ def take_name(prompt: str, obj: bpy.types.Object) -> str:
 
 
 def bake(obj: bpy.types.Object, joints: np.ndarray, meta: dict, start_frame: float = 1.0,
-         options: RetargetOptions | None = None, contacts: np.ndarray | None = None):
+         options: RetargetOptions | None = None, contacts: np.ndarray | None = None, timing: dict | None = None):
     """Retarget joints (F, 22, 3) metres Y up onto an armature as a new Action and NLA strip.
 
     meta: custom properties for the action (prompt, seed, strength, cfg, model,
     server_version, ...). Nothing existing is overwritten: the action is new
     (fake user), on a new NLA track; earlier ReAlign tracks of the object are
     muted so the new take plays. Returns (action, strip, RetargetResult).
+    timing: when given, seconds are added to its retarget_s, keying_s and nla_s.
     """
+    laps = Laps(timing)
     bpy.context.view_layer.update()
     rig = rig_from_object(obj)
     result = retarget(joints, rig, get_bone_map(obj), options, contacts)
@@ -130,6 +147,7 @@ def bake(obj: bpy.types.Object, joints: np.ndarray, meta: dict, start_frame: flo
         name = bpy.utils.escape_identifier(rig.names[result.root])
         channels += [(f'pose.bones["{name}"].location', i, rig.names[result.root], result.locations[:, result.root, i])
                      for i in range(3)]
+    laps.lap("retarget_s")
     action = bpy.data.actions.new(take_name(str(meta.get("prompt", "")), obj))
     action.use_fake_user = True
     for key, value in meta.items():
@@ -137,7 +155,10 @@ def bake(obj: bpy.types.Object, joints: np.ndarray, meta: dict, start_frame: flo
             action[key] = value
     action["realign_fps"] = 20
     keying.write_curves(action, obj, frames, channels)
-    return action, add_strip(obj, action, start_frame), result
+    laps.lap("keying_s")
+    strip = add_strip(obj, action, start_frame)
+    laps.lap("nla_s")
+    return action, strip, result
 
 
 def add_strip(obj: bpy.types.Object, action: bpy.types.Action, start_frame: float):

@@ -18,6 +18,10 @@ from .retarget import RetargetOptions
 
 EVENTS: queue.Queue[tuple[str, dict]] = queue.Queue()
 POLL_S = 0.1
+# Seconds per part of the last finished job, from the click (Job creation): server_s (the last result's
+# timing.total_s), received_s (click -> that result read by the worker), transfer_s (= received_s - server_s:
+# connect, hello, submit, reading), decode_s, retarget_s, keying_s, nla_s (summed over takes), total_s.
+LAST_TIMING: dict[str, float] = {}
 
 
 @dataclass
@@ -43,6 +47,7 @@ class Job:
     baked: list = field(default_factory=list)   # (action name, armature name)
     errors: list = field(default_factory=list)
     open: set = field(default_factory=set)
+    timing: dict = field(default_factory=dict)  # see LAST_TIMING
     thread: threading.Thread | None = None
 
 
@@ -84,6 +89,8 @@ def _work(key: int, job: Job) -> None:
     try:
         EVENTS.put((STATUS_KEY, connection.hello(job.host, job.port, job.token)))
         for event in connection.stream(job.host, job.port, job.requests, job.token, job.cancel):
+            if event.get("event") == "result":
+                event["_received"] = time.monotonic()
             EVENTS.put((key, event))
     except Exception as exc:  # noqa: BLE001 - every failure is shown to the user
         EVENTS.put((key, {"event": "error", "id": None, "code": "connection", "message": str(exc)}))
@@ -190,6 +197,7 @@ def _handle(context, settings, key: int, job: Job, event: dict) -> None:
             settings.status = "not running"
     elif kind == "_done":
         JOBS.pop(key, None)
+        _finish_timing(job)
         settings.progress = 1.0 if not job.errors else settings.progress
         settings.message = summary(job)
     _redraw(context)
@@ -199,7 +207,11 @@ def _bake_result(context, settings, job: Job, event: dict) -> None:
     """Key every motion of a result event onto its target armature."""
     options = retarget_options(settings)
     targets = job.targets.get(event.get("id"), [])
-    for motion, target in zip(connection.result_motions(event), targets):
+    _note_received(job, event)
+    laps = armature_io.Laps(job.timing)
+    motions = connection.result_motions(event)
+    laps.lap("decode_s")
+    for motion, target in zip(motions, targets):
         obj = bpy.data.objects.get(target.armature)
         if obj is None or obj.type != "ARMATURE":
             job.errors.append(f"armature {target.armature!r} is gone")
@@ -208,8 +220,25 @@ def _bake_result(context, settings, job: Job, event: dict) -> None:
                 "strength": float(event.get("guidance", {}).get("strength", _req_strength(job, event))),
                 "cfg": float(_req_guidance(job, event).get("cfg", 0.0)),
                 "model": str(event.get("model", settings.model)), "server_version": settings.server_version}
-        action, _, _ = armature_io.bake(obj, motion["joints"], meta, target.start_frame, options, motion["contacts"])
+        action, _, _ = armature_io.bake(obj, motion["joints"], meta, target.start_frame, options, motion["contacts"],
+                                        job.timing)
         job.baked.append((action.name, obj.name))
+
+
+def _note_received(job: Job, event: dict) -> None:
+    """Server seconds of a result (its ``timing.total_s``) and click -> the worker read it."""
+    server = (event.get("timing") or {}).get("total_s", 0.0)
+    job.timing["server_s"] = float(server)
+    job.timing["received_s"] = event.get("_received", time.monotonic()) - job.started
+
+
+def _finish_timing(job: Job) -> None:
+    """Total and transfer seconds of a finished job; publish its timing as ``LAST_TIMING``."""
+    job.timing["total_s"] = time.monotonic() - job.started
+    if "received_s" in job.timing:
+        job.timing["transfer_s"] = job.timing["received_s"] - job.timing["server_s"]
+    LAST_TIMING.clear()
+    LAST_TIMING.update(job.timing)
 
 
 def _req_guidance(job: Job, event: dict) -> dict:

@@ -254,9 +254,16 @@ def test_benchmark_click_to_keyed_action_10s(addon):
         server.close()
     action = next(a for a in bpy.data.actions if a.get("prompt") == settings.prompt)
     keys = max(len(fc.keyframe_points) for fc in _fcurves(action, bpy.data.objects["Bench"]))
+    timing = addon.jobs.LAST_TIMING
     print(f"click -> keyed Action, 10 s motion (200 frames) on a Mixamo-like rig, Blender "
-          f"{bpy.app.version_string}: {took * 1000:.0f} ms (stand-in server: no model time)")
+          f"{bpy.app.version_string}: {took * 1000:.0f} ms (stand-in server: no model time); parts (ms): "
+          + ", ".join(f"{k} {v * 1000:.1f}" for k, v in timing.items()))
     assert keys == 200
+    parts = ("decode_s", "retarget_s", "keying_s", "nla_s")
+    assert timing["server_s"] == 0.01  # the stand-in's result timing.total_s
+    assert timing["transfer_s"] == pytest.approx(timing["received_s"] - 0.01)
+    assert all(timing[k] > 0 for k in parts) and timing["received_s"] > 0
+    assert timing["received_s"] + sum(timing[k] for k in parts) <= timing["total_s"] <= took
 
 
 def test_cancel_stops_a_running_job(addon, fake_server):
