@@ -152,7 +152,11 @@ def _tune_guidance(args: argparse.Namespace) -> int:
     from .results_table import pick_device, save_table
 
     models = Path(args.models)
-    cfg = TuningConfig(prompts=args.prompts, steps=args.steps)
+    mixes = tuple(tuple(float(v) for v in m.split(",")) for m in args.mixes)
+    if any(len(m) != 2 for m in mixes):
+        raise SystemExit(f"realign tune-guidance: --mixes takes MU,ETA pairs, got {args.mixes}")
+    cfg = TuningConfig(scales=tuple(args.scales), mixes=mixes, guided_steps_options=tuple(args.guided_steps),
+                       prompts=args.prompts, steps=args.steps)
     result = tune(models, Path(args.data), args.generator, cfg, pick_device(args.device))
     save_table(result, models / f"guidance_tuning_{args.generator}.json")
     write_guidance_toml(models / "guidance.toml", args.generator, result["winner"])
@@ -338,6 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--generator", default="mld", choices=["mld", "mdm"])
     tg.add_argument("--prompts", type=int, default=256, help="validation prompts (a seeded random subset)")
     tg.add_argument("--steps", type=int, default=50)
+    tg.add_argument("--scales", type=float, nargs="+", default=[3.0, 10.0, 30.0, 100.0],
+                    help="stage 1: step scales tried with mu = eta = 1")
+    tg.add_argument("--mixes", nargs="*", default=["1,0", "0,1"],
+                    help="stage 2: MU,ETA pairs tried at the chosen scale (besides 1,1)")
+    tg.add_argument("--guided-steps", type=int, nargs="*", default=[10],
+                    help="stage 3: guided-step counts tried besides all steps")
     tg.add_argument("--device", default="auto")
     tg.set_defaults(func=_tune_guidance)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import time
 from collections import Counter, defaultdict
@@ -352,7 +353,8 @@ def build_dataset(cmu_dir: Path, kitml_dir: Path, index_dir: Path, out: Path,
     args = [(job, out, cfg) for job in jobs]
     bar = tqdm(total=len(jobs), desc="building clips", unit="trial", disable=not progress)
     if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
+        # spawn, not fork: a forked child of a process whose torch thread pool is running deadlocks
+        with ProcessPoolExecutor(cfg.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for res in pool.map(_run_worker, args, chunksize=8):
                 records += res["records"]
                 skipped += res["skipped"]
