@@ -39,14 +39,20 @@ def make_eval_set(data_dir: str | Path, split: str = "test", seed: int = 0) -> E
 
 
 @torch.no_grad()
-def embed_motions(evaluator: Evaluator, features: list[np.ndarray], batch: int = 64) -> np.ndarray:
-    """Metric-space embeddings (N, D) of normalised feature arrays."""
+def embed_feature_list(embed: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], features: list[np.ndarray],
+                       batch: int = 64, device: torch.device | str = "cpu") -> np.ndarray:
+    """Embeddings (N, D) of normalised feature arrays (T_i, 263), padded into batches for ``embed(x, mask)``."""
     out = []
     for i in range(0, len(features), batch):
         b = collate([{"features": f.astype(np.float32), "length": len(f), "caption": "", "id": ""}
                      for f in features[i:i + batch]])
-        out.append(evaluator.embed_motions(b["features"], b["mask"]).cpu().numpy())
+        out.append(embed(b["features"].to(device), b["mask"].to(device)).cpu().numpy())
     return np.concatenate(out)
+
+
+def embed_motions(evaluator: Evaluator, features: list[np.ndarray], batch: int = 64) -> np.ndarray:
+    """Metric-space embeddings (N, D) of normalised feature arrays."""
+    return embed_feature_list(evaluator.embed_motions, features, batch)
 
 
 @torch.no_grad()

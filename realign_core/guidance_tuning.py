@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from . import metrics as M
-from .dataset import collate
-from .evaluation import EvalSet
+from .evaluation import EvalSet, embed_feature_list
 from .guidance import GuidanceCalibration, GuidanceSettings
 from .pipeline import SamplingConfig, TextToMotionPipeline
 from .results_table import eval_subset, generate_set
@@ -57,15 +55,9 @@ class Judge:
         self.text = model.encode_text(prompts.captions).cpu().numpy()
         self.real = self.embed(prompts.features)
 
-    @torch.no_grad()
-    def embed(self, features: list[np.ndarray], batch: int = 64) -> np.ndarray:
-        out = []
-        for i in range(0, len(features), batch):
-            b = collate([{"features": f.astype(np.float32), "length": len(f), "caption": "", "id": ""}
-                         for f in features[i:i + batch]])
-            out.append(self.model.encode_motion(b["features"].to(self.model.device),
-                                                b["mask"].to(self.model.device), 0).cpu().numpy())
-        return np.concatenate(out)
+    def embed(self, features: list[np.ndarray]) -> np.ndarray:
+        return embed_feature_list(lambda x, mask: self.model.encode_motion(x, mask, 0), features,
+                                  device=self.model.device)
 
     def score(self, features: list[np.ndarray]) -> dict[str, float]:
         emb = self.embed(features)

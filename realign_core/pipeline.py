@@ -22,8 +22,7 @@ import torch
 from torch import Tensor
 
 from .base_generators import MAX_FRAMES, BaseGenerator, load_generator
-from .diffusion import DDIMConfig, DDIMSampler, DDPMSampler, NoiseSchedule, denoise_loop
-from .diffusion import SamplerConfig
+from .diffusion import DDIMConfig, DDIMSampler, DDPMSampler, NoiseSchedule, SamplerConfig, denoise_loop
 from .guidance import GuidanceCalibration, GuidanceSettings, RewardGuidance
 from .motion import features_to_joints
 from .reward_bank import RewardBank, bank_path
@@ -139,15 +138,14 @@ class TextToMotionPipeline:
 
 def load_reward_parts(root: Path, kind: str, device: str | torch.device) -> RewardParts | None:
     """Reward model root/KIND/best.pt with its bank (if built); None when the checkpoint is absent."""
-    from .reward_task import RewardConfig, load_reward_model
+    from .reward_task import load_reward_checkpoint
 
     path = root / kind / "best.pt"
     if not path.is_file():
         return None
-    model = load_reward_model(path, device)
+    model, cfg = load_reward_checkpoint(path, device)
     for p in model.parameters():
         p.requires_grad_(False)
-    cfg = RewardConfig(**torch.load(path, map_location="cpu", weights_only=False)["config"])
     bank_file = bank_path(root, kind)
     bank = RewardBank.load(bank_file, path) if bank_file.is_file() else None
     return RewardParts(model, NoiseSchedule.make(cfg.schedule, cfg.num_train_steps), bank)

@@ -202,6 +202,12 @@ def make_reward_task(kind: str, model_section: dict[str, Any], where: str = "[re
 
 def load_reward_model(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> RewardModel:
     """Rebuild a reward model from a trainer checkpoint {"task", "config", "model", ...}, in eval mode."""
+    return load_reward_checkpoint(checkpoint_path, device)[0]
+
+
+def load_reward_checkpoint(checkpoint_path: str | Path,
+                           device: str | torch.device = "cpu") -> tuple[RewardModel, RewardConfig]:
+    """(reward model in eval mode, its training config, e.g. the noise schedule) from one read of the file."""
     path = Path(checkpoint_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such reward-model checkpoint")
@@ -212,4 +218,4 @@ def load_reward_model(checkpoint_path: str | Path, device: str | torch.device = 
     config = RewardConfig(**payload["config"])
     model = RewardModel(config.model_config())
     model.load_state_dict(payload["model"])
-    return model.to(device).eval()
+    return model.to(device).eval(), config
