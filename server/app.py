@@ -114,6 +114,7 @@ class Server:
         self.worker.stop("the server is shutting down")
         self.worker.join(timeout=30)
         for conn in list(self.connections.values()):
+            self._answer_pending(conn)
             self._drain(conn, timeout_s=1.0)
             self._close(conn, "server shutdown")
         for sock in (self.listener, self._wake_r, self._wake_w):
@@ -208,6 +209,19 @@ class Server:
             conn.wants_write = more
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if more else 0)
             self.selector.modify(conn.sock, events, conn)
+
+    def _answer_pending(self, conn: Connection) -> None:
+        """Shutdown: answer the lines a client sent before the loop stopped reading (a ``generate``
+        gets ``busy``, "the server is shutting down"), so no request goes unanswered."""
+        while not conn.closed:
+            try:
+                data = conn.sock.recv(READ_CHUNK)
+            except OSError:  # nothing more to read (BlockingIOError) or the client is gone
+                return
+            if not data:
+                return
+            for line in conn.feed(data):
+                self.handle_line(conn, line)
 
     def _drain(self, conn: Connection, timeout_s: float) -> None:
         """Best effort: write what is pending before closing (shutdown)."""

@@ -78,12 +78,17 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 30.0, interva
         time.sleep(interval_s)
 
 
+def first_event(job, kind: str, timeout_s: float = 60.0) -> dict:
+    """Wait for a job's first event of ``kind`` (``accepted``, ``progress``, ...)."""
+    for event in job.iter_events(timeout_s):
+        if event["event"] == kind:
+            return event
+    pytest.fail(f"job {job.id} ended without a {kind!r} event: {job.result or job.error}")
+
+
 def first_progress(job, timeout_s: float = 60.0) -> dict:
     """Wait for a running job's first ``progress`` event."""
-    for event in job.iter_events(timeout_s):
-        if event["event"] == "progress":
-            return event
-    pytest.fail(f"job {job.id} ended without progress: {job.result or job.error}")
+    return first_event(job, "progress", timeout_s)
 
 
 def long_job(client: Client, **fields):

@@ -13,7 +13,7 @@ from server.client import ServerError, decode_joints
 from server.launch import REPO_ROOT
 from server.protocol import ERROR_CODES
 from tests.server_fixtures import (  # noqa: F401
-    FAST_STEPS, first_progress, launch_tiny_server, long_job, server_client, tiny_server,
+    FAST_STEPS, first_event, first_progress, launch_tiny_server, long_job, server_client, tiny_server,
 )
 
 
@@ -218,10 +218,15 @@ def test_remote_server_requires_the_token_and_shuts_down_cleanly(tiny_generator,
             running = long_job(good)
             first_progress(running)
             queued = good.submit("a person walks.", frames=30, steps=FAST_STEPS)
+            first_event(queued, "accepted")
+            unread = good.submit("a person runs.", frames=30, steps=FAST_STEPS)   # may still be unread at SIGTERM
             assert server.stop() == 0, server.log_tail()       # SIGTERM: jobs end with `cancelled`, exit 0
             for job in (running, queued):
                 with pytest.raises(ServerError) as err:
                     job.wait(30)
                 assert err.value.code == "cancelled" and "shutting down" in err.value.message
+            with pytest.raises(ServerError) as err:             # answered either way, never dropped
+                unread.wait(30)
+            assert err.value.code in ("cancelled", "busy") and "shutting down" in err.value.message
     finally:
         assert server.stop() == 0, server.log_tail()
