@@ -636,10 +636,13 @@ def write_json(path: str | Path, rows: list[dict[str, Any]], meta: dict[str, Any
 
 
 def _load_rows(source: str | Path | dict | list) -> list[dict[str, Any]]:
-    """Rows from a path, a {'rows': [...]} payload or a list."""
+    """Rows from a path, a {'rows': [...]} payload, a results table with a 'curve' (``realign eval
+    --table --curve``) or a list."""
     if isinstance(source, (str, Path)):
         source = json.loads(Path(source).read_text())
-    return list(source["rows"] if isinstance(source, dict) else source)
+    if isinstance(source, dict):
+        return list(source["curve"] if "curve" in source else source["rows"])
+    return list(source)
 
 
 def guided_key(value: Any, steps: int | None = None) -> str:

@@ -112,6 +112,8 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     if args.table:
         return _eval_table(args)
+    if args.kinematic:
+        return _eval_kinematic(args)
     from .model_eval import PARTS, evaluate_models, format_result, save_result
     from .pipeline import SamplingConfig
 
@@ -138,12 +140,28 @@ def _eval_table(args: argparse.Namespace) -> int:
 
     models = Path(args.models)
     result = run_table(models, Path(args.data), args.split, args.limit, args.repeats, args.steps,
-                       pick_device(args.device))
+                       pick_device(args.device), curve=args.curve)
     out = Path(args.output) if args.output else models / "results_table.json"
     save_table(result, out)
     print(f"{result['prompts']} {result['split']} prompts, {result['repeats']} repeats, {result['steps']} steps")
     print(format_table(result))
     print(f"written to {out}")
+    return 0
+
+
+def _eval_kinematic(args: argparse.Namespace) -> int:
+    """Kinematic alignment, baseline vs the validated default guidance, for every generator present;
+    and the checks validated on the real clips of ``--data``."""
+    from .kinematic_alignment import main as kinematic_main
+    from .results_table import generator_present, pick_device
+
+    models = Path(args.models)
+    common = ["--samples", str(args.kinematic_samples), "--steps", str(args.steps),
+              "--device", pick_device(args.device)]
+    kinematic_main(["--validate-on", args.data, "-o", str(models / "kinematic_validation.json")])
+    for gen in ("mld", "mdm"):
+        if generator_present(models, gen):
+            kinematic_main(["--models", str(models), "--generator", gen, *common])
     return 0
 
 
@@ -156,6 +174,7 @@ def _tune_guidance(args: argparse.Namespace) -> int:
     if any(len(m) != 2 for m in mixes):
         raise SystemExit(f"realign tune-guidance: --mixes takes MU,ETA pairs, got {args.mixes}")
     cfg = TuningConfig(scales=tuple(args.scales), mixes=mixes, guided_steps_options=tuple(args.guided_steps),
+                       stage3_scale_factors=tuple(args.stage3_scale_factors), keep_gain=args.keep_gain,
                        prompts=args.prompts, steps=args.steps)
     result = tune(models, Path(args.data), args.generator, cfg, pick_device(args.device))
     save_table(result, models / f"guidance_tuning_{args.generator}.json")
@@ -328,7 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cfg", type=float, default=7.5)
     ev.add_argument("--table", action="store_true",
                     help="the results table: baseline vs ReAlign variants on both generators")
+    ev.add_argument("--kinematic", action="store_true",
+                    help="model-free alignment on fixed direction/action prompts, baseline vs default guidance, "
+                         "for each generator (and the checks validated on --data's real clips)")
+    ev.add_argument("--kinematic-samples", type=int, default=32, help="--kinematic: samples per prompt")
     ev.add_argument("--split", default="test", help="split scored by --table")
+    ev.add_argument("--curve", action="store_true",
+                    help="--table: also the default guidance at 5/10/25/all guided steps (quality-vs-latency "
+                         "curve: realign bench --plot-quality MODELS/results_table.json)")
     ev.add_argument("--parts", default="vae,real,generator,reward",
                     help="comma-separated subset of vae,real,generator,reward (a partial run updates the JSON)")
     ev.add_argument("--limit", type=int, default=None, help="a seeded random subset of N test prompts")
@@ -346,8 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stage 1: step scales tried with mu = eta = 1")
     tg.add_argument("--mixes", nargs="*", default=["1,0", "0,1"],
                     help="stage 2: MU,ETA pairs tried at the chosen scale (besides 1,1)")
-    tg.add_argument("--guided-steps", type=int, nargs="*", default=[10],
+    tg.add_argument("--guided-steps", type=int, nargs="*", default=[5, 10, 25],
                     help="stage 3: guided-step counts tried besides all steps")
+    tg.add_argument("--stage3-scale-factors", type=float, nargs="+", default=[1.0, 3.0],
+                    help="stage 3: each guided-step count is tried at the chosen scale times these")
+    tg.add_argument("--keep-gain", type=float, default=0.9,
+                    help="stage 3 picks the fewest guided steps keeping this fraction of the best R@1 gain")
     tg.add_argument("--device", default="auto")
     tg.set_defaults(func=_tune_guidance)
 

@@ -13,12 +13,16 @@ Search (each candidate generates the same prompts with the same seeds):
 
 1. step scale, with mu = eta = 1: ``scales`` candidates;
 2. at the chosen scale, the reward mix (mu, eta) in ``mixes``;
-3. the number of guided steps in ``guided_steps_options`` (cost lever).
+3. the cost lever: the number of guided steps in ``guided_steps_options``,
+   each at the chosen scale times each of ``stage3_scale_factors`` (fewer
+   guided steps may need a stronger push per step).
 
 Rule: a candidate qualifies if its judge FID is at most ``fid_slack`` x the
-baseline's; among qualifying ones the highest judge R@1 wins (ties: cheaper).
-The winner is written to ``guidance.toml`` as ``scale`` plus the defaults that
-strength 1 means.
+baseline's.  Stages 1 and 2: among qualifying ones the highest judge R@1 wins.
+Stage 3 (speed): the *fewest* guided steps whose judge R@1 gain over the
+baseline is at least ``keep_gain`` of the best qualifying gain (ties: higher
+R@1) -- ReAlign's quality at the least extra latency.  The winner is written to
+``guidance.toml`` as ``scale`` plus the defaults that strength 1 means.
 """
 from __future__ import annotations
 
@@ -40,7 +44,9 @@ from .results_table import eval_subset, generate_set
 class TuningConfig:
     scales: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
     mixes: tuple[tuple[float, float], ...] = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
-    guided_steps_options: tuple[int | None, ...] = (10, None)
+    guided_steps_options: tuple[int, ...] = (5, 10, 25)
+    stage3_scale_factors: tuple[float, ...] = (1.0, 3.0)
+    keep_gain: float = 0.9
     fid_slack: float = 1.0
     prompts: int = 256
     steps: int = 50
@@ -87,9 +93,25 @@ def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSe
     return row
 
 
+def _qualifying(rows: list[dict[str, Any]], baseline: dict[str, Any], slack: float) -> list[dict[str, Any]]:
+    return [r for r in rows if r["judge_fid"] <= slack * baseline["judge_fid"]] or rows
+
+
 def _best(rows: list[dict[str, Any]], baseline: dict[str, Any], slack: float) -> dict[str, Any]:
-    ok = [r for r in rows if r["judge_fid"] <= slack * baseline["judge_fid"]] or rows
-    return max(ok, key=lambda r: r["judge_r1"])
+    return max(_qualifying(rows, baseline, slack), key=lambda r: r["judge_r1"])
+
+
+def _guided_count(row: dict[str, Any], steps: int) -> int:
+    k = row["settings"]["guided_steps"]
+    return steps if k is None else min(k, steps)
+
+
+def cheapest_keeping_gain(rows: list[dict[str, Any]], baseline: dict[str, Any], cfg: TuningConfig) -> dict[str, Any]:
+    """The stage-3 rule: fewest guided steps keeping ``keep_gain`` of the best R@1 gain (FID within slack)."""
+    ok = _qualifying(rows, baseline, cfg.fid_slack)
+    best_gain = max(r["judge_r1"] for r in ok) - baseline["judge_r1"]
+    enough = [r for r in ok if r["judge_r1"] - baseline["judge_r1"] >= cfg.keep_gain * best_gain]
+    return min(enough, key=lambda r: (_guided_count(r, cfg.steps), -r["judge_r1"]))
 
 
 def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = TuningConfig(),
@@ -107,10 +129,10 @@ def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = T
     stage2 = [evaluate_candidate(pipe, judge, prompts, replace(both, mu=mu, eta=eta), scale, cfg)
               for mu, eta in cfg.mixes if (mu, eta) != (1.0, 1.0)] + [r for r in stage1 if r["scale"] == scale]
     mix = GuidanceSettings(**_best(stage2, baseline, cfg.fid_slack)["settings"])
-    stage3 = [evaluate_candidate(pipe, judge, prompts, replace(mix, guided_steps=k), scale, cfg)
-              for k in cfg.guided_steps_options if k is not None]
+    stage3 = [evaluate_candidate(pipe, judge, prompts, replace(mix, guided_steps=k), scale * f, cfg)
+              for k in cfg.guided_steps_options if k < cfg.steps for f in cfg.stage3_scale_factors]
     stage3 += [r for r in stage2 if GuidanceSettings(**r["settings"]) == mix]
-    winner = _best(stage3, baseline, cfg.fid_slack)
+    winner = cheapest_keeping_gain(stage3, baseline, cfg)
     return {"generator": generator, "split": "val", "prompts": len(prompts.captions), "config": asdict(cfg),
             "baseline": baseline, "stages": [stage1, stage2, stage3], "winner": winner}
 

@@ -3,10 +3,14 @@
 Rows (``table_methods``), each generated for the same prompts and seeds:
 
 * Real (test motions themselves);
-* ``mld`` baseline (no guidance), ``+ T2M`` (mu only), ``+ M2M`` (eta only),
-  ``+ both`` (the validated mu, eta, strength), and ``+ both`` guided by the
-  non-step-aware reward model (the ablation of the paper's Table 3);
-* the same baseline / ``+ both`` pair on the MDM-style generator (plug-and-play).
+* ``mld`` baseline (no guidance), ``+ T2M`` (eta = 0), ``+ M2M`` (mu = 0),
+  ``+ both``, and ``+ both`` guided by the non-step-aware reward model (the
+  ablation of the paper's Table 3) -- all at the validated scale, strength
+  and guided steps;
+* with ``curve``: the validated default at 5/10/25/all guided steps (the
+  quality-vs-latency curve);
+* the baseline / validated-default pair on the MDM-style generator
+  (plug-and-play: the same guidance code on a motion-space model).
 
 Metrics: R@1/2/3, FID, MM-Dist, Diversity (mean +- 95 % CI over ``repeats``
 generations with different seeds) and MultiModality.  MultiModality uses the
@@ -47,24 +51,71 @@ class Method:
     guidance: GuidanceSettings | None = None
 
 
-def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm")) -> list[Method]:
-    """The rows of the table for the generators whose checkpoints exist under ``models``."""
+def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm"), curve: bool = False) -> list[Method]:
+    """The rows of the table for the generators whose checkpoints exist under ``models``.
+
+    Every guided row keeps the validated scale, strength and guided steps and varies only the reward
+    mix: ``+ T2M`` (eta = 0), ``+ M2M`` (mu = 0), ``+ both``; the validated default is whichever of these
+    the tuning chose.  ``curve``: also the validated default at other guided-step counts (the
+    quality-vs-latency curve, see :func:`curve_rows`).
+    """
     rows: list[Method] = []
     for gen in generators:
-        if not _generator_present(models, gen):
+        if not generator_present(models, gen):
             continue
         best = GuidanceCalibration.load(models / "guidance.toml", gen).defaults
+        both = replace(best, mu=best.mu or 1.0, eta=best.eta or 1.0)
         rows.append(Method(f"{gen} baseline", gen))
         if gen == "mld":
-            rows += [Method(f"{gen} + T2M reward", gen, "reward", replace(best, eta=0.0)),
-                     Method(f"{gen} + M2M reward", gen, "reward", replace(best, mu=0.0))]
-        rows.append(Method(f"{gen} + ReAlign (T2M+M2M)", gen, "reward", best))
-        if gen == "mld":
-            rows.append(Method(f"{gen} + ReAlign, non-step-aware reward", gen, "reward_plain", best))
+            rows += [Method(f"{gen} + T2M reward", gen, "reward", replace(both, eta=0.0)),
+                     Method(f"{gen} + M2M reward", gen, "reward", replace(both, mu=0.0)),
+                     Method(f"{gen} + both (T2M+M2M)", gen, "reward", both),
+                     Method(f"{gen} + both, non-step-aware reward", gen, "reward_plain", both)]
+            if curve:
+                rows += [Method(f"{gen} + ReAlign default, {_guided_label(k)}", gen, "reward",
+                                replace(best, guided_steps=k)) for k in CURVE_GUIDED if k != best.guided_steps]
+        else:
+            rows.append(Method(f"{gen} + ReAlign default ({_mix_label(best)})", gen, "reward", best))
     return rows
 
 
-def _generator_present(models: Path, kind: str) -> bool:
+CURVE_GUIDED: tuple[int | None, ...] = (5, 10, 25, None)   # guided-step counts of the curve (None = all)
+
+
+def _guided_label(k: int | None) -> str:
+    return "all steps guided" if k is None else f"{k} steps guided"
+
+
+def _mix_label(g: GuidanceSettings) -> str:
+    return {(True, False): "T2M", (False, True): "M2M"}.get((g.mu > 0, g.eta > 0), "T2M+M2M")
+
+
+def curve_rows(result: dict[str, Any], generator: str = "mld", steps: int = 50) -> list[dict[str, Any]]:
+    """Quality per guided-step count of the validated default, for the quality-vs-latency plot:
+    [{guided_steps (0 = baseline, None = all), r1, r1_ci, fid, fid_ci, method}], from a ``run_table``
+    result made with ``curve=True``.  Rows that are the default's settings at some step count count."""
+    methods, rows = result["methods"], result["rows"]
+    default = result.get("defaults", {}).get(generator)
+    out = []
+    for name, m in methods.items():
+        if m["generator"] != generator or name not in rows:
+            continue
+        if m["guidance"] is None:
+            k: int | None = 0
+        elif m["reward"] == "reward" and default is not None and \
+                {**m["guidance"], "guided_steps": None} == {**default, "guided_steps": None}:
+            k = m["guidance"]["guided_steps"]
+            k = None if k is not None and k >= steps else k
+        else:
+            continue
+        r = rows[name]
+        out.append({"guided_steps": k, "r1": r["r1"][0], "r1_ci": r["r1"][1], "fid": r["fid"][0],
+                    "fid_ci": r["fid"][1], "method": name})
+    return sorted(out, key=lambda q: steps if q["guided_steps"] is None else q["guided_steps"])
+
+
+def generator_present(models: Path, kind: str) -> bool:
+    """Whether ``models`` holds the checkpoints of generator ``kind`` (mld: vae + denoiser; mdm)."""
     needed = ("vae", "denoiser") if kind == "mld" else ("mdm",)
     return all((models / n / "best.pt").is_file() for n in needed)
 
@@ -121,13 +172,14 @@ def multimodality_ci(emb: np.ndarray, resamples: int = 20, seed: int = 0) -> tup
 
 def run_table(models: Path, data: Path, split: str = "test", limit: int | None = None, repeats: int = 5,
               steps: int = 50, device: str = "cpu", methods: list[Method] | None = None,
-              batch: int = 32) -> dict[str, Any]:
-    """Score Real and every method on the same prompts; returns a JSON-ready dict."""
+              batch: int = 32, curve: bool = False) -> dict[str, Any]:
+    """Score Real and every method on the same prompts; returns a JSON-ready dict (with ``curve``,
+    the quality rows of the quality-vs-latency plot, when ``curve``)."""
     from .evaluator import load_evaluator
 
     evaluator = load_evaluator(models / "evaluator" / "best.pt", device)
     prompts = eval_subset(data, split, limit)
-    methods = table_methods(models) if methods is None else methods
+    methods = table_methods(models, curve=curve) if methods is None else methods
     rows: dict[str, Any] = {"Real": real_metrics(evaluator, prompts, None, repeats=20)}
     pipes: dict[tuple[str, str | None], TextToMotionPipeline] = {}
     for method in methods:
@@ -137,8 +189,14 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
                                                                reward_kind=method.reward_kind)
         rows[method.name] = score_method(pipes[key], method, evaluator, prompts, repeats,
                                          SamplingConfig(steps=steps), batch)
-    return {"split": split, "prompts": len(prompts.captions), "repeats": repeats, "steps": steps,
-            "device": device, "methods": {m.name: _method_dict(m) for m in methods}, "rows": rows}
+    defaults = {g: asdict(GuidanceCalibration.load(models / "guidance.toml", g).defaults)
+                for g in sorted({m.generator for m in methods})}
+    result = {"split": split, "prompts": len(prompts.captions), "repeats": repeats, "steps": steps,
+              "device": device, "defaults": defaults, "methods": {m.name: _method_dict(m) for m in methods},
+              "rows": rows}
+    if curve:
+        result["curve"] = curve_rows(result, "mld", steps)
+    return result
 
 
 def _method_dict(m: Method) -> dict[str, Any]:

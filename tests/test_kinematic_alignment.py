@@ -352,3 +352,22 @@ def test_end_to_end_on_tiny_models(tiny_guided, tmp_path, capsys):
     assert result["alignment"]["guided"]["settings"]["guidance"]["strength"] == 2.0
     assert -1.0 <= result["alignment"]["difference"]["overall"]["difference"] <= 1.0
     assert result["validation"]["labels"]["walk_backward"]["recall"] == 1.0
+
+
+def test_realign_eval_kinematic_runs_every_generator_present(tiny_guided, tmp_path, capsys):
+    import shutil
+
+    from realign_core.cli import main as realign_main
+
+    data, models = tmp_path / "data", tmp_path / "models"
+    write_dataset(data)
+    shutil.copytree(tiny_guided, models)
+    assert realign_main(["eval", "--kinematic", "--models", str(models), "--data", str(data),
+                         "--kinematic-samples", "1", "--steps", "3", "--device", "cpu"]) == 0
+    result = json.loads((models / "kinematic_alignment_mld.json").read_text())
+    assert set(result["alignment"]) == {"baseline", "guided", "difference"}
+    assert len(result["alignment"]["baseline"]["prompts"]) == len(K.PROMPTS)
+    assert not (models / "kinematic_alignment_mdm.json").exists()      # no MDM checkpoint in this folder
+    validation = json.loads((models / "kinematic_validation.json").read_text())
+    assert validation["validation"]["labels"]["walk_backward"]["recall"] == 1.0
+    assert "walk_forward" in capsys.readouterr().out

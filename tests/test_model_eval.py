@@ -94,10 +94,37 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     assert cal.scale == result["winner"]["scale"] and cal.defaults.strength == 1.0
 
     names = [m.name for m in table_methods(root)]
-    assert names[0] == "mld baseline" and "mdm + ReAlign (T2M+M2M)" in names and len(names) == 7
-    table = run_table(root, data, "test", None, repeats=2, steps=3)
-    assert list(table["rows"])[0] == "Real" and len(table["rows"]) == 8
+    assert names[0] == "mld baseline" and "mld + both (T2M+M2M)" in names and len(names) == 7
+    assert any(n.startswith("mdm + ReAlign default (") for n in names)
+    table = run_table(root, data, "test", None, repeats=2, steps=3, curve=True)
+    curve_names = [n for n in table["rows"] if ", " in n and "guided" in n]
+    assert list(table["rows"])[0] == "Real" and len(table["rows"]) == 8 + len(curve_names) and curve_names
+    assert table["curve"][0]["guided_steps"] == 0 and table["curve"][0]["method"] == "mld baseline"
+    assert len(table["curve"]) == 2 + len(curve_names)   # baseline, the default's own row, the others
+    from realign_core.benchmark import plot_quality_vs_latency
+    latency = [{"batch": 1, "guided_steps": q["guided_steps"], "steps": 3, "per_motion_s": 1.0 + i,
+                "placement": "spread"} for i, q in enumerate(table["curve"])]
+    assert plot_quality_vs_latency(latency, table, tmp_path / "curve.png").stat().st_size > 1000
     for name, row in table["rows"].items():
         assert 0 <= row["r1"][0] <= row["r3"][0] <= 1, name
     assert "multimodality" in table["rows"]["mld baseline"]
     assert "| mdm baseline |" in format_table(table)
+
+
+def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():
+    from realign_core.guidance_tuning import TuningConfig, cheapest_keeping_gain
+
+    def row(k, r1, fid=0.1, scale=30.0):
+        return {"judge_r1": r1, "judge_fid": fid, "scale": scale,
+                "settings": {"strength": 1.0, "mu": 1.0, "eta": 0.0, "guided_steps": k, "placement": "spread"}}
+
+    base = {"judge_r1": 0.2, "judge_fid": 0.3}
+    cfg = TuningConfig(keep_gain=0.9, steps=50)
+    rows = [row(None, 0.70), row(25, 0.68), row(10, 0.66), row(5, 0.50), row(10, 0.67, scale=90.0)]
+    # best gain 0.50; 90% of it = 0.45 -> R@1 >= 0.65; fewest steps among those is 10, the higher R@1 of the two
+    assert cheapest_keeping_gain(rows, base, cfg) is rows[4]
+    # a candidate that breaks the FID guard never wins, however cheap
+    rows.append(row(5, 0.69, fid=0.5))
+    assert cheapest_keeping_gain(rows, base, cfg) is rows[4]
+    # keep_gain 1.0 = the best R@1 whatever it costs
+    assert cheapest_keeping_gain(rows, base, TuningConfig(keep_gain=1.0, steps=50)) is rows[0]
