@@ -176,8 +176,10 @@ def _tune_guidance(args: argparse.Namespace) -> int:
     cfg = TuningConfig(scales=tuple(args.scales), mixes=mixes, guided_steps_options=tuple(args.guided_steps),
                        stage3_scale_factors=tuple(args.stage3_scale_factors), keep_gain=args.keep_gain,
                        prompts=args.prompts, steps=args.steps)
-    result = tune(models, Path(args.data), args.generator, cfg, pick_device(args.device))
-    save_table(result, models / f"guidance_tuning_{args.generator}.json")
+    out = models / f"guidance_tuning_{args.generator}.json"
+    result = tune(models, Path(args.data), args.generator, cfg, pick_device(args.device),
+                  reuse=None if args.fresh else out)
+    save_table(result, out)
     write_guidance_toml(models / "guidance.toml", args.generator, result["winner"])
     w = result["winner"]
     print(f"winner: scale {w['scale']:g}, {w['settings']}: judge R@1 {w['judge_r1']:.3f} "
@@ -376,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stage 3: guided-step counts tried besides all steps")
     tg.add_argument("--stage3-scale-factors", type=float, nargs="+", default=[1.0, 3.0],
                     help="stage 3: each guided-step count is tried at the chosen scale times these")
+    tg.add_argument("--fresh", action="store_true",
+                    help="re-score every candidate (default: reuse matching ones from the earlier JSON)")
     tg.add_argument("--keep-gain", type=float, default=0.9,
                     help="stage 3 picks the fewest guided steps keeping this fraction of the best R@1 gain")
     tg.add_argument("--device", default="auto")

@@ -81,8 +81,33 @@ class Judge:
         return hits / max(groups, 1)
 
 
+def candidate_key(scale: float, settings: GuidanceSettings | dict | None) -> str:
+    """Identity of a candidate within one tuning run (same prompts, seeds and sampler)."""
+    s = asdict(settings) if isinstance(settings, GuidanceSettings) else settings
+    return json.dumps({"scale": float(scale) if s else 0.0, "settings": s}, sort_keys=True)
+
+
+def reusable_rows(previous: Path | None, generator: str, prompts: int, cfg: TuningConfig) -> dict[str, dict]:
+    """Scored candidates of an earlier run on the same generator, prompts and sampler (scores are
+    deterministic under the seeds, so an interrupted or extended search need not redo them)."""
+    if previous is None or not previous.is_file():
+        return {}
+    old = json.loads(previous.read_text())
+    same = (old.get("generator") == generator and old.get("prompts") == prompts
+            and old.get("config", {}).get("steps") == cfg.steps and old.get("config", {}).get("batch") == cfg.batch)
+    rows = [old["baseline"], *(r for stage in old.get("stages", []) for r in stage)] if same else []
+    return {candidate_key(r["scale"], r["settings"]): r for r in rows}
+
+
 def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSet, settings: GuidanceSettings | None,
-                       scale: float, cfg: TuningConfig) -> dict[str, Any]:
+                       scale: float, cfg: TuningConfig, known: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Generate the prompts with these settings and score them with the judge (or reuse ``known``)."""
+    key = candidate_key(scale, settings)
+    if known and key in known:
+        row = known[key]
+        print(f"  scale {scale:g} {row['settings']}: judge R@1 {row['judge_r1']:.3f}, FID {row['judge_fid']:.3f} "
+              f"(scored by an earlier run)", flush=True)
+        return row
     pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
     seeds = list(range(len(prompts.captions)))
     feats = generate_set(pipe, prompts, seeds, SamplingConfig(steps=cfg.steps), settings, cfg.batch)
@@ -115,21 +140,30 @@ def cheapest_keeping_gain(rows: list[dict[str, Any]], baseline: dict[str, Any], 
 
 
 def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = TuningConfig(),
-         device: str = "cpu") -> dict[str, Any]:
-    """Run the three-stage search on the validation split; returns every row and the winner."""
+         device: str = "cpu", reuse: Path | None = None) -> dict[str, Any]:
+    """Run the three-stage search on the validation split; returns every row and the winner.
+
+    reuse: an earlier ``guidance_tuning_GEN.json`` whose candidates are taken instead of re-scored
+    when the generator, prompt count and sampler match.
+    """
     from .reward_task import load_reward_model
 
     prompts = eval_subset(data, "val", cfg.prompts)
+    known = reusable_rows(reuse, generator, len(prompts.captions), cfg)
     judge = Judge(load_reward_model(models / "reward_plain" / "best.pt", device), prompts)
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind="reward")
-    baseline = evaluate_candidate(pipe, judge, prompts, None, 0.0, cfg)
+
+    def score(settings: GuidanceSettings | None, scale: float) -> dict[str, Any]:
+        return evaluate_candidate(pipe, judge, prompts, settings, scale, cfg, known)
+
+    baseline = score(None, 0.0)
     both = GuidanceSettings(strength=1.0)
-    stage1 = [evaluate_candidate(pipe, judge, prompts, both, s, cfg) for s in cfg.scales]
+    stage1 = [score(both, s) for s in cfg.scales]
     scale = _best(stage1, baseline, cfg.fid_slack)["scale"]
-    stage2 = [evaluate_candidate(pipe, judge, prompts, replace(both, mu=mu, eta=eta), scale, cfg)
+    stage2 = [score(replace(both, mu=mu, eta=eta), scale)
               for mu, eta in cfg.mixes if (mu, eta) != (1.0, 1.0)] + [r for r in stage1 if r["scale"] == scale]
     mix = GuidanceSettings(**_best(stage2, baseline, cfg.fid_slack)["settings"])
-    stage3 = [evaluate_candidate(pipe, judge, prompts, replace(mix, guided_steps=k), scale * f, cfg)
+    stage3 = [score(replace(mix, guided_steps=k), scale * f)
               for k in cfg.guided_steps_options if k < cfg.steps for f in cfg.stage3_scale_factors]
     stage3 += [r for r in stage2 if GuidanceSettings(**r["settings"]) == mix]
     winner = cheapest_keeping_gain(stage3, baseline, cfg)

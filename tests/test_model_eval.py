@@ -128,3 +128,23 @@ def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():
     assert cheapest_keeping_gain(rows, base, cfg) is rows[4]
     # keep_gain 1.0 = the best R@1 whatever it costs
     assert cheapest_keeping_gain(rows, base, TuningConfig(keep_gain=1.0, steps=50)) is rows[0]
+
+
+def test_tuning_reuses_only_candidates_scored_on_the_same_prompts_and_sampler(tmp_path):
+    from realign_core.guidance import GuidanceSettings
+    from realign_core.guidance_tuning import TuningConfig, candidate_key, reusable_rows
+
+    g = GuidanceSettings(strength=1.0, eta=0.0)
+    row = {"judge_r1": 0.5, "judge_fid": 0.2, "scale": 30.0, "settings": {**g.__dict__}}
+    base = {"judge_r1": 0.1, "judge_fid": 0.3, "scale": 0.0, "settings": None}
+    cfg = TuningConfig(steps=50, batch=32)
+    path = tmp_path / "guidance_tuning_mld.json"
+    path.write_text(json.dumps({"generator": "mld", "prompts": 128, "config": {"steps": 50, "batch": 32},
+                                "baseline": base, "stages": [[row]]}))
+    known = reusable_rows(path, "mld", 128, cfg)
+    assert known[candidate_key(30.0, g)] is not None and known[candidate_key(0.0, None)]["judge_r1"] == 0.1
+    assert candidate_key(10.0, g) not in known
+    assert reusable_rows(path, "mld", 64, cfg) == {}                      # other prompts
+    assert reusable_rows(path, "mdm", 128, cfg) == {}                     # other generator
+    assert reusable_rows(path, "mld", 128, TuningConfig(steps=20)) == {}  # other sampler
+    assert reusable_rows(tmp_path / "missing.json", "mld", 128, cfg) == {}
