@@ -20,8 +20,9 @@ Search (each candidate generates the same prompts with the same seeds):
 Rule: a candidate qualifies if its judge FID is at most ``fid_slack`` x the
 baseline's.  Stages 1 and 2: among qualifying ones the highest judge R@1 wins.
 Stage 3 (speed): the *fewest* guided steps whose judge R@1 gain over the
-baseline is at least ``keep_gain`` of the best qualifying gain (ties: higher
-R@1) -- ReAlign's quality at the least extra latency.  The winner is written to
+baseline is at least ``keep_gain`` of the best qualifying gain (ties: lower
+judge FID, as R@1 differences within the kept gain are noise) -- ReAlign's
+quality at the least extra latency.  The winner is written to
 ``guidance.toml`` as ``scale`` plus the defaults that strength 1 means.
 """
 from __future__ import annotations
@@ -132,11 +133,12 @@ def _guided_count(row: dict[str, Any], steps: int) -> int:
 
 
 def cheapest_keeping_gain(rows: list[dict[str, Any]], baseline: dict[str, Any], cfg: TuningConfig) -> dict[str, Any]:
-    """The stage-3 rule: fewest guided steps keeping ``keep_gain`` of the best R@1 gain (FID within slack)."""
+    """The stage-3 rule: fewest guided steps keeping ``keep_gain`` of the best R@1 gain (FID within
+    slack); among those, the most realistic (lowest judge FID)."""
     ok = _qualifying(rows, baseline, cfg.fid_slack)
     best_gain = max(r["judge_r1"] for r in ok) - baseline["judge_r1"]
     enough = [r for r in ok if r["judge_r1"] - baseline["judge_r1"] >= cfg.keep_gain * best_gain]
-    return min(enough, key=lambda r: (_guided_count(r, cfg.steps), -r["judge_r1"]))
+    return min(enough, key=lambda r: (_guided_count(r, cfg.steps), r["judge_fid"], -r["judge_r1"]))
 
 
 def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = TuningConfig(),

@@ -120,9 +120,10 @@ def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():
 
     base = {"judge_r1": 0.2, "judge_fid": 0.3}
     cfg = TuningConfig(keep_gain=0.9, steps=50)
-    rows = [row(None, 0.70), row(25, 0.68), row(10, 0.66), row(5, 0.50), row(10, 0.67, scale=90.0)]
-    # best gain 0.50; 90% of it = 0.45 -> R@1 >= 0.65; fewest steps among those is 10, the higher R@1 of the two
+    rows = [row(None, 0.70), row(25, 0.68), row(10, 0.66, fid=0.2), row(5, 0.50), row(10, 0.67, scale=90.0)]
+    # best gain 0.50; 90% of it = 0.45 -> R@1 >= 0.65; fewest steps among those is 10, the lower FID of the two
     assert cheapest_keeping_gain(rows, base, cfg) is rows[4]
+    assert cheapest_keeping_gain([*rows[:4], row(10, 0.67, fid=0.25)], base, cfg) is rows[2]
     # a candidate that breaks the FID guard never wins, however cheap
     rows.append(row(5, 0.69, fid=0.5))
     assert cheapest_keeping_gain(rows, base, cfg) is rows[4]
