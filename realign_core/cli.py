@@ -136,12 +136,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _eval_table(args: argparse.Namespace) -> int:
-    from .results_table import format_table, pick_device, run_table, save_table
+    from .results_table import format_table, merge_tables, pick_device, run_table, save_table
 
     models = Path(args.models)
     result = run_table(models, Path(args.data), args.split, args.limit, args.repeats, args.steps,
-                       pick_device(args.device), curve=args.curve)
+                       pick_device(args.device), curve=args.curve, generators=tuple(args.generators.split(",")))
     out = Path(args.output) if args.output else models / "results_table.json"
+    if out.is_file():
+        result = merge_tables(json.loads(out.read_text()), result)
     save_table(result, out)
     print(f"{result['prompts']} {result['split']} prompts, {result['repeats']} repeats, {result['steps']} steps")
     print(format_table(result))
@@ -352,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--kinematic", action="store_true",
                     help="model-free alignment on fixed direction/action prompts, baseline vs default guidance, "
                          "for each generator (and the checks validated on --data's real clips)")
+    ev.add_argument("--generators", default="mld,mdm",
+                    help="--table: rows of these generators (a partial run updates the table's JSON)")
     ev.add_argument("--kinematic-samples", type=int, default=32, help="--kinematic: samples per prompt")
     ev.add_argument("--split", default="test", help="split scored by --table")
     ev.add_argument("--curve", action="store_true",

@@ -172,14 +172,14 @@ def multimodality_ci(emb: np.ndarray, resamples: int = 20, seed: int = 0) -> tup
 
 def run_table(models: Path, data: Path, split: str = "test", limit: int | None = None, repeats: int = 5,
               steps: int = 50, device: str = "cpu", methods: list[Method] | None = None,
-              batch: int = 32, curve: bool = False) -> dict[str, Any]:
+              batch: int = 32, curve: bool = False, generators: tuple[str, ...] = ("mld", "mdm")) -> dict[str, Any]:
     """Score Real and every method on the same prompts; returns a JSON-ready dict (with ``curve``,
     the quality rows of the quality-vs-latency plot, when ``curve``)."""
     from .evaluator import load_evaluator
 
     evaluator = load_evaluator(models / "evaluator" / "best.pt", device)
     prompts = eval_subset(data, split, limit)
-    methods = table_methods(models, curve=curve) if methods is None else methods
+    methods = table_methods(models, generators, curve=curve) if methods is None else methods
     rows: dict[str, Any] = {"Real": real_metrics(evaluator, prompts, None, repeats=20)}
     pipes: dict[tuple[str, str | None], TextToMotionPipeline] = {}
     for method in methods:
@@ -215,6 +215,21 @@ def format_table(result: dict[str, Any]) -> str:
         cells = [f"{row[k][0]:.3f} ± {row[k][1]:.3f}" if k in row else "–" for k in METRIC_ORDER]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def merge_tables(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A partial run (some generators) updates an earlier table made on the same prompts and sampler;
+    otherwise the new table replaces it."""
+    same = all(previous.get(k) == new[k] for k in ("split", "prompts", "repeats", "steps"))
+    if not same:
+        return new
+    merged = {**previous, **{k: v for k, v in new.items() if k not in ("methods", "rows", "defaults", "curve")}}
+    merged["defaults"] = {**previous.get("defaults", {}), **new["defaults"]}
+    merged["methods"] = {**previous["methods"], **new["methods"]}
+    merged["rows"] = {**previous["rows"], **new["rows"]}
+    if "curve" in new:
+        merged["curve"] = new["curve"]
+    return merged
 
 
 def save_table(result: dict[str, Any], path: Path) -> None:

@@ -149,3 +149,20 @@ def test_tuning_reuses_only_candidates_scored_on_the_same_prompts_and_sampler(tm
     assert reusable_rows(path, "mdm", 128, cfg) == {}                     # other generator
     assert reusable_rows(path, "mld", 128, TuningConfig(steps=20)) == {}  # other sampler
     assert reusable_rows(tmp_path / "missing.json", "mld", 128, cfg) == {}
+
+
+def test_partial_table_runs_merge_only_on_the_same_prompts_and_sampler():
+    from realign_core.results_table import merge_tables
+
+    def table(prompts, rows, gen):
+        return {"split": "test", "prompts": prompts, "repeats": 5, "steps": 50, "defaults": {gen: {}},
+                "methods": {r: {"generator": gen} for r in rows if r != "Real"},
+                "rows": {r: {"r1": (0.1, 0.01)} for r in rows}}
+
+    mld = table(128, ["Real", "mld baseline"], "mld")
+    mdm = table(128, ["Real", "mdm baseline"], "mdm")
+    merged = merge_tables(mld, mdm)
+    assert list(merged["rows"]) == ["Real", "mld baseline", "mdm baseline"]
+    assert set(merged["defaults"]) == {"mld", "mdm"} and set(merged["methods"]) == {"mld baseline", "mdm baseline"}
+    assert merge_tables(mld, table(64, ["Real", "mdm baseline"], "mdm"))["prompts"] == 64   # other prompts: replaced
+    assert "mld baseline" not in merge_tables(mld, table(64, ["Real", "mdm baseline"], "mdm"))["rows"]
