@@ -168,7 +168,7 @@ def _eval_kinematic(args: argparse.Namespace) -> int:
 
 
 def _tune_guidance(args: argparse.Namespace) -> int:
-    from .guidance_tuning import TuningConfig, tune, write_guidance_toml
+    from .guidance_tuning import TuningConfig, format_tuning, tune, write_guidance_toml
     from .results_table import pick_device, save_table
 
     models = Path(args.models)
@@ -183,6 +183,7 @@ def _tune_guidance(args: argparse.Namespace) -> int:
                   reuse=None if args.fresh else out)
     save_table(result, out)
     write_guidance_toml(models / "guidance.toml", args.generator, result["winner"])
+    print(format_tuning(result))
     w = result["winner"]
     print(f"winner: scale {w['scale']:g}, {w['settings']}: judge R@1 {w['judge_r1']:.3f} "
           f"(baseline {result['baseline']['judge_r1']:.3f}), FID {w['judge_fid']:.3f} "

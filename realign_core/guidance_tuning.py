@@ -173,6 +173,20 @@ def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = T
             "baseline": baseline, "stages": [stage1, stage2, stage3], "winner": winner}
 
 
+def format_tuning(result: dict[str, Any]) -> str:
+    """Markdown table of every scored candidate of a ``tune`` result, the winner in bold."""
+    lines = ["| stage | scale | mu | eta | guided steps | judge R@1 | judge FID |", "|---|---|---|---|---|---|---|"]
+    b = result["baseline"]
+    lines.append(f"| baseline (no guidance) | – | – | – | – | {b['judge_r1']:.3f} | {b['judge_fid']:.3f} |")
+    win = candidate_key(result["winner"]["scale"], result["winner"]["settings"])
+    for stage, rows in enumerate(result["stages"], 1):
+        for r in rows:
+            s, bold = r["settings"], "**" if candidate_key(r["scale"], r["settings"]) == win else ""
+            lines.append(f"| {stage} | {r['scale']:g} | {s['mu']:g} | {s['eta']:g} | {s['guided_steps'] or 'all'} | "
+                         f"{bold}{r['judge_r1']:.3f}{bold} | {bold}{r['judge_fid']:.3f}{bold} |")
+    return "\n".join(lines)
+
+
 def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any]) -> None:
     """Write/replace table [generator] of guidance.toml with the winner (keeps other tables)."""
     import tomllib

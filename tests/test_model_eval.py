@@ -92,6 +92,8 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     write_guidance_toml(root / "guidance.toml", "mld", result["winner"])
     cal = GuidanceCalibration.load(root / "guidance.toml", "mld")
     assert cal.scale == result["winner"]["scale"] and cal.defaults.strength == 1.0
+    from realign_core.guidance_tuning import format_tuning
+    assert format_tuning(result).count("**") >= 4
 
     names = [m.name for m in table_methods(root)]
     assert names[0] == "mld baseline" and "mld + both (T2M+M2M)" in names and len(names) == 7
