@@ -217,7 +217,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     sampling = SamplingConfig(args.sampler, args.steps, args.cfg, args.ddim_eta)
     req = GenerateRequest(args.prompt, args.seconds, args.seed, args.samples, args.strength, args.mu, args.eta,
-                          sampling)
+                          sampling, args.guided_steps)
     try:
         paths = run_generate(args.models, req, args.output, args.generator, args.device, args.smpl, args.gif)
     except (ValueError, FileNotFoundError) as err:
@@ -254,6 +254,9 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
                    help="ReAlign guidance strength: 0 = off, 1 = the validated setting (default)")
     g.add_argument("--mu", type=float, default=None, help="weight of the text-to-motion reward")
     g.add_argument("--eta", type=float, default=None, help="weight of the motion-to-motion reward")
+    g.add_argument("--guided-steps", default=None,
+                   help="how many sampler steps are guided: a count or 'all' (default: the validated setting; "
+                        "more = better FID, slower)")
     g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
     g.add_argument("--steps", type=int, default=50, help="sampler steps")
     g.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])

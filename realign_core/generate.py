@@ -34,6 +34,7 @@ class GenerateRequest:
     mu: float | None = None
     eta: float | None = None
     sampling: SamplingConfig = SamplingConfig()
+    guided_steps: int | str | None = None   # None = the validated default; "all" or a count of steps
 
 
 def frames_for(seconds: float, max_frames: int) -> int:
@@ -44,10 +45,25 @@ def frames_for(seconds: float, max_frames: int) -> int:
     return frames
 
 
+def parse_guided_steps(value: int | str) -> int | None:
+    """``--guided-steps``: 'all' -> None (every step), else a count >= 0."""
+    if str(value).strip().lower() == "all":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"--guided-steps must be 'all' or a whole number >= 0, got {value!r}")
+    return count
+
+
 def resolve_guidance(pipe: TextToMotionPipeline, req: GenerateRequest) -> GuidanceSettings:
     """The request's guidance: the validated defaults with the user's overrides."""
     base = pipe.default_guidance if pipe.has_reward else GuidanceSettings()
     changes = {k: v for k, v in (("strength", req.strength), ("mu", req.mu), ("eta", req.eta)) if v is not None}
+    if req.guided_steps is not None:
+        changes["guided_steps"] = parse_guided_steps(req.guided_steps)
     settings = replace(base, **changes)
     if settings.active and not pipe.has_reward:
         raise ValueError("--strength > 0 needs a reward model in the model folder (reward/best.pt)")

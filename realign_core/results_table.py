@@ -225,8 +225,12 @@ def merge_tables(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any
         return new
     merged = {**previous, **{k: v for k, v in new.items() if k not in ("methods", "rows", "defaults", "curve")}}
     merged["defaults"] = {**previous.get("defaults", {}), **new["defaults"]}
-    merged["methods"] = {**previous["methods"], **new["methods"]}
-    merged["rows"] = {**previous["rows"], **new["rows"]}
+    methods = {**previous["methods"], **new["methods"]}
+    rows = {**previous["rows"], **new["rows"]}
+    order = {"mld": 1, "mdm": 2}        # Real first, then each generator's rows in their own order
+    rank = {name: order.get(m["generator"], 3) for name, m in methods.items()}
+    merged["methods"] = methods
+    merged["rows"] = dict(sorted(rows.items(), key=lambda kv: rank.get(kv[0], 0)))
     if "curve" in new:
         merged["curve"] = new["curve"]
     return merged

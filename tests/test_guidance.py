@@ -134,3 +134,16 @@ def test_realign_generate_writes_every_format(tiny_guided, tmp_path):
     assert not np.allclose(np.load(tmp_path / "walk_s0.npy"), np.load(tmp_path / "walk_s1.npy"))
     with pytest.raises(SystemExit, match="seconds"):
         main(["generate", "walk", "--models", str(tiny_guided), "--seconds", "30", "-o", str(out)])
+
+
+def test_guided_steps_override_of_realign_generate(pipe):
+    from realign_core.generate import GenerateRequest, parse_guided_steps, resolve_guidance
+
+    assert parse_guided_steps("all") is None and parse_guided_steps("12") == 12 and parse_guided_steps(0) == 0
+    for bad in ("-3", "half", "2.5"):
+        with pytest.raises(ValueError, match="--guided-steps .*" + bad.replace(".", r"\.")):
+            parse_guided_steps(bad)
+    default = resolve_guidance(pipe, GenerateRequest("walk", strength=1.0))
+    assert resolve_guidance(pipe, GenerateRequest("walk", strength=1.0, guided_steps="3")).guided_steps == 3
+    assert resolve_guidance(pipe, GenerateRequest("walk", strength=1.0, guided_steps="all")).guided_steps is None
+    assert resolve_guidance(pipe, GenerateRequest("walk", strength=1.0)).guided_steps == default.guided_steps

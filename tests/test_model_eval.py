@@ -165,6 +165,7 @@ def test_partial_table_runs_merge_only_on_the_same_prompts_and_sampler():
     mdm = table(128, ["Real", "mdm baseline"], "mdm")
     merged = merge_tables(mld, mdm)
     assert list(merged["rows"]) == ["Real", "mld baseline", "mdm baseline"]
+    assert list(merge_tables(mdm, mld)["rows"]) == ["Real", "mld baseline", "mdm baseline"]
     assert set(merged["defaults"]) == {"mld", "mdm"} and set(merged["methods"]) == {"mld baseline", "mdm baseline"}
     assert merge_tables(mld, table(64, ["Real", "mdm baseline"], "mdm"))["prompts"] == 64   # other prompts: replaced
     assert "mld baseline" not in merge_tables(mld, table(64, ["Real", "mdm baseline"], "mdm"))["rows"]
