@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .captions.kinematic import KinematicSummary, facing_yaw, measure_kinematics
+from .captions.kinematic import KinematicSummary, facing_yaw, measure_kinematics, moving_average, odd_window
 from .skeleton import FPS, JOINT_INDEX, LEFT_FOOT, NUM_JOINTS, RIGHT_FOOT
 
 Joints = np.ndarray          # (F, 22, 3) metres, Y up, 20 fps
@@ -78,22 +78,6 @@ _DIRECTIONS: dict[str, float] = {"forward": 0.0, "left": 90.0, "backward": 180.0
 # Measurements shared by the checks
 # --------------------------------------------------------------------------- #
 
-def _odd_window(seconds: float, fps: int, frames: int) -> int:
-    """An odd number of frames close to ``seconds``, between 1 and ``frames``."""
-    n = min(max(1, round(seconds * fps)), frames)
-    return n if n % 2 else max(1, n - 1)
-
-
-def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average along axis 0, edges padded with the end values: (F, ...) -> (F, ...)."""
-    if window <= 1:
-        return values
-    half = window // 2
-    padded = np.concatenate([np.repeat(values[:1], half, 0), values, np.repeat(values[-1:], half, 0)])
-    sums = np.cumsum(np.concatenate([np.zeros_like(padded[:1]), padded]), axis=0)
-    return (sums[window:] - sums[:-window]) / window
-
-
 def _running_max(values: np.ndarray, window: int) -> np.ndarray:
     """Max of values[t - window + 1 .. t] for every t: (F,) -> (F,)."""
     padded = np.concatenate([np.full(window - 1, -np.inf), values])
@@ -133,7 +117,7 @@ class MeasuredMotion:
 
     def smooth(self, values: np.ndarray, seconds: float = SMOOTHING_S) -> np.ndarray:
         """Centred moving average over ``seconds``: (F, ...) -> (F, ...)."""
-        return _moving_average(values, _odd_window(seconds, self.fps, len(values)))
+        return moving_average(values, odd_window(seconds, self.fps, len(values)))
 
     @cached_property
     def yaw(self) -> np.ndarray:
@@ -597,10 +581,9 @@ _ACTIVITIES = (r"danc|climb|play|sport|game|dribbl|sword|fight|box|spar|karate|m
 _TURNING = (r"turn|spin|rotat|twist|around|circle|curve|corner|clockwise|pirouette|left|right|figure|eight|zig|"
             r"wander|trajectory|direction|return|back and forth|u-turn|round|" + _LOCOMOTION + "|" + _ACTIVITIES)
 _LR = r"\bleft\b.*\bright\b|\bright\b.*\bleft\b"
-_TURN_LEFT = (r"turn\w*\s+(around\s+)?(\d+\s*(degrees?)?\s+)?((to(wards)?|into) the\s+)?left|"
-              r"(?<!counter )counter[- ]?clockwise|anti-?clockwise")
-_TURN_RIGHT = (r"turn\w*\s+(around\s+)?(\d+\s*(degrees?)?\s+)?((to(wards)?|into) the\s+)?right|"
-               r"(?<![a-z-])(?<!counter )clockwise")
+_TURN_TO = r"turn\w*\s+(around\s+)?(\d+\s*(degrees?)?\s+)?((to(wards)?|into) the\s+)?{side}|"
+_TURN_LEFT = _TURN_TO.format(side="left") + r"(?<!counter )counter[- ]?clockwise|anti-?clockwise"
+_TURN_RIGHT = _TURN_TO.format(side="right") + r"(?<![a-z-])(?<!counter )clockwise"
 _SIDESTEP = (r"(walk|step|sneak|move|go|shuffl)\w*\s+(\w+\s+){0,2}(to the|sideways to the|sidewards to the)\s+{side}\b|"
              r"side ?step\w*\s+(to the\s+)?{side}\b")
 _SIDESTEP_EXCLUDE = (_LR + r"|turn|lean|look|jump|hop|bend|front|diagonal|curve|corner|then|return|around|\bup\b|"

@@ -121,13 +121,13 @@ def _check_motion(positions: np.ndarray) -> np.ndarray:
     return pos
 
 
-def _window(seconds: float, fps: int, frames: int) -> int:
+def odd_window(seconds: float, fps: int, frames: int) -> int:
     """An odd window length in frames, at least 1 and at most ``frames``."""
     n = min(max(1, int(round(seconds * fps))), frames)
     return n if n % 2 else max(1, n - 1)
 
 
-def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     """Centred moving average along axis 0 with edge padding: (T, ...) -> (T, ...)."""
     if window <= 1:
         return values
@@ -249,10 +249,10 @@ def measure_kinematics(positions: np.ndarray, fps: int = 20,
     """
     pos = _check_motion(positions)
     duration = (len(pos) - 1) / fps
-    win = _window(config.smoothing_s, fps, len(pos))
-    yaw = _smooth(facing_yaw(pos), win)
-    path = _smooth(pos[:, _PELVIS][:, [0, 2]], win)
-    k = _window(config.heading_window_s, fps, len(pos))
+    win = odd_window(config.smoothing_s, fps, len(pos))
+    yaw = moving_average(facing_yaw(pos), win)
+    path = moving_average(pos[:, _PELVIS][:, [0, 2]], win)
+    k = odd_window(config.heading_window_s, fps, len(pos))
     yaw0, yaw1 = float(yaw[:k].mean()), float(yaw[-k:].mean())
     disp = path[-1] - path[0]
     speed = np.linalg.norm(np.diff(path, axis=0), axis=-1) * fps
