@@ -40,6 +40,13 @@ STAMP = VENV / ".realign-setup"
 ADDON_SRC = ROOT / "blender_addon" / "realign_blender"
 ADDON_STAGE = ROOT / "build" / "addon" / "realign_blender"
 CLIENT_SRC = ROOT / "server" / "client.py"
+# Files the add-on vendors (one source each, never committed under blender_addon/): staged name -> source.
+# The protocol client; the 22-joint skeleton and the kinematic measures (numpy only, relative imports).
+ADDON_VENDORED = {
+    "client.py": CLIENT_SRC,
+    "skeleton.py": ROOT / "realign_core" / "motion" / "skeleton.py",
+    "kinematics.py": ROOT / "realign_core" / "motion" / "kinematics.py",
+}
 DIST = ROOT / "dist"
 # bpy from PyPI pins numpy<2, so each Blender version gets its own environment.
 BPY_VENVS = {"5.0.1": ROOT / ".venv-bpy50", "4.5.15": ROOT / ".venv-bpy45"}
@@ -160,14 +167,19 @@ def addon_version() -> str:
     return tomllib.loads((ADDON_SRC / "blender_manifest.toml").read_text())["version"]
 
 
-def stage_addon() -> Path:
-    """Copy the add-on to build/addon/realign_blender, adding server/client.py as client.py (one source)."""
-    shutil.rmtree(ADDON_STAGE, ignore_errors=True)
-    shutil.copytree(ADDON_SRC, ADDON_STAGE, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    if not CLIENT_SRC.exists():
-        raise SystemExit(f"{CLIENT_SRC} is missing: the add-on vendors the server's protocol client")
-    shutil.copy2(CLIENT_SRC, ADDON_STAGE / "client.py")
-    return ADDON_STAGE
+def stage_addon(stage: Path = ADDON_STAGE) -> Path:
+    """Copy the add-on to ``stage`` (build/addon/realign_blender), adding the ``ADDON_VENDORED`` files:
+    server/client.py as client.py, realign_core/motion/skeleton.py and kinematics.py (one source each)."""
+    for name, src in ADDON_VENDORED.items():
+        if not src.exists():
+            raise SystemExit(f"{src} is missing: the add-on vendors it as {name}")
+        if (ADDON_SRC / name).exists():
+            raise SystemExit(f"{ADDON_SRC / name} must not exist: build.py vendors {src.relative_to(ROOT)} as {name}")
+    shutil.rmtree(stage, ignore_errors=True)
+    shutil.copytree(ADDON_SRC, stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name, src in ADDON_VENDORED.items():
+        shutil.copy2(src, stage / name)
+    return stage
 
 
 def build_addon(install_tool: bool = True) -> Path:

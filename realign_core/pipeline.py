@@ -5,9 +5,10 @@ generator (``mld``: root/vae + root/denoiser; ``mdm``: root/mdm), and, when
 present, the step-aware reward model root/reward/best.pt with its embedding
 bank root/reward/bank.pt and the calibration root/guidance.toml.
 
-``pipeline(captions, frames, seeds, sampling, guidance)`` returns un-normalised
-263-dim features (B, T, 263) and their mask; ``to_joints`` turns them into
-(F, 22, 3) metres, Y up, 20 fps.  Each sample draws its noise from its own
+``pipeline(captions, frames, seeds, sampling, guidance)`` returns a
+``MotionOutput``: un-normalised 263-dim features (B, T, 263), their mask, the
+guidance trace of the run and, with ``return_joints=True``, per-sample joints
+(F, 22, 3) metres, Y up, 20 fps (``to_joints`` does the same afterwards).  Each sample draws its noise from its own
 seeded generator, so a sample does not depend on what else is in the batch, and
 changing only the guidance keeps the noise.  Guidance with strength 0 (or None)
 runs the plain sampler, bit-identical to an unguided pipeline.
@@ -21,14 +22,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .base_generators import MAX_FRAMES, BaseGenerator, load_generator
-from .diffusion import DDIMConfig, DDIMSampler, DDPMSampler, NoiseSchedule, SamplerConfig, denoise_loop
-from .guidance import GuidanceCalibration, GuidanceSettings, RewardGuidance
-from .motion import features_to_joints
-from .reward_bank import RewardBank, bank_path
-from .text_encoder import TextEncoder, load_text_encoder
+from realign_core.diffusion.generators import MAX_FRAMES, BaseGenerator, load_generator
+from realign_core.diffusion.sampling import (
+    DDIMConfig,
+    DDIMSampler,
+    DDPMSampler,
+    NoiseSchedule,
+    SamplerConfig,
+    denoise_loop,
+)
+from realign_core.guidance.reward_bank import RewardBank
+from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings, GuidanceTrace, RewardGuidance
+from realign_core.models.layout import bank_path, checkpoint_path, guidance_path
+from realign_core.models.reward_model import load_reward_checkpoint
+from realign_core.motion.features import features_to_joints
+from realign_core.text.encoder import TextEncoder, load_text_encoder
 
-__all__ = ["MAX_FRAMES", "SamplingConfig", "TextToMotionPipeline"]
+__all__ = ["MAX_FRAMES", "MotionOutput", "SamplingConfig", "TextToMotionPipeline"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,28 @@ class SamplingConfig:
     steps: int = 50
     cfg_scale: float | None = None   # None = the generator's default (MLD 7.5, MDM 2.5)
     eta: float = 0.0                 # DDIM's eta (not the M2M reward weight)
+
+
+@dataclass
+class MotionOutput:
+    """What one pipeline call returns.
+
+    features: (B, T_max, 263) un-normalised HumanML3D features, zero on padding;
+    mask: (B, T_max) bool, True on the real feature rows (20 fps);
+    guidance: the trace of the reward-guidance hook (per guided step the mean rewards and the
+    seconds spent), None when the run was unguided;
+    joints: per sample (F_i, 22, 3) float32 metres, Y up, 20 fps, when asked for (else None).
+    """
+
+    features: Tensor
+    mask: Tensor
+    guidance: GuidanceTrace | None = None
+    joints: list[np.ndarray] | None = None
+
+    @property
+    def lengths(self) -> list[int]:
+        """Real frames per sample."""
+        return [int(m) for m in self.mask.sum(1)]
 
 
 @dataclass
@@ -58,7 +90,6 @@ class TextToMotionPipeline:
         self.text = text_encoder or load_text_encoder(self.device)
         self.max_frames = generator.max_frames
         self.normalizer = generator.normalizer
-        self.last_guidance: RewardGuidance | None = None   # the hook of the latest call (its trace)
 
     @classmethod
     def from_checkpoints(cls, root: str | Path, device: str | torch.device = "cpu",
@@ -68,15 +99,32 @@ class TextToMotionPipeline:
         root = Path(root)
         gen = load_generator(root, generator, device)
         reward = load_reward_parts(root, reward_kind, device) if reward_kind else None
-        return cls(gen, text_encoder, reward, GuidanceCalibration.load(root / "guidance.toml", generator))
+        return cls(gen, text_encoder, reward, GuidanceCalibration.load(guidance_path(root), generator))
 
     @property
     def has_reward(self) -> bool:
         return self.reward is not None
 
     @property
+    def has_reference_bank(self) -> bool:
+        """Whether the motion-to-motion reward (``GuidanceSettings.eta`` > 0) has its embedding bank."""
+        return self.reward is not None and self.reward.bank is not None
+
+    @property
     def default_guidance(self) -> GuidanceSettings:
         return self.calibration.defaults
+
+    def guidance_problem(self, settings: GuidanceSettings | None) -> tuple[str, str] | None:
+        """Why these models cannot run ``settings``, as (field, reason), or None when they can."""
+        if settings is None or not settings.active:
+            return None
+        if self.reward is None:
+            return ("strength", "guidance needs a reward model (reward/best.pt) in the model folder; these "
+                                "models have none, so the strength must be 0")
+        if settings.eta > 0 and self.reward.bank is None:
+            return ("eta", "the motion-to-motion reward (eta > 0) needs the embedding bank reward/bank.pt "
+                           "(`realign bank`); these models have none, so eta must be 0")
+        return None
 
     def make_sampler(self, cfg: SamplingConfig):
         kind = self.generator.prediction_type
@@ -94,23 +142,20 @@ class TextToMotionPipeline:
         """The reward-guidance hook for these prompts, or None when guidance is off."""
         if settings is None or not settings.active:
             return None
-        if self.reward is None:
-            raise ValueError("guidance.strength > 0 needs a reward model (reward/best.pt) in the model folder")
+        problem = self.guidance_problem(settings)
+        if problem is not None:
+            raise ValueError(f"guidance.{problem[0]}: {problem[1]}")
         reward = self.reward.model
         text_emb = reward.encode_text(captions)
-        ref_emb = None
-        if settings.eta > 0:
-            if self.reward.bank is None:
-                raise ValueError("guidance.eta > 0 needs the embedding bank reward/bank.pt (`realign bank`)")
-            ref_emb, _ = self.reward.bank.retrieve(text_emb)
+        ref_emb = self.reward.bank.retrieve(text_emb)[0] if settings.eta > 0 else None
         return RewardGuidance(self.generator, reward, lengths, text_emb, ref_emb, settings,
                               self.calibration.scale, timesteps, self.reward.schedule)
 
     @torch.no_grad()
     def __call__(self, captions: list[str], frames: list[int], seeds: list[int],
                  cfg: SamplingConfig = SamplingConfig(), guidance: GuidanceSettings | None = None,
-                 callback=None) -> tuple[Tensor, Tensor]:
-        """-> (features (B, T_max, 263) un-normalised, mask (B, T_max)); frames are feature rows at 20 fps."""
+                 callback=None, return_joints: bool = False) -> MotionOutput:
+        """Generate one motion per caption; frames are feature rows at 20 fps (see ``MotionOutput``)."""
         if not (len(captions) == len(frames) == len(seeds)):
             raise ValueError("captions, frames and seeds must have the same length")
         bad = [f for f in frames if not 1 <= int(f) <= self.max_frames]
@@ -125,10 +170,11 @@ class TextToMotionPipeline:
         cfg_scale = gen.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale
         x = denoise_loop(gen.model_fn(text_emb, lengths), sampler, gen.state_shape(len(captions)), seeded,
                          cfg_scale, guidance=hook, callback=callback, device=self.device)
-        self.last_guidance = hook
         feats = self.normalizer.denormalize(gen.to_features(x, lengths))
         mask = torch.arange(feats.shape[1], device=self.device)[None] < lengths[:, None]
-        return feats * mask[..., None], mask
+        feats = feats * mask[..., None]
+        return MotionOutput(feats, mask, hook.trace if hook is not None else None,
+                            self.to_joints(feats, mask) if return_joints else None)
 
     @staticmethod
     def to_joints(features: Tensor, mask: Tensor) -> list[np.ndarray]:
@@ -138,14 +184,14 @@ class TextToMotionPipeline:
 
 def load_reward_parts(root: Path, kind: str, device: str | torch.device) -> RewardParts | None:
     """Reward model root/KIND/best.pt with its bank (if built); None when the checkpoint is absent."""
-    from .reward_task import load_reward_checkpoint
-
-    path = root / kind / "best.pt"
+    path = checkpoint_path(root, kind)
     if not path.is_file():
         return None
-    model, cfg = load_reward_checkpoint(path, device)
+    model, ckpt = load_reward_checkpoint(path, device)
     for p in model.parameters():
         p.requires_grad_(False)
     bank_file = bank_path(root, kind)
     bank = RewardBank.load(bank_file, path) if bank_file.is_file() else None
-    return RewardParts(model, NoiseSchedule.make(cfg.schedule, cfg.num_train_steps), bank)
+    cfg = ckpt["config"]   # the reward's training noise schedule, which guidance matches by noise level
+    return RewardParts(model, NoiseSchedule.make(cfg.get("schedule", "scaled_linear"),
+                                                 cfg.get("num_train_steps", 1000)), bank)

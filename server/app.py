@@ -24,8 +24,18 @@ from .connection import READ_CHUNK, Connection, job_key
 from .engine import Engine
 from .jobs import Job, JobQueue
 from .protocol import (
-    Limits, ProtocolError, check_common, check_token, encode_event, error_event, error_from, parse_cancel,
-    parse_generate, parse_hello, parse_line, request_id,
+    Limits,
+    ProtocolError,
+    check_common,
+    check_token,
+    encode_event,
+    error_event,
+    error_from,
+    parse_cancel,
+    parse_generate,
+    parse_hello,
+    parse_line,
+    request_id,
 )
 from .worker import Worker
 

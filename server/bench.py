@@ -88,26 +88,8 @@ def run_bench(host: str, port: int, clients: int = 8, requests: int = 4, prompt:
     return result
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``realign bench`` for the server benchmark."""
-    parser.add_argument("--server", action="store_true", help="benchmark the generation server")
-    parser.add_argument("--connect", default=None, metavar="HOST:PORT",
-                        help="a running server (default: start one with --models on a free port)")
-    parser.add_argument("--models", default="models/default", help="model folder for the started server")
-    parser.add_argument("--device", default="auto", help="device of the started server")
-    parser.add_argument("--token", default=None, help="token of a server started with --token")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
-    parser.add_argument("--requests", type=int, default=4, help="requests per client (default 4)")
-    parser.add_argument("--frames", type=int, default=60, help="frames per motion (default 60)")
-    parser.add_argument("--steps", type=int, default=10, help="sampler steps (default 10)")
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-
-
 def bench_command(args: argparse.Namespace) -> int:
     """Run ``realign bench --server`` and print the figures."""
-    if not args.server:
-        print("realign bench: without --server the latency benchmark runs (realign_core.benchmark)", flush=True)
-        return 2
     if args.clients < 1 or args.requests < 1:
         print("realign bench: --clients and --requests must be >= 1", flush=True)
         return 2

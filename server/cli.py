@@ -89,8 +89,10 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from realign_core.device import configure_threads, pick_device
+
     from .app import Server, ServerConfig
-    from .engine import Engine, configure_threads, pick_device
+    from .engine import Engine
 
     try:
         device = pick_device(args.device)

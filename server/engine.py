@@ -13,7 +13,6 @@ motion-to-motion reward weight, ``GuidanceSettings.eta``.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,7 +36,7 @@ def guidance_settings(sampling: Sampling) -> Any | None:
     """Protocol guidance -> ``GuidanceSettings``, or None when strength is 0 (the plain sampler)."""
     if sampling.strength <= 0:
         return None
-    from realign_core.guidance import GuidanceSettings
+    from realign_core.guidance.reward_guidance import GuidanceSettings
 
     return GuidanceSettings(strength=sampling.strength, mu=sampling.mu, eta=sampling.eta)
 
@@ -49,8 +48,8 @@ def run_pipeline(pipeline: Any, captions: list[str], frames: list[int], seeds: l
     guidance = guidance_settings(sampling)
     if guidance is not None:
         kwargs["guidance"] = guidance
-    features, mask = pipeline(captions, frames, seeds, **kwargs)
-    return [np.ascontiguousarray(j, dtype=np.float32) for j in pipeline.to_joints(features, mask)]
+    out = pipeline(captions, frames, seeds, return_joints=True, **kwargs)
+    return [np.ascontiguousarray(j, dtype=np.float32) for j in out.joints]
 
 
 def has_reward(pipeline: Any) -> bool:
@@ -60,7 +59,7 @@ def has_reward(pipeline: Any) -> bool:
 
 def has_reference_bank(pipeline: Any) -> bool:
     """Whether the motion-to-motion reward (``guidance.eta`` > 0) has its embedding bank (reward/bank.pt)."""
-    return has_reward(pipeline) and getattr(getattr(pipeline, "reward", None), "bank", None) is not None
+    return bool(getattr(pipeline, "has_reference_bank", False))
 
 
 def model_defaults(pipeline: Any) -> Defaults:
@@ -84,30 +83,6 @@ def model_max_steps(pipeline: Any) -> int:
     return int(getattr(schedule, "num_train_steps", 1000))
 
 
-# --------------------------------------------------------------------------- device and threads
-
-def pick_device(requested: str = "auto") -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; an explicit CUDA device must exist."""
-    import torch
-
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {requested}: CUDA is not available on this machine")
-    return requested
-
-
-def configure_threads(device: str, threads: int | None = None) -> int:
-    """torch intra-op threads: on CPU all cores but one (kept for socket I/O); on GPU a few."""
-    import torch
-
-    cores = os.cpu_count() or 2
-    if threads is None:
-        threads = max(1, cores - 1) if device == "cpu" else min(4, cores)
-    torch.set_num_threads(max(1, threads))
-    return torch.get_num_threads()
-
-
 # --------------------------------------------------------------------------- the engine
 
 class Engine:
@@ -127,6 +102,8 @@ class Engine:
         root = Path(models)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: model folder not found")
+        from realign_core.device import pick_device
+
         device = pick_device(device)
         extra = {"generator": generator} if generator else {}
         pipeline = TextToMotionPipeline.from_checkpoints(root, device, **extra)
@@ -137,21 +114,15 @@ class Engine:
         return has_reward(self.pipeline)
 
     def check(self, sampling: Sampling) -> None:
-        """Refuse settings this model cannot run (guidance without a reward model or its bank)."""
-        if sampling.strength <= 0:
-            return
-        if not self.has_reward:
-            raise ProtocolError("bad_request", "field 'guidance.strength' must be 0 with these models: they "
-                                "have no reward model (reward/best.pt), so guidance is unavailable",
-                                "guidance.strength")
-        if sampling.eta > 0 and not has_reference_bank(self.pipeline):
-            raise ProtocolError("bad_request", "field 'guidance.eta' must be 0 with these models: the "
-                                "motion-to-motion reward needs the embedding bank reward/bank.pt "
-                                "(`realign bank`)", "guidance.eta")
+        """Refuse settings this model cannot run (the pipeline says why: no reward model, or no bank)."""
+        problem = self.pipeline.guidance_problem(guidance_settings(sampling))
+        if problem is not None:
+            field, reason = problem
+            raise ProtocolError("bad_request", f"field 'guidance.{field}': {reason}", f"guidance.{field}")
 
     def model_info(self) -> dict[str, Any]:
         """The ``model`` object of the ``hello`` event."""
-        from realign_core.skeleton import FPS, JOINT_NAMES, NUM_JOINTS, PARENTS
+        from realign_core.motion.skeleton import FPS, JOINT_NAMES, NUM_JOINTS, PARENTS
 
         generator = getattr(self.pipeline, "generator", None)
         return {"name": self.name, "generator": getattr(generator, "name", "mld"), "fps": FPS,
@@ -164,7 +135,7 @@ class Engine:
                  callback: ProgressCallback) -> list[np.ndarray]:
         """One batched sampling run -> (F_i, 22, 3) float32 joints per motion, in order.
 
-        Raises ``realign_core.diffusion.Cancelled`` when the callback returns False.
+        Raises ``realign_core.diffusion.sampling.Cancelled`` when the callback returns False.
         """
         return run_pipeline(self.pipeline, [m.prompt for m in motions], [m.frames for m in motions],
                             [m.seed for m in motions], sampling, callback)

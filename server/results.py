@@ -2,11 +2,13 @@
 
 * ``joints``: ``{"dtype": "float32", "shape": [F, 22, 3], "data": base64}`` of the
   little-endian float32 array (metres, Y up, facing +Z at frame 0, 20 fps).
-* ``foot_contacts``: ``{"left": [F bools], "right": [F bools], ...}``.  A foot
-  is in contact on frame t when its ankle *or* its toe joint moves less than
-  sqrt(0.002) m to frame t+1 -- HumanML3D's feature-extraction test
-  (``realign_core.motion.foot_contacts``, same threshold, no height test); the
-  last frame repeats the one before it.
+* ``foot_contacts``: ``{"left": [F bools], "right": [F bools], "per_joint": {"left_ankle":
+  [F bools], "left_foot": ..., "right_ankle": ..., "right_foot": ...}, "speed_mps", "height_m",
+  "rule"}``.  A foot joint is planted on frame t when its horizontal (XZ) speed (central
+  differences) is below ``speed_mps`` and it is within ``height_m`` of its lowest point in the
+  clip (``realign_core.motion.kinematics.planted_feet``, measured on the float32 joints as
+  sent); a foot is in contact when its ankle *or* its toe (``*_foot``) joint is planted.  The
+  Blender add-on pins feet on the ``per_joint`` frames: one rule for both.
 * ``root_motion``: the pelvis's ground track and heading per frame --
   ``translation_xz`` ([x, z] m), ``height`` (y m), ``heading`` (rad about +Y,
   0 = facing +Z, positive = turned toward +X, i.e. to the character's left,
@@ -22,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from realign_core.motion import foot_contacts
-from realign_core.skeleton import FACE_JOINTS, FOOT_CONTACT_THRESHOLD, FPS, NUM_JOINTS
+from realign_core.motion.kinematics import FOOT_JOINTS, PLANTED_HEIGHT_M, PLANTED_SPEED_MPS, facing_yaw, planted_feet
+from realign_core.motion.skeleton import FPS, NUM_JOINTS
 
 DECIMALS = 5  # per-frame floats in JSON: 10 micrometres / 10 microradians
 
@@ -42,31 +44,23 @@ def decode_joints(obj: dict[str, Any]) -> np.ndarray:
 
 
 def contacts(joints: np.ndarray) -> dict[str, Any]:
-    """Per-frame left/right foot contacts (see the module docstring)."""
-    joints = np.asarray(joints, dtype=np.float64)
-    if len(joints) < 2:
-        per_joint = np.zeros((len(joints), 4), dtype=bool)
-    else:  # (F-1, 4): L ankle, L toe, R ankle, R toe; the last frame repeats the one before
-        per_joint = foot_contacts(joints) > 0.5
-        per_joint = np.concatenate([per_joint, per_joint[-1:]], axis=0)
-    left, right = per_joint[:, 0] | per_joint[:, 1], per_joint[:, 2] | per_joint[:, 3]
-    return {"left": left.tolist(), "right": right.tolist(), "threshold_m2": FOOT_CONTACT_THRESHOLD,
-            "rule": "ankle or toe moves less than sqrt(threshold) m to the next frame"}
-
-
-def headings(joints: np.ndarray) -> np.ndarray:
-    """(F, 22, 3) -> (F,) unwrapped heading (rad): 0 facing +Z, positive toward +X."""
-    r_hip, l_hip, r_sho, l_sho = FACE_JOINTS
-    across = (joints[:, r_hip] - joints[:, l_hip]) + (joints[:, r_sho] - joints[:, l_sho])
-    # forward = up x across = (across_z, 0, -across_x)
-    return np.unwrap(np.arctan2(across[:, 2], -across[:, 0]))
+    """Per-frame planted foot joints and left/right foot contacts (see the module docstring)."""
+    sent = np.asarray(joints, dtype="<f4").astype(np.float64)  # what the client decodes
+    planted = dict(zip(FOOT_JOINTS, planted_feet(sent, FPS, PLANTED_SPEED_MPS, PLANTED_HEIGHT_M).T))
+    left = planted["left_ankle"] | planted["left_foot"]
+    right = planted["right_ankle"] | planted["right_foot"]
+    return {"left": left.tolist(), "right": right.tolist(),
+            "per_joint": {name: column.tolist() for name, column in planted.items()},
+            "speed_mps": PLANTED_SPEED_MPS, "height_m": PLANTED_HEIGHT_M,
+            "rule": "a joint is planted when its horizontal speed is below speed_mps and it is within height_m "
+                    "of its lowest point in the clip; a foot is in contact when its ankle or toe is planted"}
 
 
 def root_motion(joints: np.ndarray) -> dict[str, Any]:
     """The pelvis's per-frame ground track, height and heading, with totals."""
     joints = np.asarray(joints, dtype=np.float64)
     xz = joints[:, 0, [0, 2]]
-    heading = headings(joints)
+    heading = facing_yaw(joints)
     steps = np.linalg.norm(np.diff(xz, axis=0), axis=-1)
     return {
         "translation_xz": np.round(xz, DECIMALS).tolist(),

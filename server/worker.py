@@ -127,7 +127,7 @@ class Worker(threading.Thread):
             self.batches += 1
 
     def _execute(self, run: BatchRun) -> None:
-        from realign_core.diffusion import Cancelled
+        from realign_core.diffusion.sampling import Cancelled
 
         sampling = run.jobs[0].request.sampling
         motions = [m for job in run.jobs for m in job.motions]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realign_core.dataset_build import BuildConfig, build_dataset
+from realign_core.data.build import BuildConfig, build_dataset
 from tests.synthetic import to_cmu20, walking_motion
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -93,8 +93,9 @@ def tiny_guided(tiny_generator, synthetic_dataset, tmp_path_factory):
     """The tiny generator plus a real tiny step-aware reward model and its embedding bank, in a new root."""
     import shutil
 
-    from realign_core.reward_bank import bank_path, build_bank
-    from realign_core.reward_task import load_reward_model
+    from realign_core.guidance.reward_bank import build_bank
+    from realign_core.models.layout import bank_path
+    from realign_core.models.reward_model import load_reward_model
     from realign_core.training.config import load_config
     from realign_core.training.registry import make_task
     from realign_core.training.trainer import Trainer

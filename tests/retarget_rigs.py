@@ -10,7 +10,8 @@ import numpy as np
 
 from tests.addon_modules import SCRIPTS_DIR, load
 
-rt = load("retarget")
+rig_mod = load("rig")
+rotations = load("rotations")
 
 
 def _build(bones: list[tuple[str, str | None, tuple, tuple]], rolls_rng: np.random.Generator | None,
@@ -21,7 +22,7 @@ def _build(bones: list[tuple[str, str | None, tuple, tuple]], rolls_rng: np.rand
     heads = np.array([b[2] for b in bones], float)
     tails = np.array([b[3] for b in bones], float)
     rolls = rolls_rng.uniform(-np.pi, np.pi, len(bones)) if rolls_rng is not None else np.zeros(len(bones))
-    rig = rt.rig_from_bones(names, parents, heads, tails, rolls, object_matrix)
+    rig = rig_mod.rig_from_bones(names, parents, heads, tails, rolls, object_matrix)
     rig.edit_rolls = rolls  # kept so Blender tests can build the same armature
     return rig
 
@@ -42,7 +43,7 @@ def _limb(prefix_fmt: str, side: str, sign: float, pts: dict[str, tuple], parent
 
 def smpl_rig(rng: np.random.Generator | None = None, tpose: bool = True):
     """SMPL-named rig in metres, Z up, facing -Y, T-pose arms; the generated skeleton's proportions."""
-    from realign_core.skeleton import JOINT_NAMES, PARENTS
+    from realign_core.motion.skeleton import JOINT_NAMES, PARENTS
     from tests.synthetic import REST_OFFSETS
 
     pos = np.zeros((22, 3))
@@ -53,9 +54,8 @@ def smpl_rig(rng: np.random.Generator | None = None, tpose: bool = True):
         for sh, el, wr, s in ((16, 18, 20, 1), (17, 19, 21, -1)):
             pos[el] = pos[sh] + [s * 0.26, 0, 0]
             pos[wr] = pos[el] + [s * 0.25, 0, 0]
-    pos = rt.yup_to_blender(pos)
-    child = {0: 3, 1: 4, 2: 5, 3: 6, 4: 7, 5: 8, 6: 9, 7: 10, 8: 11, 9: 12, 12: 15, 13: 16, 14: 17,
-             16: 18, 17: 19, 18: 20, 19: 21}
+    pos = rotations.yup_to_blender(pos)
+    child = rig_mod.CHAIN_CHILD
     bones = []
     for j, name in enumerate(JOINT_NAMES):
         if j in child:

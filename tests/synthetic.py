@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from realign_core.skeleton import NUM_JOINTS, PARENTS, RAW_OFFSETS, REFERENCE_BONE_LENGTHS
+from realign_core.motion.skeleton import NUM_JOINTS, PARENTS, RAW_OFFSETS, REFERENCE_BONE_LENGTHS
 
 # A rest pose facing +Z (left at +X): legs down, spine up, arms hanging down.
 REST_OFFSETS = RAW_OFFSETS * REFERENCE_BONE_LENGTHS[:, None]
@@ -61,8 +61,8 @@ def walking_motion(frames: int = 60, speed: float = 1.2, turn_deg: float = 0.0, 
 
 def to_cmu20(positions: np.ndarray) -> np.ndarray:
     """SMPL-22 positions (T, 22, 3) m -> a CMU-style 20-joint trial (T, 20, 3) in CMU units."""
-    from realign_core.cmu import CMU_UNIT_METRES, DIRECT_MAP
-    from realign_core.skeleton import JOINT_INDEX
+    from realign_core.data.cmu import CMU_UNIT_METRES, DIRECT_MAP
+    from realign_core.motion.skeleton import JOINT_INDEX
 
     out = np.zeros((len(positions), 20, 3))
     for name, src in DIRECT_MAP.items():
@@ -95,11 +95,11 @@ def write_synthetic_dataset(out, clips_per_class: int = 6, seed: int = 0, frames
     """
     from pathlib import Path
 
-    from realign_core.captions import caption_line
-    from realign_core.dataset_layout import write_split_files
-    from realign_core.motion import joints_to_features
-    from realign_core.normalization import Normalizer, mean_std
-    from realign_core.quaternion import qrot, qyaw
+    from realign_core.data.captions import caption_line
+    from realign_core.data.layout import write_split_files
+    from realign_core.motion.features import joints_to_features
+    from realign_core.motion.normalization import Normalizer, mean_std
+    from realign_core.motion.quaternion import qrot, qyaw
 
     out = Path(out)
     for sub in ("new_joint_vecs", "new_joints", "texts"):

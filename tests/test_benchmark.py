@@ -6,20 +6,17 @@ import json
 import pytest
 import torch
 
-from realign_core.benchmark import (
-    PHASES,
+from realign_core.cli.bench import main
+from realign_core.evaluation.benchmark.instrument import PHASES, instrumented
+from realign_core.evaluation.benchmark.report import curve_points, format_table, plot_quality_vs_latency
+from realign_core.evaluation.benchmark.runs import (
     BenchConfig,
     autocast_fidelity,
     bench_latency,
     bench_reward_variants,
-    curve_points,
-    format_table,
-    instrumented,
-    main,
     plan_configs,
-    plot_quality_vs_latency,
 )
-from realign_core.guidance import GuidanceSettings
+from realign_core.guidance.reward_guidance import GuidanceSettings
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
 
 STEPS, FRAMES = 4, 60
@@ -39,7 +36,7 @@ def rows(pipe):
 
 
 def _sample(pipe: TextToMotionPipeline, settings: GuidanceSettings | None) -> torch.Tensor:
-    return pipe(PROMPTS, [FRAMES, 40], [3, 4], SamplingConfig(steps=STEPS), settings)[0]
+    return pipe(PROMPTS, [FRAMES, 40], [3, 4], SamplingConfig(steps=STEPS), settings).features
 
 
 def _find(rows, batch, guided):

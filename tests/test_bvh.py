@@ -1,4 +1,4 @@
-"""Tests for realign_core.bvh: parsing, FK, joint maps, units/axes, resampling."""
+"""Tests for realign_core.data.bvh (parse, rigs, convert): parsing, FK, joint maps, units."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from realign_core.bvh import (
-    BvhError, bvh_to_smpl22, detect_rig, detect_unit, facing_directions,
-    forward_kinematics, map_joints, normalize_joint_name, parse_bvh,
-    resample_positions,
-)
-from realign_core.skeleton import JOINT_INDEX, PARENTS
+from realign_core.data.bvh.convert import bvh_to_smpl22, detect_unit, facing_directions
+from realign_core.data.bvh.parse import BvhError, forward_kinematics, parse_bvh
+from realign_core.data.bvh.rigs import detect_rig, map_joints, normalize_joint_name
+from realign_core.motion.resample import resample_positions
+from realign_core.motion.skeleton import JOINT_INDEX, PARENTS
 
 BANDAI_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bandai_namco_1"
 BANDAI_DATA = BANDAI_DIR / "data"

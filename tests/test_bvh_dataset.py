@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from realign_core.bvh_dataset import add_bvh_folder, read_captions_csv
-from realign_core.dataset_build import BuildConfig
-from realign_core.dataset_layout import read_metadata, read_split
+from realign_core.data.build import BuildConfig
+from realign_core.data.bvh.folder import add_bvh_folder, read_captions_csv
+from realign_core.data.layout import read_metadata, read_split
 from tests.conftest import shared_path
 
 FILES = ("dataset-1_walk_normal_001.bvh", "dataset-1_walk-left_normal_001.bvh", "dataset-1_bow_active_001.bvh")

@@ -1,4 +1,4 @@
-"""Tests for realign_core.captions: mirroring, POS tokens, caption lines,
+"""Tests for realign_core.data.captions: mirroring, POS tokens, caption lines,
 CMU descriptions and kinematic captions on synthetic stick-figure motions."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realign_core.captions import (
+from realign_core.data.captions import (
     CaptionRecord,
     KinematicCaptionConfig,
     caption_line,
@@ -21,7 +21,7 @@ from realign_core.captions import (
     parse_caption_line,
     pos_tokens,
 )
-from realign_core.skeleton import JOINT_INDEX, JOINT_NAMES
+from realign_core.motion.skeleton import JOINT_INDEX, JOINT_NAMES
 
 FPS = 20
 UPOS = {"NOUN", "VERB", "ADJ", "ADV", "ADP", "DET", "PRON", "NUM", "CCONJ", "SCONJ", "AUX",

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realign_core import cmu
-from realign_core.motion import _across, _forward_from_across
-from realign_core.skeleton import JOINT_INDEX
+from realign_core.data import cmu
+from realign_core.motion.features import _across, _forward_from_across
+from realign_core.motion.skeleton import JOINT_INDEX
 from tests.conftest import shared_path
 from tests.synthetic import to_cmu20, walking_motion
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realign_core.captions import caption_line
-from realign_core.dataset import MotionTextDataset, collate
-from realign_core.dataset_layout import write_split_files
-from realign_core.motion import joints_to_features
-from realign_core.normalization import Normalizer, mean_std
+from realign_core.data.captions import caption_line
+from realign_core.data.dataset import MotionTextDataset, collate
+from realign_core.data.layout import write_split_files
+from realign_core.motion.features import joints_to_features
+from realign_core.motion.normalization import Normalizer, mean_std
 from tests.synthetic import walking_motion
 
 

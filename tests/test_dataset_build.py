@@ -6,12 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from realign_core.captions import parse_caption_line
-from realign_core.dataset_build import (
-    BuildConfig, assign_split, build_dataset, plan_clips, span_captions_for_clip,
-)
-from realign_core.dataset_layout import read_metadata, read_split
-from realign_core.motion import FEATURE_GROUPS, features_to_joints
+from realign_core.data.build import BuildConfig, assign_split, build_dataset, plan_clips, span_captions_for_clip
+from realign_core.data.captions import parse_caption_line
+from realign_core.data.layout import read_metadata, read_split
+from realign_core.motion.features import FEATURE_GROUPS, features_to_joints
 from tests.conftest import shared_path
 
 CFG = BuildConfig(workers=2)  # same as conftest.BUILD_CFG

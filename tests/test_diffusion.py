@@ -1,4 +1,4 @@
-"""Noise schedules, DDPM/DDIM samplers and the CFG denoising loop (realign_core.diffusion)."""
+"""Noise schedules, DDPM/DDIM samplers and the CFG denoising loop (realign_core.diffusion.sampling)."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,16 @@ import math
 import pytest
 import torch
 
-from realign_core.diffusion import (
-    Cancelled, DDIMConfig, DDIMSampler, DDPMSampler, NoiseSchedule, SamplerConfig,
-    cfg_combine, denoise_loop, randn,
+from realign_core.diffusion.sampling import (
+    Cancelled,
+    DDIMConfig,
+    DDIMSampler,
+    DDPMSampler,
+    NoiseSchedule,
+    SamplerConfig,
+    cfg_combine,
+    denoise_loop,
+    randn,
 )
 
 F64 = torch.float64

@@ -7,14 +7,26 @@ import numpy as np
 import pytest
 import torch
 
-from realign_core.evaluator import (Evaluator, EvaluatorConfig, build_evaluator, evaluator_checkpoint,
-                                    load_evaluator)
-from realign_core.contrastive import info_nce_with_logits, near_duplicate_mask
-from realign_core.evaluator_task import EvaluatorTask
-from realign_core.metrics import (diversity, fid, matching_score, mean_ci, multimodality, r_precision,
-                                  real_vs_real_fid)
-from realign_core.text_encoder import load_text_encoder
+from realign_core.evaluation.metrics import (
+    diversity,
+    fid,
+    matching_score,
+    mean_ci,
+    multimodality,
+    r_precision,
+    real_vs_real_fid,
+)
+from realign_core.models.evaluator import (
+    Evaluator,
+    EvaluatorConfig,
+    build_evaluator,
+    evaluator_checkpoint,
+    load_evaluator,
+)
+from realign_core.text.encoder import load_text_encoder
 from realign_core.training.config import TrainConfig
+from realign_core.training.losses import info_nce_with_logits, near_duplicate_mask
+from realign_core.training.tasks.evaluator import EvaluatorTask
 from realign_core.training.trainer import Trainer
 from tests.synthetic import write_synthetic_dataset
 

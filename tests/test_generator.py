@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from realign_core.latent_denoiser import DenoiserConfig, LatentDenoiser
-from realign_core.motion_vae import MotionVAE, VAEConfig
+from realign_core.models.latent_denoiser import DenoiserConfig, LatentDenoiser
+from realign_core.models.motion_vae import MotionVAE, VAEConfig
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
 from realign_core.training.config import TrainConfig, load_config
 from realign_core.training.registry import make_task
@@ -96,7 +96,7 @@ def test_trainer_resumes_where_it_stopped(synthetic_dataset, tmp_path):
 
 
 def test_trainer_continues_from_an_exported_best_checkpoint(synthetic_dataset, tmp_path):
-    from realign_core.export import export_checkpoint
+    from realign_core.models.checkpoint import export_checkpoint
 
     section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", "vae")
     task = make_task("vae", section, synthetic_dataset, tmp_path, "vae")
@@ -111,14 +111,17 @@ def test_pipeline_is_deterministic_and_batch_independent(tiny_generator):
     root, _ = tiny_generator
     pipe = TextToMotionPipeline.from_checkpoints(root)
     cfg = SamplingConfig(steps=10)
-    feats, mask = pipe(["a person walks forward.", "a person runs forward."], [45, 70], [3, 4], cfg)
-    alone, _ = pipe(["a person walks forward."], [45], [3], cfg)
+    out = pipe(["a person walks forward.", "a person runs forward."], [45, 70], [3, 4], cfg, return_joints=True)
+    feats, mask = out.features, out.mask
+    alone = pipe(["a person walks forward."], [45], [3], cfg).features
     assert torch.allclose(feats[0, :45], alone[0], atol=1e-5)
-    again, _ = pipe(["a person walks forward.", "a person runs forward."], [45, 70], [3, 4], cfg)
+    again = pipe(["a person walks forward.", "a person runs forward."], [45, 70], [3, 4], cfg).features
     assert torch.equal(feats, again)
-    other, _ = pipe(["a person walks forward."], [45], [5], cfg)
+    other = pipe(["a person walks forward."], [45], [5], cfg).features
     assert not torch.allclose(other[0], alone[0])
     joints = pipe.to_joints(feats, mask)
+    assert out.guidance is None and out.lengths == [45, 70]
+    assert all(np.array_equal(a, b) for a, b in zip(joints, out.joints))
     assert joints[0].shape == (45, 22, 3) and joints[1].shape == (70, 22, 3)
     assert all(np.isfinite(j).all() for j in joints)
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from realign_core.diffusion import NoiseSchedule
-from realign_core.guidance import GuidanceCalibration, GuidanceSettings, guided_step_indices, matching_timesteps
+from realign_core.diffusion.sampling import NoiseSchedule
+from realign_core.guidance.reward_bank import RewardBank
+from realign_core.guidance.reward_guidance import (
+    GuidanceCalibration,
+    GuidanceSettings,
+    guided_step_indices,
+    matching_timesteps,
+)
+from realign_core.models.layout import bank_path
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
-from realign_core.reward_bank import RewardBank, bank_path
 
 PROMPTS = ["a person walks forward.", "a person walks and turns left."]
 CFG = SamplingConfig(steps=8)
@@ -21,25 +27,27 @@ def pipe(tiny_guided):
 def test_strength_zero_is_bit_identical_to_the_baseline(pipe, tiny_guided):
     plain = TextToMotionPipeline.from_checkpoints(tiny_guided, reward_kind=None)
     assert pipe.has_reward and not plain.has_reward
-    base, _ = plain(PROMPTS, [40, 60], [1, 2], CFG)
+    base = plain(PROMPTS, [40, 60], [1, 2], CFG).features
     for settings in (None, GuidanceSettings(strength=0.0, mu=1.0, eta=1.0), GuidanceSettings(strength=5.0, mu=0, eta=0)):
-        out, _ = pipe(PROMPTS, [40, 60], [1, 2], CFG, settings)
+        out = pipe(PROMPTS, [40, 60], [1, 2], CFG, settings).features
         assert torch.equal(out, base)
-    guided, _ = pipe(PROMPTS, [40, 60], [1, 2], CFG, GuidanceSettings(strength=5.0))
-    assert not torch.allclose(guided, base)
+    guided = pipe(PROMPTS, [40, 60], [1, 2], CFG, GuidanceSettings(strength=5.0))
+    assert not torch.allclose(guided.features, base)
+    assert guided.guidance is not None and len(guided.guidance.steps) > 0   # the run's trace comes back with it
+    assert plain(PROMPTS, [40, 60], [1, 2], CFG).guidance is None
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 def test_guidance_is_per_sample(pipe, sampler):
     cfg = SamplingConfig(sampler=sampler, steps=8)
     settings = GuidanceSettings(strength=20.0)
-    both, _ = pipe(PROMPTS, [40, 60], [1, 2], cfg, settings)
-    first, _ = pipe(PROMPTS[:1], [40], [1], cfg, settings)
-    second, _ = pipe(PROMPTS[1:], [60], [2], cfg, settings)
+    both = pipe(PROMPTS, [40, 60], [1, 2], cfg, settings).features
+    first = pipe(PROMPTS[:1], [40], [1], cfg, settings).features
+    second = pipe(PROMPTS[1:], [60], [2], cfg, settings).features
     assert torch.allclose(both[0, :40], first[0], atol=1e-4)
     assert torch.allclose(both[1, :60], second[0], atol=1e-4)
     # a duplicated sample gets the same update as alone: no averaging over the batch
-    four, _ = pipe(PROMPTS[:1] * 4, [40] * 4, [1] * 4, cfg, settings)
+    four = pipe(PROMPTS[:1] * 4, [40] * 4, [1] * 4, cfg, settings).features
     assert torch.allclose(four[3], first[0], atol=1e-4)
 
 
@@ -63,10 +71,8 @@ def test_reward_gradient_on_noisy_states_raises_the_reward(pipe):
 
 
 def test_guided_sampling_raises_the_final_reward(pipe):
-    pipe(PROMPTS, [40, 60], [3, 4], CFG, GuidanceSettings(strength=1e-9))
-    weak = pipe.last_guidance.trace.steps[-1]["t2m"]
-    pipe(PROMPTS, [40, 60], [3, 4], CFG, GuidanceSettings(strength=100.0))
-    strong = pipe.last_guidance.trace.steps[-1]["t2m"]
+    weak = pipe(PROMPTS, [40, 60], [3, 4], CFG, GuidanceSettings(strength=1e-9)).guidance.steps[-1]["t2m"]
+    strong = pipe(PROMPTS, [40, 60], [3, 4], CFG, GuidanceSettings(strength=100.0)).guidance.steps[-1]["t2m"]
     assert strong > weak + 0.05
 
 
@@ -115,8 +121,8 @@ def test_realign_generate_writes_every_format(tiny_guided, tmp_path):
     """`realign generate` end to end: joints, features, BVH, SMPL and GIF per sample; errors name the field."""
     import numpy as np
 
-    from realign_core.cli import main
-    from realign_core.motion import features_to_joints
+    from realign_core.cli.main import main
+    from realign_core.motion.features import features_to_joints
 
     out = tmp_path / "walk"
     args = ["generate", "a person walks forward.", "--models", str(tiny_guided), "--seconds", "2.5",
@@ -137,7 +143,7 @@ def test_realign_generate_writes_every_format(tiny_guided, tmp_path):
 
 
 def test_guided_steps_override_of_realign_generate(pipe):
-    from realign_core.generate import GenerateRequest, parse_guided_steps, resolve_guidance
+    from realign_core.cli.generate import GenerateRequest, parse_guided_steps, resolve_guidance
 
     assert parse_guided_steps("all") is None and parse_guided_steps("12") == 12 and parse_guided_steps(0) == 0
     for bad in ("-3", "half", "2.5"):

@@ -9,10 +9,20 @@ import math
 import numpy as np
 import pytest
 
-from realign_core import kinematic_alignment as K
-from realign_core.motion import mirror_joints
-from realign_core.quaternion import qrot, qyaw
-from realign_core.skeleton import JOINT_INDEX
+from realign_core.cli.evaluate import kinematic_main
+from realign_core.evaluation.kinematic.checks import (
+    PROMPTS,
+    PROMPTS_BY_NAME,
+    MeasuredMotion,
+    all_checks,
+    select_prompts,
+)
+from realign_core.evaluation.kinematic.labels import LABELS, ClipRecord, format_validation, label_clip, validate_checks
+from realign_core.evaluation.kinematic.report import compare_reports, format_reports, kinematic_alignment
+from realign_core.evaluation.metrics import paired_difference, wilson_interval
+from realign_core.motion.features import mirror_joints
+from realign_core.motion.quaternion import qrot, qyaw
+from realign_core.motion.skeleton import JOINT_INDEX
 from tests.synthetic import walking_motion
 
 FPS = 20
@@ -22,8 +32,8 @@ J = JOINT_INDEX
 
 def passing(joints: np.ndarray) -> set[str]:
     """Names of every check (prompts and mirror twins) the motion passes."""
-    m = K.MeasuredMotion(joints)
-    return {name for name, check in K.all_checks().items() if check(m)}
+    m = MeasuredMotion(joints)
+    return {name for name, check in all_checks().items() if check(m)}
 
 
 def standing(frames: int = 60) -> np.ndarray:
@@ -140,12 +150,12 @@ def test_turn_convention_matches_recover_root():
     """recover_root: heading > 0 = turned to the left; the facing yaw the checks use agrees."""
     import torch
 
-    from realign_core.motion import joints_to_features, recover_root
+    from realign_core.motion.features import joints_to_features, recover_root
 
     left = walking_motion(frames=80, speed=1.0, turn_deg=120)
     heading, _ = recover_root(torch.from_numpy(joints_to_features(left)).double())
     assert float(heading[-1]) > math.radians(60)
-    assert K.MeasuredMotion(left).summary.heading_change_deg > 60
+    assert MeasuredMotion(left).summary.heading_change_deg > 60
 
 
 def test_jump():
@@ -204,16 +214,16 @@ def test_mirroring_swaps_left_and_right(make):
 
 
 def test_prompt_set_and_bad_input():
-    assert len(K.PROMPTS) >= 10 and len({p.caption for p in K.PROMPTS}) == len(K.PROMPTS)
-    assert K.select_prompts("jump, sit_down") == (K.PROMPTS_BY_NAME["jump"], K.PROMPTS_BY_NAME["sit_down"])
+    assert len(PROMPTS) >= 10 and len({p.caption for p in PROMPTS}) == len(PROMPTS)
+    assert select_prompts("jump, sit_down") == (PROMPTS_BY_NAME["jump"], PROMPTS_BY_NAME["sit_down"])
     with pytest.raises(ValueError, match="unknown prompt"):
-        K.select_prompts("fly")
+        select_prompts("fly")
     with pytest.raises(ValueError, match="22, 3"):
-        K.MeasuredMotion(np.zeros((10, 21, 3)))
+        MeasuredMotion(np.zeros((10, 21, 3)))
     nan = standing()
     nan[3, 4, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        K.PROMPTS[0].matches(nan)
+        PROMPTS[0].matches(nan)
 
 
 # --------------------------------------------------------------------------- #
@@ -221,15 +231,15 @@ def test_prompt_set_and_bad_input():
 # --------------------------------------------------------------------------- #
 
 def test_wilson_interval_and_paired_difference():
-    lo, hi = K.wilson_interval(5, 10)
+    lo, hi = wilson_interval(5, 10)
     assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
-    assert K.wilson_interval(0, 10)[0] == 0.0 and K.wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
-    assert K.wilson_interval(0, 0) == (0.0, 1.0)
-    diff, lo, hi = K.paired_difference([False] * 8 + [True] * 2, [True] * 8 + [False] * 2)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    diff, lo, hi = paired_difference([False] * 8 + [True] * 2, [True] * 8 + [False] * 2)
     assert diff == pytest.approx(0.6) and lo < 0.6 < hi
-    diff, lo, hi = K.paired_difference([True] * 3, [True] * 3)      # all pairs agree: still uncertain
+    diff, lo, hi = paired_difference([True] * 3, [True] * 3)      # all pairs agree: still uncertain
     assert diff == 0.0 and lo < -0.3 and hi > 0.3
-    diff, lo, hi = K.paired_difference([False] * 40, [True] * 40)
+    diff, lo, hi = paired_difference([False] * 40, [True] * 40)
     assert diff == 1.0 and 0.85 < lo < 1.0 and hi == 1.0
 
 
@@ -253,15 +263,15 @@ def scripted(captions: list[str], frames: list[int], seeds: list[int], swap: boo
 
 
 def test_alignment_counts_matches_per_prompt_and_pairs_seeds():
-    prompts = K.select_prompts(["walk_forward", "walk_backward", "turn_left", "stand_still"])
-    good = K.kinematic_alignment(scripted, prompts, samples_per_prompt=3, seconds=4.0, seed=7, batch_size=5)
-    bad = K.kinematic_alignment(lambda c, f, s: scripted(c, f, s, swap=True), prompts, 3, 4.0, seed=7, batch_size=5)
+    prompts = select_prompts(["walk_forward", "walk_backward", "turn_left", "stand_still"])
+    good = kinematic_alignment(scripted, prompts, samples_per_prompt=3, seconds=4.0, seed=7, batch_size=5)
+    bad = kinematic_alignment(lambda c, f, s: scripted(c, f, s, swap=True), prompts, 3, 4.0, seed=7, batch_size=5)
     assert [p.fraction for p in good.prompts] == [1.0] * 4 and good.overall == 1.0
     assert [p.fraction for p in bad.prompts] == [0.0] * 4 and bad.overall_ci[1] < 0.3
     assert good.prompts[1].seeds == [10, 11, 12] and good.seconds == 4.0
-    diff = K.compare_reports(good, bad)
+    diff = compare_reports(good, bad)
     assert diff["overall"]["difference"] == -1.0 and diff["turn_left"]["high"] <= 0
-    table = K.format_reports({"baseline": good, "guided": bad})
+    table = format_reports({"baseline": good, "guided": bad})
     assert "turn_left" in table and "overall" in table and "-100.0" in table
     assert json.loads(json.dumps(good.to_dict()))["prompts"]["walk_backward"]["n"] == 3
 
@@ -270,28 +280,28 @@ def test_alignment_counts_matches_per_prompt_and_pairs_seeds():
 # Validation labels and validate_checks on a small captioned dataset
 # --------------------------------------------------------------------------- #
 
-def clip(captions: list[str], single: bool = True) -> K.ClipRecord:
-    return K.ClipRecord("x", [c.lower() for c in captions], single, False)
+def clip(captions: list[str], single: bool = True) -> ClipRecord:
+    return ClipRecord("x", [c.lower() for c in captions], single, False)
 
 
 def test_caption_labels():
-    back = next(lab for lab in K.LABELS if lab.name == "walk_backward")
-    assert K.label_clip(back, clip(["A person walks backwards."])) is True
-    assert K.label_clip(back, clip(["a person walks forward, turns around and walks back."])) is None
-    assert K.label_clip(back, clip(["a person dances."])) is False
+    back = next(lab for lab in LABELS if lab.name == "walk_backward")
+    assert label_clip(back, clip(["A person walks backwards."])) is True
+    assert label_clip(back, clip(["a person walks forward, turns around and walks back."])) is None
+    assert label_clip(back, clip(["a person dances."])) is False
     # a multi-clip trial: a caption with a sequence may describe another clip of it
-    assert K.label_clip(back, clip(["a person walks backwards, then sits."], single=False)) is None
-    left = next(lab for lab in K.LABELS if lab.name == "turn_left")
-    right = next(lab for lab in K.LABELS if lab.name == "turn_right")
+    assert label_clip(back, clip(["a person walks backwards, then sits."], single=False)) is None
+    left = next(lab for lab in LABELS if lab.name == "turn_left")
+    right = next(lab for lab in LABELS if lab.name == "turn_right")
     for text, want_left in [("a person walks, then turns left 90 degrees.", True),
                             ("a person performs a 90 degree counter clockwise jump.", True),
                             ("the person does a 360 clockwise jump", False),
                             ("a person turns 360 degrees to the right during a jump.", False)]:
-        assert K.label_clip(left, clip([text])) is (True if want_left else None)
-        assert K.label_clip(right, clip([text])) is (None if want_left else True)
+        assert label_clip(left, clip([text])) is (True if want_left else None)
+        assert label_clip(right, clip([text])) is (None if want_left else True)
     # "rightwards" of a step is not a turn; a mirrored "counter clockwise" is ambiguous
-    assert K.label_clip(right, clip(["a human performs one large step forwards and rightwards."])) is None
-    assert K.label_clip(left, clip(["a human performs a 90 degree counter counterclockwise jump."])) is None
+    assert label_clip(right, clip(["a human performs one large step forwards and rightwards."])) is None
+    assert label_clip(left, clip(["a human performs a 90 degree counter counterclockwise jump."])) is None
 
 
 def write_dataset(root) -> None:
@@ -317,14 +327,14 @@ def write_dataset(root) -> None:
 
 def test_validate_checks_on_a_small_dataset(tmp_path):
     write_dataset(tmp_path)
-    result = K.validate_checks(tmp_path)
+    result = validate_checks(tmp_path)
     back = result["labels"]["walk_backward"]
     assert back["positives"] == 2 and back["recall"] == 1.0          # the clip and its mirror
     assert back["negatives"] == 3 and back["false_positive_rate"] == 0.0   # kinematic captions are ignored
     assert result["labels"]["walk_forward"]["recall"] == 1.0 and result["labels"]["stand_still"]["recall"] == 1.0
     assert result["confusion"]["walk_backward"]["walk_forward"] == 0.0
-    assert K.validate_checks(tmp_path, include_mirrored=False)["labels"]["walk_backward"]["positives"] == 1
-    assert "walk_backward" in K.format_validation(result)
+    assert validate_checks(tmp_path, include_mirrored=False)["labels"]["walk_backward"]["positives"] == 1
+    assert "walk_backward" in format_validation(result)
 
 
 # --------------------------------------------------------------------------- #
@@ -338,7 +348,7 @@ def test_end_to_end_on_tiny_models(tiny_guided, tmp_path, capsys):
     argv = ["--models", str(tiny_guided), "--samples", "2", "--steps", "5", "--seconds", "2",
             "--prompts", "walk_forward,turn_left", "--strength", "2", "--device", "cpu",
             "--validate-on", str(data), "-o", str(out)]
-    assert K.main(argv) == 0
+    assert kinematic_main(argv) == 0
     printed = capsys.readouterr().out
     assert "baseline" in printed and "guided" in printed and "turn_left" in printed and "recall" in printed
     result = json.loads(out.read_text())
@@ -357,7 +367,7 @@ def test_end_to_end_on_tiny_models(tiny_guided, tmp_path, capsys):
 def test_realign_eval_kinematic_runs_every_generator_present(tiny_guided, tmp_path, capsys):
     import shutil
 
-    from realign_core.cli import main as realign_main
+    from realign_core.cli.main import main as realign_main
 
     data, models = tmp_path / "data", tmp_path / "models"
     write_dataset(data)
@@ -366,7 +376,7 @@ def test_realign_eval_kinematic_runs_every_generator_present(tiny_guided, tmp_pa
                          "--kinematic-samples", "1", "--steps", "3", "--device", "cpu"]) == 0
     result = json.loads((models / "kinematic_alignment_mld.json").read_text())
     assert set(result["alignment"]) == {"baseline", "guided", "difference"}
-    assert len(result["alignment"]["baseline"]["prompts"]) == len(K.PROMPTS)
+    assert len(result["alignment"]["baseline"]["prompts"]) == len(PROMPTS)
     assert not (models / "kinematic_alignment_mdm.json").exists()      # no MDM checkpoint in this folder
     validation = json.loads((models / "kinematic_validation.json").read_text())
     assert validation["validation"]["labels"]["walk_backward"]["recall"] == 1.0

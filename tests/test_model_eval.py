@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from realign_core.model_card import build_model_card
-from realign_core.model_eval import evaluate_models, format_result, save_result
+from realign_core.evaluation.model_card import build_model_card
+from realign_core.evaluation.model_eval import evaluate_models, format_result, save_result
 from realign_core.pipeline import SamplingConfig
 from realign_core.training.config import load_config
 from realign_core.training.registry import KINDS, make_task
@@ -53,7 +53,7 @@ def test_eval_reports_every_measurement(tiny_stack, tmp_path):
 
 
 def test_export_halves_weights_and_keeps_models_usable(tiny_stack, tmp_path):
-    from realign_core.export import export_models
+    from realign_core.models.checkpoint import export_models
 
     data, root = tiny_stack
     sizes = export_models(root, tmp_path / "shipped")
@@ -72,11 +72,12 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     """Tune on val with the judge, write guidance.toml, then the table with every row on both generators."""
     import shutil
 
-    from realign_core.guidance import GuidanceCalibration
-    from realign_core.guidance_tuning import TuningConfig, tune, write_guidance_toml
-    from realign_core.results_table import format_table, run_table, table_methods
-    from realign_core.reward_bank import bank_path, build_bank
-    from realign_core.reward_task import load_reward_model
+    from realign_core.evaluation.guidance_tuning import TuningConfig, tune, write_guidance_toml
+    from realign_core.evaluation.results_table import format_table, run_table, table_methods
+    from realign_core.guidance.reward_bank import build_bank
+    from realign_core.guidance.reward_guidance import GuidanceCalibration
+    from realign_core.models.layout import bank_path
+    from realign_core.models.reward_model import load_reward_model
 
     data, trained = tiny_stack
     root = tmp_path / "models"
@@ -92,7 +93,7 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     write_guidance_toml(root / "guidance.toml", "mld", result["winner"])
     cal = GuidanceCalibration.load(root / "guidance.toml", "mld")
     assert cal.scale == result["winner"]["scale"] and cal.defaults.strength == 1.0
-    from realign_core.guidance_tuning import format_tuning
+    from realign_core.evaluation.guidance_tuning import format_tuning
     assert format_tuning(result).count("**") >= 4
 
     names = [m.name for m in table_methods(root)]
@@ -103,7 +104,7 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     assert list(table["rows"])[0] == "Real" and len(table["rows"]) == 8 + len(curve_names) and curve_names
     assert table["curve"][0]["guided_steps"] == 0 and table["curve"][0]["method"] == "mld baseline"
     assert len(table["curve"]) == 2 + len(curve_names)   # baseline, the default's own row, the others
-    from realign_core.benchmark import plot_quality_vs_latency
+    from realign_core.evaluation.benchmark.report import plot_quality_vs_latency
     latency = [{"batch": 1, "guided_steps": q["guided_steps"], "steps": 3, "per_motion_s": 1.0 + i,
                 "placement": "spread"} for i, q in enumerate(table["curve"])]
     assert plot_quality_vs_latency(latency, table, tmp_path / "curve.png").stat().st_size > 1000
@@ -114,7 +115,7 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
 
 
 def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():
-    from realign_core.guidance_tuning import TuningConfig, cheapest_keeping_gain
+    from realign_core.evaluation.guidance_tuning import TuningConfig, cheapest_keeping_gain
 
     def row(k, r1, fid=0.1, scale=30.0):
         return {"judge_r1": r1, "judge_fid": fid, "scale": scale,
@@ -134,8 +135,8 @@ def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():
 
 
 def test_tuning_reuses_only_candidates_scored_on_the_same_prompts_and_sampler(tmp_path):
-    from realign_core.guidance import GuidanceSettings
-    from realign_core.guidance_tuning import TuningConfig, candidate_key, reusable_rows
+    from realign_core.evaluation.guidance_tuning import TuningConfig, candidate_key, reusable_rows
+    from realign_core.guidance.reward_guidance import GuidanceSettings
 
     g = GuidanceSettings(strength=1.0, eta=0.0)
     row = {"judge_r1": 0.5, "judge_fid": 0.2, "scale": 30.0, "settings": {**g.__dict__}}
@@ -154,7 +155,7 @@ def test_tuning_reuses_only_candidates_scored_on_the_same_prompts_and_sampler(tm
 
 
 def test_partial_table_runs_merge_only_on_the_same_prompts_and_sampler():
-    from realign_core.results_table import merge_tables
+    from realign_core.evaluation.results_table import merge_tables
 
     def table(prompts, rows, gen):
         return {"split": "test", "prompts": prompts, "repeats": 5, "steps": 50, "defaults": {gen: {}},

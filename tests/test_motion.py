@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from realign_core import motion as M
-from realign_core.conformance import check_vectors
-from realign_core.quaternion import qrot, qyaw
-from realign_core.skeleton import MIRROR_PERMUTATION, NUM_JOINTS, REFERENCE_BONE_LENGTHS, bone_lengths
+from realign_core.motion import features as M
+from realign_core.motion.conformance import check_vectors
+from realign_core.motion.quaternion import qrot, qyaw
+from realign_core.motion.skeleton import MIRROR_PERMUTATION, NUM_JOINTS, REFERENCE_BONE_LENGTHS, bone_lengths
 from tests.conftest import shared_path
 from tests.synthetic import walking_motion
+
 
 @pytest.fixture(scope="module")
 def vectors_path():

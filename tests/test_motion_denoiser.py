@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from realign_core.diffusion import DDIMConfig, DDIMSampler, NoiseSchedule, denoise_loop
-from realign_core.motion_denoiser import MotionDenoiser, MotionDenoiserConfig
-from realign_core.motion_denoiser_task import MotionDenoiserTask, load_motion_denoiser
-from realign_core.normalization import Normalizer
+from realign_core.diffusion.sampling import DDIMConfig, DDIMSampler, NoiseSchedule, denoise_loop
+from realign_core.models.motion_denoiser import MotionDenoiser, MotionDenoiserConfig, load_motion_denoiser
+from realign_core.motion.normalization import Normalizer
 from realign_core.training.config import load_config
 from realign_core.training.registry import KINDS, make_task
+from realign_core.training.tasks.motion_denoiser import MotionDenoiserTask
 from realign_core.training.trainer import Trainer
 from tests.conftest import REPO_ROOT
 
@@ -159,7 +159,7 @@ def test_trained_model_samples_with_the_shared_sampler(tiny_mdm):
 
 
 def test_cli_trains_mdm(synthetic_dataset, tmp_path):
-    from realign_core.cli import TRAIN_KINDS
+    from realign_core.cli.main import TRAIN_KINDS
 
     assert set(TRAIN_KINDS) == set(KINDS) and "mdm" in KINDS
     if not REALIGN.exists():

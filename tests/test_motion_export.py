@@ -7,18 +7,30 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from realign_core import quaternion as Q
-from realign_core.bvh import bvh_to_smpl22, forward_kinematics, parse_bvh
-from realign_core.inverse_kinematics import (
-    check_joints, joints_to_rotations, make_continuous, rest_positions, rotations_to_joints,
-    tpose_offsets,
-)
-from realign_core.motion_export import (
-    EULER_ORDERS, Y_UP_TO_Z_UP, bvh_joint_names, default_rest_joints, export_motion,
-    quat_to_axis_angle, smpl_params, smpl_pose_from_joints, smpl_rest_joints, write_bvh,
+from realign_core.data.bvh.convert import bvh_to_smpl22, forward_kinematics, parse_bvh
+from realign_core.export.formats import (
+    EULER_ORDERS,
+    Y_UP_TO_Z_UP,
+    bvh_joint_names,
+    default_rest_joints,
+    export_motion,
+    quat_to_axis_angle,
+    smpl_params,
+    smpl_pose_from_joints,
+    smpl_rest_joints,
+    write_bvh,
     write_smpl_npz,
 )
-from realign_core.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
+from realign_core.export.inverse_kinematics import (
+    check_joints,
+    joints_to_rotations,
+    make_continuous,
+    rest_positions,
+    rotations_to_joints,
+    tpose_offsets,
+)
+from realign_core.motion import quaternion as Q
+from realign_core.motion.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
 from tests import synthetic
 from tests.smpl_synthetic import SYNTHETIC_VERTEX_IDS, write_synthetic_smpl
 

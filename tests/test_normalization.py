@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from realign_core.motion import FEATURE_GROUPS
-from realign_core.normalization import Normalizer, mean_std
+from realign_core.motion.features import FEATURE_GROUPS
+from realign_core.motion.normalization import Normalizer, mean_std
 
 
 def test_std_is_averaged_within_groups():

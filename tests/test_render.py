@@ -1,4 +1,4 @@
-"""Tests for realign_core.render (stick-figure GIF / MP4 / PNG and motion loading)."""
+"""Tests for realign_core.export.render (stick-figure GIF / MP4 / PNG and motion loading)."""
 from __future__ import annotations
 
 import re
@@ -9,11 +9,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from realign_core import render
-from realign_core.render import (RenderConfig, camera_basis, chain_colours, chain_side,
-                                 load_motion_file, render_frame, render_motion,
-                                 render_motions)
-from realign_core.skeleton import JOINT_INDEX, KINEMATIC_CHAINS, PARENTS, REFERENCE_OFFSETS
+from realign_core.export import render
+from realign_core.export.render import (
+    RenderConfig,
+    camera_basis,
+    chain_colours,
+    chain_side,
+    load_motion_file,
+    render_frame,
+    render_motion,
+    render_motions,
+)
+from realign_core.motion.skeleton import JOINT_INDEX, KINEMATIC_CHAINS, PARENTS, REFERENCE_OFFSETS
 
 SMALL = RenderConfig(size=(2.0, 2.0), dpi=64)  # 128 x 128 px panels: fast
 LEFT_ARM, RIGHT_ARM = KINEMATIC_CHAINS[4], KINEMATIC_CHAINS[3]
@@ -303,7 +310,7 @@ def test_load_rejects_corrupt_and_foreign_files(tmp_path):
 
 def test_load_features_recovers_the_joints(tmp_path):
     """A features .npy loads as the joints the representation recovers from it."""
-    from realign_core.motion import features_to_joints, joints_to_features
+    from realign_core.motion.features import features_to_joints, joints_to_features
     from tests.synthetic import walking_motion as walk
 
     features = joints_to_features(walk(frames=12))

@@ -6,17 +6,25 @@ independent forward kinematics and compared with the generated joints.
 """
 from __future__ import annotations
 
+import ast
+import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests import retarget_rigs as rigs
-from tests.addon_modules import load
+from tests.addon_modules import ADDON_DIR, load, staged_addon
 from tests.conftest import REPO_ROOT, shared_path
 from tests.synthetic import walking_motion
 
 rt = load("retarget")
+rg = load("rig")
+rot = load("rotations")
+kin = load("kinematics")
 bm = load("bone_maps")
 RNG_SEED = 7
 NO_FEET = rt.RetargetOptions(ground_snap=False, pin_feet=False)
@@ -44,29 +52,29 @@ def played_back(rig, result) -> np.ndarray:
     frames = len(result.quaternions)
     basis = np.broadcast_to(np.eye(4), (frames, len(rig.names), 4, 4)).copy()
     keyed = result.driven
-    basis[:, keyed, :3, :3] = rt.quaternion_to_matrix(result.quaternions[:, keyed])
+    basis[:, keyed, :3, :3] = rot.quaternion_to_matrix(result.quaternions[:, keyed])
     if result.root >= 0:
         basis[:, result.root, :3, 3] = result.locations[:, result.root]
-    pose = rt.forward_kinematics(rig, basis)
+    pose = rg.forward_kinematics(rig, basis)
     return np.einsum("ij,fbjk->fbik", rig.object_matrix, pose)
 
 
 def direction_errors(rig, bone_map, result, skip: set[str] = frozenset()) -> np.ndarray:
     """Angles (deg) between target and generated bone directions, (F, n bones) over limbs and chains."""
-    plan = rt.make_plan(rig, bone_map)
+    plan = rg.make_plan(rig, bone_map)
     heads = played_back(rig, result)[..., :3, 3]
     src = result.placed
     errs = []
-    for joint, child in rt.LIMB_CHILD.items():
+    for joint, child in rg.LIMB_CHILD.items():
         if joint in plan.bone_of and child in plan.bone_of and joint not in skip:
-            want = src[:, rt.J[child]] - src[:, rt.J[joint]]
+            want = src[:, rg.J[child]] - src[:, rg.J[joint]]
             got = heads[:, plan.bone_of[child]] - heads[:, plan.bone_of[joint]]
             errs.append(angle_deg(want, got))
     for chain in plan.chains:
-        pts = rt.sample_polyline(src[:, [rt.J[n] for n in chain.source]], chain.u)
+        pts = rt.sample_polyline(src[:, [rg.J[n] for n in chain.source]], chain.u)
         knot_bones = [b for b in chain.bones if b >= 0]
         first = 0 if chain.bones[0] >= 0 else 1
-        end_bone = plan.bone_of["neck" if chain.source == rt.SPINE_SOURCE else "head"]
+        end_bone = plan.bone_of["neck" if chain.source == rg.SPINE_SOURCE else "head"]
         posed = heads[:, knot_bones + [end_bone]]
         for i in range(len(knot_bones)):
             errs.append(angle_deg(pts[:, first + i + 1] - pts[:, first + i], posed[:, i + 1] - posed[:, i]))
@@ -80,15 +88,15 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def skating(rig, bone_map, result) -> dict[str, float]:
     """Worst horizontal drift (world units) of planted joints within each contact run."""
-    plan = rt.make_plan(rig, bone_map)
+    plan = rg.make_plan(rig, bone_map)
     heads = played_back(rig, result)[..., :3, 3]
     out = {}
-    for _, _, ankle, toe in rt.LEGS.values():
-        ca, ct = (result.contacts[:, rt.FOOT_JOINTS.index(j)] for j in (ankle, toe))
+    for _, _, ankle, toe in rg.LEGS.values():
+        ca, ct = (result.contacts[:, kin.FOOT_JOINTS.index(j)] for j in (ankle, toe))
         for name, joint, mask in ((ankle, ankle, ca), (toe, toe, ct & ~ca)):
             pts = heads[:, plan.bone_of[joint], :2]
             worst = 0.0
-            for start, stop in rt.runs(mask):
+            for start, stop in kin.runs(mask):
                 worst = max(worst, float(np.abs(pts[start:stop] - pts[start]).max()))
             out[name] = worst
     return out
@@ -158,11 +166,11 @@ def test_bone_map_json_round_trip(tmp_path):
 # ------------------------------------------------------------------ accuracy
 
 def test_bone_matrix_matches_blender_convention():
-    m = rt.bone_matrix(np.zeros(3), np.array([0, 0, 1.0]), 0.0)
+    m = rg.bone_matrix(np.zeros(3), np.array([0, 0, 1.0]), 0.0)
     assert np.allclose(m[:3, 1], [0, 0, 1]) and np.allclose(m[:3, 0], [1, 0, 0])  # +Z bone: X stays X
-    m = rt.bone_matrix(np.zeros(3), np.array([0, 1.0, 0]), np.pi / 2)
+    m = rg.bone_matrix(np.zeros(3), np.array([0, 1.0, 0]), np.pi / 2)
     assert np.allclose(m[:3, :3] @ [1, 0, 0], [0, 0, -1])  # roll turns X about Y
-    m = rt.bone_matrix(np.zeros(3), np.array([0, -1.0, 0]), 0.0)
+    m = rg.bone_matrix(np.zeros(3), np.array([0, -1.0, 0]), 0.0)
     assert np.allclose(m[:3, :3], np.diag([-1, -1, 1]))
 
 
@@ -236,8 +244,8 @@ def test_leg_length_scale():
     _, mapping = bm.detect_bone_map(rig.names)
     motion = walking_motion(frames=30)
     res = rt.retarget(motion, rig, mapping, NO_FEET)
-    plan = rt.make_plan(rig, mapping)
-    expected = rt.leg_length_target(plan) / rt.leg_length_source(rt.yup_to_blender(motion))
+    plan = rg.make_plan(rig, mapping)
+    expected = rt.leg_length_target(plan) / rt.leg_length_source(rot.yup_to_blender(motion))
     assert res.scale == pytest.approx(expected)
     unscaled = rt.retarget(motion, rig, mapping, rt.RetargetOptions(scale_by_leg_length=False))
     assert unscaled.scale == 1.0
@@ -265,7 +273,7 @@ def real_motions() -> dict[str, np.ndarray]:
         out["cmu_02_01"] = np.load(clip)
     bandai = REPO_ROOT.parent / "shared" / "data" / "bandai_namco_1" / "data" / "dataset-1_walk_normal_001.bvh"
     if bandai.exists():
-        from realign_core.bvh import bvh_to_smpl22
+        from realign_core.data.bvh.convert import bvh_to_smpl22
 
         out["bandai_walk"] = bvh_to_smpl22(bandai).positions
     return out
@@ -307,14 +315,25 @@ def test_pinning_holds_given_contacts():
     rig, _ = RIGS["smpl"]
     _, mapping = bm.detect_bone_map(rig.names)
     motion = walking_motion(frames=60, speed=0.4)
-    world = rt.yup_to_blender(motion)
+    world = rot.yup_to_blender(motion)
     contacts = np.zeros((60, 4), bool)
-    for col, joint in enumerate(rt.FOOT_JOINTS):  # lowest 30 % of each joint's heights, in runs
-        z = world[:, rt.J[joint], 2]
+    for col, joint in enumerate(kin.FOOT_JOINTS):  # lowest 30 % of each joint's heights, in runs
+        z = world[:, rg.J[joint], 2]
         contacts[:, col] = z < np.quantile(z, 0.3)
     res = rt.retarget(motion, rig, mapping, contacts=contacts)
     skate = skating(rig, mapping, res)
     assert max(skate.values()) < 0.01, skate
+
+
+def test_contacts_are_detected_on_the_unscaled_motion():
+    motion = walking_motion(frames=60, speed=0.2)
+    expected = kin.planted_feet(motion)
+    assert 0 < expected.mean() < 1
+    for key in ("smpl", "mixamo", "bandai"):  # metres, cm under a 0.01 object scale, cm
+        rig, _ = RIGS[key]
+        _, mapping = bm.detect_bone_map(rig.names)
+        result = rt.retarget(motion, rig, mapping, rt.RetargetOptions(scale=1.7))
+        assert result.scale != 1.0 and np.array_equal(result.contacts, expected), key
 
 
 def test_frame_times_follow_scene_rate():
@@ -322,11 +341,99 @@ def test_frame_times_follow_scene_rate():
     assert np.allclose(rt.frame_times(3, 20.0), [1, 2, 3])
 
 
+# The add-on modules that must run without Blender: stdlib + numpy, relative imports among themselves only.
+CORE_MODULES = ("rotations", "rig", "feet", "retarget", "bone_maps", "skeleton", "kinematics")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(level, module) of every import statement of a file (level > 0: relative)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(0, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out += [(node.level, node.module or alias.name) for alias in node.names] if node.level else \
+                [(0, node.module)]
+    return out
+
+
 def test_addon_core_modules_are_stdlib_and_numpy_only():
-    for name in ("retarget", "bone_maps"):
-        text = (Path(rt.__file__).parent / f"{name}.py").read_text()
-        for banned in ("import torch", "from realign_core", "import realign_core", "import bpy", "scipy"):
-            assert banned not in text, f"{name}.py mentions {banned}"
+    stage = staged_addon()
+    for name in CORE_MODULES:
+        for level, module in _imports(stage / f"{name}.py"):
+            if level:
+                assert level == 1 and module in CORE_MODULES, f"{name}.py imports .{module}"
+            else:
+                top = module.split(".")[0]
+                assert top == "numpy" or top in sys.stdlib_module_names, f"{name}.py imports {module}"
+    code = (f"import importlib, sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+            "from tests.addon_modules import PACKAGE, staged_addon; staged_addon(); "
+            f"[importlib.import_module(PACKAGE + '.' + n) for n in {CORE_MODULES!r}]; "
+            "bad = [m for m in ('torch', 'scipy', 'bpy', 'mathutils', 'realign_core', 'server') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tempfile.gettempdir())
+
+
+def test_vendored_skeleton_and_kinematics_have_one_home():
+    stage = staged_addon()
+    for name in ("skeleton.py", "kinematics.py"):
+        assert not (ADDON_DIR / name).exists(), f"blender_addon/realign_blender/{name} must not be committed"
+        assert (stage / name).read_bytes() == (REPO_ROOT / "realign_core" / "motion" / name).read_bytes()
+    assert not (ADDON_DIR / "client.py").exists()
+    assert kin.__name__ == "realign_addon.kinematics" and kin.__file__ == str(stage / "kinematics.py")
+
+
+def _sent(joints: np.ndarray) -> tuple[np.ndarray, dict]:
+    """What the server sends for a motion: the joints as the client decodes them, and foot_contacts."""
+    from server import results
+
+    decoded = results.decode_joints(results.encode_joints(joints)).astype(np.float64)
+    return decoded, json.loads(json.dumps(results.contacts(joints)))
+
+
+@pytest.mark.parametrize("key", ["smpl", "mixamo", "bandai"])
+def test_server_contacts_pin_exactly_like_detected_ones(key):
+    rig, _ = RIGS[key]
+    _, mapping = bm.detect_bone_map(rig.names)
+    motions = {"walk": walking_motion(frames=80, turn_deg=90.0, speed=0.2), **real_motions()}
+    conn = load("connection")
+    for name, motion in motions.items():
+        joints, foot_contacts = _sent(motion)
+        contacts = conn.planted_joints(foot_contacts, len(joints))
+        assert contacts is not None and contacts.shape == (len(joints), 4)
+        assert np.array_equal(contacts, kin.planted_feet(joints))
+        assert foot_contacts["left"] == (contacts[:, 0] | contacts[:, 1]).tolist()
+        given = rt.retarget(joints, rig, mapping, contacts=contacts)
+        detected = rt.retarget(joints, rig, mapping)
+        assert 0 < contacts.mean() < 1, name
+        assert np.array_equal(given.quaternions, detected.quaternions)
+        assert np.array_equal(given.locations, detected.locations)
+
+
+def test_planted_joints_need_per_joint_columns():
+    conn = load("connection")
+    cols = {name: [True, False, True] for name in kin.FOOT_JOINTS}
+    got = conn.planted_joints({"left": [True] * 3, "right": [True] * 3, "per_joint": cols}, 3)
+    assert got.dtype == bool and got.shape == (3, 4) and got[:, 0].tolist() == [True, False, True]
+    old_server = {"left": [True] * 3, "right": [False] * 3, "threshold_m2": 0.002, "rule": "..."}
+    assert conn.planted_joints(old_server, 3) is None       # left/right only: detected by the add-on instead
+    assert conn.planted_joints(None, 3) is None
+    assert conn.planted_joints({"per_joint": cols}, 4) is None                                  # wrong length
+    assert conn.planted_joints({"per_joint": {**cols, "left_foot": [1, 0, 1]}}, 3) is None      # not bools
+    assert conn.planted_joints({"per_joint": {k: v for k, v in cols.items() if k != "right_foot"}}, 3) is None
+
+
+def test_result_motions_carry_the_server_contacts():
+    from server import results
+
+    conn = load("connection")
+    motion = walking_motion(frames=40, speed=1.0)
+    event = json.loads(json.dumps({"event": "result", "motions": [results.motion_result(motion, "walk", 3, 0, 0)]}))
+    (decoded,) = conn.result_motions(event)
+    assert decoded["joints"].dtype == np.float64 and decoded["joints"].shape == (40, 22, 3)
+    assert np.array_equal(decoded["contacts"], kin.planted_feet(decoded["joints"]))
+    del event["motions"][0]["foot_contacts"]
+    assert conn.result_motions(event)[0]["contacts"] is None
 
 
 def test_partial_map_without_spine_or_arms_still_works():

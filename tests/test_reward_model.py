@@ -8,15 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from realign_core.dataset import collate
-from realign_core.diffusion import NoiseSchedule
-from realign_core.retrieval import embed_split, noised_features, retrieval_metrics
-from realign_core.reward_model import RewardModel, RewardModelConfig, patch_mask
-from realign_core.contrastive import info_nce_loss, near_duplicate_mask
-from realign_core.reward_task import (
-    RewardConfig, RewardTask, load_reward_model, make_reward_task,
-)
-from realign_core.text_encoder import load_text_encoder
+from realign_core.data.dataset import collate
+from realign_core.diffusion.sampling import NoiseSchedule
+from realign_core.evaluation.retrieval import embed_split, noised_features, retrieval_metrics
+from realign_core.models.reward_model import RewardModel, RewardModelConfig, load_reward_model, patch_mask
+from realign_core.text.encoder import load_text_encoder
+from realign_core.training.losses import info_nce_loss, near_duplicate_mask
+from realign_core.training.tasks.reward import RewardConfig, RewardTask, make_reward_task
 from tests.synthetic import write_synthetic_dataset
 
 TINY = dict(latent_dim=32, heads=2, ff=64, motion_layers=3, text_layers=1, decoder_layers=1, dropout=0.1)
@@ -293,7 +291,7 @@ def test_short_training_learns_to_retrieve(tmp_path, text_model):
 def test_load_rejects_other_checkpoints(tmp_path):
     path = tmp_path / "vae.pt"
     torch.save({"task": "vae", "config": {}, "model": {}}, path)
-    with pytest.raises(ValueError, match="not a reward-model checkpoint"):
+    with pytest.raises(ValueError, match="not a reward or reward_plain checkpoint"):
         load_reward_model(path)
     with pytest.raises(FileNotFoundError):
         load_reward_model(tmp_path / "missing.pt")

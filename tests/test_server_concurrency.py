@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 
 from server.client import ServerError, decode_joints
-from tests.server_fixtures import (  # noqa: F401
-    FAST_STEPS, first_progress, long_job, server_client, tiny_server, wait_until,
-)
+from tests.server_fixtures import FAST_STEPS, first_progress, long_job, server_client, tiny_server, wait_until  # noqa: F401
 
 VERBS = ["walks forward", "runs in a circle", "jumps twice", "waves with the right hand", "turns left",
          "sits down", "kicks with the left leg", "walks backwards", "crouches", "dances"]

@@ -13,7 +13,13 @@ from server.client import ServerError, decode_joints
 from server.launch import REPO_ROOT
 from server.protocol import ERROR_CODES
 from tests.server_fixtures import (  # noqa: F401
-    FAST_STEPS, first_event, first_progress, launch_tiny_server, long_job, server_client, tiny_server,
+    FAST_STEPS,
+    first_event,
+    first_progress,
+    launch_tiny_server,
+    long_job,
+    server_client,
+    tiny_server,
 )
 
 

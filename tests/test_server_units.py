@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from realign_core.motion import foot_contacts
+from realign_core.motion.kinematics import FOOT_JOINTS, PLANTED_HEIGHT_M, PLANTED_SPEED_MPS, planted_feet
+from realign_core.motion.skeleton import FPS
 from server import results
 from server.client import _nested, decode_joints
 from server.jobs import Job, JobQueue, QueueFull
@@ -129,25 +130,41 @@ def test_joints_round_trip_and_stdlib_decoder():
         decode_joints({**encoded, "shape": [20, 22, 3]})
 
 
-def test_root_motion_and_contacts_of_a_turning_walk():
+def test_root_motion_of_a_turning_walk():
     joints = walking_motion(frames=80, fps=20, turn_deg=90.0)
     root = results.root_motion(joints)
     assert len(root["heading"]) == 80 and abs(root["heading"][0]) < 0.2
     assert root["turn_rad"] == pytest.approx(np.deg2rad(90.0), abs=0.05)   # yaw toward +X = a left turn
     assert root["distance_m"] > 0.5 and root["displacement_xz"] == pytest.approx(
         (joints[-1, 0, [0, 2]] - joints[0, 0, [0, 2]]).tolist(), abs=1e-4)
+
+
+def test_foot_contacts_are_the_planted_feet_of_the_sent_joints():
+    joints = walking_motion(frames=80, fps=20, turn_deg=90.0, speed=0.2)
     contacts = results.contacts(joints)
-    per_joint = foot_contacts(joints.astype(np.float64)) > 0.5
-    assert contacts["left"][:-1] == (per_joint[:, 0] | per_joint[:, 1]).tolist()
-    assert contacts["right"][-1] == contacts["right"][-2] and len(contacts["right"]) == 80
+    planted = planted_feet(results.decode_joints(results.encode_joints(joints)).astype(np.float64), FPS)
+    assert 0 < planted.mean() < 1
+    assert list(contacts["per_joint"]) == list(FOOT_JOINTS) == ["left_ankle", "left_foot", "right_ankle", "right_foot"]
+    for i, name in enumerate(FOOT_JOINTS):
+        assert contacts["per_joint"][name] == planted[:, i].tolist()
+    assert contacts["left"] == (planted[:, 0] | planted[:, 1]).tolist()     # ankle or toe
+    assert contacts["right"] == (planted[:, 2] | planted[:, 3]).tolist()
+    assert all(type(v) is bool for v in contacts["left"] + contacts["per_joint"]["right_foot"])
+    assert (contacts["speed_mps"], contacts["height_m"]) == (PLANTED_SPEED_MPS, PLANTED_HEIGHT_M) == (0.25, 0.06)
+    assert "threshold_m2" not in contacts and "speed" in contacts["rule"]
 
 
-def test_heading_convention_facing_and_turning_left():
-    pose = np.zeros((2, 22, 3))
-    pose[:, 1, 0], pose[:, 2, 0], pose[:, 16, 0], pose[:, 17, 0] = 0.1, -0.1, 0.2, -0.2   # left side at +X
-    assert results.headings(pose)[0] == pytest.approx(0.0)                             # faces +Z
-    turned = pose[..., [2, 1, 0]] * np.array([1, 1, -1])                               # rotate +90 deg about Y
-    assert results.headings(turned)[0] == pytest.approx(np.pi / 2)                     # toward +X
+def test_foot_contacts_need_slow_and_low_joints():
+    standing = np.repeat(walking_motion(frames=1, fps=20), 30, axis=0)
+    assert all(all(column) for column in results.contacts(standing)["per_joint"].values())
+    floating = standing.copy()
+    floating[15:] += [0.0, 0.2, 0.0]                      # the second half 20 cm up: not planted there
+    contacts = results.contacts(floating)
+    assert contacts["left"] == contacts["per_joint"]["left_foot"] == [True] * 15 + [False] * 15
+    sliding = standing.copy()
+    sliding[:, :, 0] += np.arange(30)[:, None] * 0.05       # 1 m/s sideways on the floor: not planted
+    assert not any(results.contacts(sliding)["right"])
+    assert len(results.contacts(standing[:1])["left"]) == 1
 
 
 def test_client_file_is_stdlib_only_and_standalone(tmp_path):

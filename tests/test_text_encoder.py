@@ -1,4 +1,4 @@
-"""Tests for realign_core.text_encoder: the frozen all-MiniLM-L6-v2 encoder and its caches.
+"""Tests for realign_core.text.encoder: the frozen all-MiniLM-L6-v2 encoder and its caches.
 
 The model is loaded once for the module; encoders with other options share its
 weights through ``TextEncoder(tokenizer, model, options)``.
@@ -11,12 +11,7 @@ import sys
 import pytest
 import torch
 
-from realign_core.text_encoder import (
-    EMBEDDING_DIM,
-    TextEncoder,
-    TextEncoderOptions,
-    load_text_encoder,
-)
+from realign_core.text.encoder import EMBEDDING_DIM, TextEncoder, TextEncoderOptions, load_text_encoder
 
 CAPTIONS = [
     "a person walks forward",

@@ -8,20 +8,10 @@ import bpy
 import numpy as np
 
 from . import bone_maps, keying
-from .retarget import (
-    CHAIN_CHILD,
-    SOURCE_JOINTS,
-    SOURCE_PARENTS,
-    RetargetOptions,
-    Rig,
-    frame_times,
-    make_continuous,
-    make_euler_continuous,
-    matrix_to_euler,
-    quaternion_to_matrix,
-    rest_joints,
-    retarget,
-)
+from .retarget import RetargetOptions, frame_times, retarget
+from .rig import CHAIN_CHILD, Rig, rest_joints
+from .rotations import make_continuous, make_euler_continuous, matrix_to_euler, quaternion_to_matrix
+from .skeleton import FPS, JOINT_NAMES, PARENTS
 
 TRACK_PREFIX = "ReAlign: "
 MAP_PROP = "realign_bone_map"
@@ -50,23 +40,23 @@ def create_skeleton(context: bpy.types.Context, name: str = "ReAlign Skeleton") 
     prev_active = context.view_layer.objects.active
     context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
-    for j, joint in enumerate(SOURCE_JOINTS):
+    for j, joint in enumerate(JOINT_NAMES):
         bone = arm.edit_bones.new(joint)
         bone.head = pos[j]
         if j in CHAIN_CHILD:
             bone.tail = pos[CHAIN_CHILD[j]]
         else:
-            d = pos[j] - pos[SOURCE_PARENTS[j]]
+            d = pos[j] - pos[PARENTS[j]]
             bone.tail = pos[j] + 0.08 * d / np.linalg.norm(d)
-        if SOURCE_PARENTS[j] >= 0:
-            bone.parent = arm.edit_bones[SOURCE_JOINTS[SOURCE_PARENTS[j]]]
+        if PARENTS[j] >= 0:
+            bone.parent = arm.edit_bones[JOINT_NAMES[PARENTS[j]]]
     bpy.ops.object.mode_set(mode="OBJECT")
     for b in obj.pose.bones:
         b.rotation_mode = "QUATERNION"
     if prev_active is not None and prev_active != obj:
         prev_active.select_set(False)
     obj.select_set(True)
-    set_bone_map(obj, dict(zip(SOURCE_JOINTS, SOURCE_JOINTS)))
+    set_bone_map(obj, dict(zip(JOINT_NAMES, JOINT_NAMES)))
     return obj
 
 
@@ -153,7 +143,7 @@ def bake(obj: bpy.types.Object, joints: np.ndarray, meta: dict, start_frame: flo
     for key, value in meta.items():
         if isinstance(value, (int, float, str)):
             action[key] = value
-    action["realign_fps"] = 20
+    action["realign_fps"] = FPS
     keying.write_curves(action, obj, frames, channels)
     laps.lap("keying_s")
     strip = add_strip(obj, action, start_frame)

@@ -1,7 +1,7 @@
-"""Bone maps: which target bone each of the 22 generated joints drives (stdlib only).
+"""Bone maps: which target bone each of the 22 generated joints drives (stdlib + the vendored skeleton).
 
 A bone map is a ``dict`` from a source joint name (SMPL order, see
-``retarget.SOURCE_JOINTS``) to a bone name of the target armature. Joints
+``skeleton.JOINT_NAMES``) to a bone name of the target armature. Joints
 left out drive nothing, and bones that no joint names stay untouched.
 
 Presets cover SMPL/SMPL-X, Mixamo (any ``mixamorig*:`` / ``mixamorig_``
@@ -17,12 +17,8 @@ import json
 import re
 from pathlib import Path
 
-JOINTS: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
-    "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot",
-    "neck", "left_collar", "right_collar", "head", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)
+from .skeleton import JOINT_NAMES as JOINTS
+
 # Joints a usable map must have (the rest is optional).
 CORE_JOINTS: tuple[str, ...] = (
     "pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",

@@ -3,7 +3,8 @@
 ``client.py`` is ``server/client.py`` copied in by ``build.py`` (one source
 for the protocol). This module only adapts it to the add-on: readable errors
 when the server is down, several requests streamed together, cancelling, and
-decoding motions to float64 arrays. Never called on Blender's main thread.
+decoding motions to float64 arrays and foot contacts. Never called on Blender's
+main thread.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from . import client
+from .kinematics import FOOT_JOINTS
 
 _ids = itertools.count(1)
 POLL_S = 0.05
@@ -77,10 +79,24 @@ def stream(host: str, port: int, requests: list[dict], token: str = "",
 
 
 def result_motions(event: dict) -> list[dict]:
-    """Per-motion dicts of a ``result`` event with ``joints`` as a float64 (F, 22, 3) array.
+    """Per-motion dicts of a ``result`` event: ``joints`` as a float64 (F, 22, 3) array and ``contacts`` the
+    server's planted foot joints (F, 4) bool in ``FOOT_JOINTS`` order, None when it sent none (see
+    ``planted_joints``; the retargeter then detects them from the joints by the same rule)."""
+    out = []
+    for m in event.get("motions", []):
+        joints = np.asarray(client.decode_joints(m["joints"]), np.float64)
+        out.append({**m, "joints": joints, "contacts": planted_joints(m.get("foot_contacts"), len(joints))})
+    return out
 
-    Foot contacts are re-detected by the retargeter (``contacts`` None): the
-    server's are HumanML3D's lenient velocity test, too loose for pinning.
-    """
-    return [{**m, "joints": np.asarray(client.decode_joints(m["joints"]), np.float64), "contacts": None}
-            for m in event.get("motions", [])]
+
+def planted_joints(foot_contacts: object, frames: int) -> np.ndarray | None:
+    """(frames, 4) bool from a ``foot_contacts`` object's ``per_joint`` lists (``kinematics.planted_feet``
+    on the server), or None when they are absent or malformed (servers before ``per_joint`` sent only
+    ``left``/``right``, by HumanML3D's looser velocity test, which is not used for pinning)."""
+    per_joint = foot_contacts.get("per_joint") if isinstance(foot_contacts, dict) else None
+    if not isinstance(per_joint, dict):
+        return None
+    columns = [per_joint.get(name) for name in FOOT_JOINTS]
+    if not all(isinstance(c, list) and len(c) == frames and all(isinstance(v, bool) for v in c) for c in columns):
+        return None
+    return np.array(columns, dtype=bool).T

@@ -15,6 +15,7 @@ import bpy
 
 from . import armature_io, connection
 from .retarget import RetargetOptions
+from .skeleton import FPS
 
 EVENTS: queue.Queue[tuple[str, dict]] = queue.Queue()
 POLL_S = 0.1
@@ -62,11 +63,11 @@ def guidance(settings, strength: float | None = None) -> dict:
 
 def generate_request(settings, prompt: str, seconds: float, seed: int, samples: int,
                      strength: float | None = None) -> dict:
-    """A protocol-v1 ``generate`` request (duration sent as 20 fps frames, within the model's maximum)."""
-    frames = int(round(float(seconds) * 20))
+    """A protocol-v1 ``generate`` request (duration sent as 20 fps frames, 1 s to the model's maximum)."""
+    frames = int(round(float(seconds) * FPS))
     if settings.max_frames > 0:
         frames = min(frames, settings.max_frames)
-    req = {"id": connection.new_id("gen"), "op": "generate", "prompt": prompt, "frames": max(frames, 20),
+    req = {"id": connection.new_id("gen"), "op": "generate", "prompt": prompt, "frames": max(frames, FPS),
            "seed": int(seed), "samples": int(samples), "guidance": guidance(settings, strength)}
     if settings.steps > 0:
         req["steps"] = int(settings.steps)

@@ -10,36 +10,37 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..normalization import Normalizer
-from .task import TrainingTask
+from realign_core.models.layout import KINDS, checkpoint_path
+from realign_core.motion.normalization import Normalizer
+from realign_core.training.task import TrainingTask
 
-KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "mdm")
+__all__ = ["KINDS", "make_task"]   # KINDS: the model folder's kinds, one training task each
 
 
 def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root: Path, where: str) -> TrainingTask:
     """Construct the task of one kind from its [kind.model] table."""
     if kind == "vae":
-        from ..vae_task import VAETask
+        from realign_core.training.tasks.vae import VAETask
 
         norm = Normalizer.load(data_dir)
         return VAETask(model_section, norm.mean, norm.std, where)
     if kind == "denoiser":
-        from ..denoiser_task import DenoiserTask
+        from realign_core.training.tasks.denoiser import DenoiserTask
 
-        vae = out_root / "vae" / "best.pt"
+        vae = checkpoint_path(out_root, "vae")
         if not vae.is_file():
             raise FileNotFoundError(f"{vae}: the denoiser needs a trained VAE; run `realign train vae` first")
         return DenoiserTask(model_section, vae, data_dir, where=where)
     if kind in ("reward", "reward_plain"):
-        from ..reward_task import make_reward_task
+        from realign_core.training.tasks.reward import make_reward_task
 
         return make_reward_task(kind, model_section, where)
     if kind == "evaluator":
-        from ..evaluator_task import make_evaluator_task
+        from realign_core.training.tasks.evaluator import make_evaluator_task
 
         return make_evaluator_task(model_section, where)
     if kind == "mdm":
-        from ..motion_denoiser_task import MotionDenoiserTask
+        from realign_core.training.tasks.motion_denoiser import MotionDenoiserTask
 
         return MotionDenoiserTask(model_section, where=where)
     raise ValueError(f"unknown model kind {kind!r}; choose one of {KINDS}")

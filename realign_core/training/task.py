@@ -4,7 +4,7 @@ A task owns its model's construction, its loss and its validation metrics;
 the trainer owns everything else (data loading, optimiser, epochs, seeding,
 resume, checkpoints, logs, loss-curve plot, best-checkpoint selection).
 
-Batches are ``realign_core.dataset.collate`` dicts::
+Batches are ``realign_core.data.dataset.collate`` dicts::
 
     features  (B, T, 263) float32, normalised with the dataset's Mean/Std
     mask      (B, T) bool, True on real frames

@@ -22,16 +22,16 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..dataset import MotionTextDataset, collate
-from .config import TrainConfig
-from .task import TrainingTask
+from realign_core.data.dataset import MotionTextDataset, collate
+from realign_core.device import pick_device
+from realign_core.models.layout import BEST_FILE, LAST_FILE
+from realign_core.training.config import TrainConfig
+from realign_core.training.task import TrainingTask
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """'auto' -> CUDA when available, else CPU; anything else as given (``realign_core.device``)."""
+    return torch.device(pick_device(name))
 
 
 def seed_everything(seed: int) -> None:
@@ -87,7 +87,7 @@ class Trainer:
     def resume(self) -> bool:
         """Load ``last.pt`` if present, else continue from the weights of ``best.pt`` (e.g. a
         committed fp16 checkpoint) with a fresh optimiser. Returns whether training resumes."""
-        path = self.out_dir / "last.pt"
+        path = self.out_dir / LAST_FILE
         if not path.is_file():
             return self._resume_from_best()
         state = torch.load(path, map_location=self.device, weights_only=False)
@@ -101,7 +101,7 @@ class Trainer:
         return True
 
     def _resume_from_best(self) -> bool:
-        path = self.out_dir / "best.pt"
+        path = self.out_dir / BEST_FILE
         if not path.is_file():
             return False
         best = torch.load(path, map_location=self.device, weights_only=False)
@@ -125,9 +125,9 @@ class Trainer:
             torch.save({"task": self.task.name, "config": self.task.config_dict(), "model": self.model.state_dict(),
                         "normalizer": {"mean": norm.mean, "std": norm.std}, "epoch": self.epoch,
                         "metrics": metrics, "train_config": asdict(self.cfg), "history": self.history},
-                       self.out_dir / "best.pt")
-        torch.save(self._state(), self.out_dir / "last.pt.tmp")
-        (self.out_dir / "last.pt.tmp").replace(self.out_dir / "last.pt")
+                       self.out_dir / BEST_FILE)
+        torch.save(self._state(), self.out_dir / f"{LAST_FILE}.tmp")
+        (self.out_dir / f"{LAST_FILE}.tmp").replace(self.out_dir / LAST_FILE)
         return better
 
     def _log(self, record: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 
 from tests.addon_modules import load
 
-rt = load("retarget")
+rig_mod = load("rig")
+kinematics = load("kinematics")
 
 
 def armature_from_rig(rig, name: str):
@@ -53,7 +54,7 @@ def angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1, 1)))
 
 
-LIMB_PAIRS = [(j, c) for j, c in rt.LIMB_CHILD.items()]
+LIMB_PAIRS = [(j, c) for j, c in rig_mod.LIMB_CHILD.items()]
 
 
 LEGS = {"left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle"}
@@ -71,7 +72,7 @@ def limb_errors(obj, bone_map: dict, placed: np.ndarray, frames, idx, legs: bool
     errs = []
     for j, c in pairs:
         got = heads[:, col[bone_map[c]]] - heads[:, col[bone_map[j]]]
-        want = placed[idx, rt.J[c]] - placed[idx, rt.J[j]]
+        want = placed[idx, rig_mod.J[c]] - placed[idx, rig_mod.J[j]]
         errs.append(angle_deg(got, want))
     return np.stack(errs, 1)
 
@@ -81,15 +82,25 @@ def encode(arr: np.ndarray) -> dict:
     return {"dtype": "float32", "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
 
 
+def foot_contacts(motion: np.ndarray) -> dict:
+    """The ``foot_contacts`` object the real server sends (server/results.py): planted_feet of the float32 joints."""
+    planted = kinematics.planted_feet(np.asarray(motion, "<f4").astype(np.float64))
+    per_joint = {name: planted[:, i].tolist() for i, name in enumerate(kinematics.FOOT_JOINTS)}
+    return {"left": (planted[:, 0] | planted[:, 1]).tolist(), "right": (planted[:, 2] | planted[:, 3]).tolist(),
+            "per_joint": per_joint, "speed_mps": kinematics.PLANTED_SPEED_MPS, "height_m": kinematics.PLANTED_HEIGHT_M,
+            "rule": "planted_feet"}
+
+
 class FakeServer:
     """A loopback protocol-v1 stand-in: hello, generate (progress, result), cancel. Records requests.
 
-    Every motion it returns is ``motion`` (F, 22, 3); with ``hold`` set,
-    generate waits for a cancel instead of answering.
+    Every motion it returns is ``motion`` (F, 22, 3), with ``foot_contacts`` like the real server's
+    unless ``contacts`` is False (a server that sends none); with ``hold`` set, generate waits for a
+    cancel instead of answering.
     """
 
     def __init__(self, motion: np.ndarray, steps: int = 3):
-        self.motion, self.steps, self.hold = motion, steps, False
+        self.motion, self.steps, self.hold, self.contacts = motion, steps, False, True
         self.requests: list[dict] = []
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -143,6 +154,7 @@ class FakeServer:
         prompts = req.get("prompts") or [req["prompt"]]
         frames = int(round(req["seconds"] * 20)) if "seconds" in req else req.get("frames", 80)
         motion = self.motion[:frames]
-        motions = [{"prompt": p, "seed": req.get("seed", 0) + s, "fps": 20, "joints": encode(motion)}
+        extra = {"foot_contacts": foot_contacts(motion)} if self.contacts else {}
+        motions = [{"prompt": p, "seed": req.get("seed", 0) + s, "fps": 20, "joints": encode(motion), **extra}
                    for p in prompts for s in range(req.get("samples", 1))]
         send({"id": rid, "event": "result", "motions": motions, "timing": {"total_s": 0.01}})

@@ -16,17 +16,18 @@ SWINGS = {1: (25, 0.0), 2: (25, np.pi), 4: (20, np.pi / 2), 5: (20, 1.5 * np.pi)
 
 def synthetic_walk(frames: int = 80, speed: float = 1.2, fps: float = 20.0) -> np.ndarray:
     """A walk-like motion (F, 22, 3) metres, Y up, facing +Z: legs and arms swing about X."""
-    rt = load("retarget")
-    offsets = rt.REST_OFFSETS_YUP.copy()
+    skeleton, rotations = load("skeleton"), load("rotations")
+    offsets = skeleton.TPOSE_OFFSETS.copy()
     offsets[[16, 17, 18, 19, 20, 21]] = [[0.13, -0.02, 0], [-0.12, -0.02, 0], [0, -0.26, 0], [0, -0.26, 0],
                                          [0, -0.25, 0], [0, -0.25, 0]]
     t = np.arange(frames) / fps
     rot = np.tile(np.eye(3), (frames, 22, 1, 1))
     pos = np.zeros((frames, 22, 3))
     pos[:, 0] = np.stack([np.zeros(frames), 0.92 + 0.02 * np.sin(4 * np.pi * 1.8 * t), speed * t], -1)
-    for j, p in enumerate(rt.SOURCE_PARENTS):
+    for j, p in enumerate(skeleton.PARENTS):
         amp, phase = SWINGS.get(j, (0, 0.0))
-        local = rt.axis_angle_matrix(np.array([1.0, 0, 0]), np.radians(amp) * np.sin(2 * np.pi * 1.8 * t + phase))
+        angle = np.radians(amp) * np.sin(2 * np.pi * 1.8 * t + phase)
+        local = rotations.axis_angle_matrix(np.array([1.0, 0, 0]), angle)
         if p < 0:
             rot[:, j] = local
             continue

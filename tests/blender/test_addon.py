@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.blender.conftest import NO_BPY
-from tests.blender.helpers import FakeServer, armature_from_rig, evaluated_heads, limb_errors
+from tests.blender.helpers import FakeServer, armature_from_rig, evaluated_heads, foot_contacts, limb_errors
 from tests.blender.motion import BANDAI, source_motion, synthetic_walk
 
 bpy = pytest.importorskip("bpy", reason=NO_BPY)
@@ -235,6 +235,34 @@ def test_generate_regenerate_and_batch_with_loopback_server(addon, fake_server):
     assert "3 take(s) baked" in settings.message
     starts = sorted(s.frame_start for t in mixamo.animation_data.nla_tracks for s in t.strips)
     assert starts == [1, 120]
+
+
+def test_generated_takes_pin_feet_on_the_server_contacts(addon, fake_server, monkeypatch):
+    """The server's foot_contacts.per_joint drive the pinning; without them the add-on detects the same ones."""
+    calls = []
+    bake = addon.armature_io.bake
+
+    def recording_bake(obj, joints, meta, start_frame=1.0, options=None, contacts=None, timing=None):
+        out = bake(obj, joints, meta, start_frame, options, contacts, timing)
+        calls.append((contacts, out[2]))
+        return out
+
+    monkeypatch.setattr(addon.armature_io, "bake", recording_bake)
+    walk = synthetic_walk(30)
+    fake_server.motion = np.concatenate([np.repeat(walk[:1], 30, axis=0), walk])  # stands 1.5 s, then walks
+    settings = bpy.context.scene.realign
+    settings.takes, settings.seconds = 1, 3.0
+    for sends_contacts in (True, False):
+        fake_server.contacts = sends_contacts
+        bpy.ops.realign.create_skeleton()  # a fresh one: undriven bones keep the pose they are baked from
+        bpy.ops.realign.generate()
+        addon.jobs.wait(bpy.context, timeout=20)
+    (sent, given), (none, detected) = calls
+    expected = foot_contacts(fake_server.motion[:60])["per_joint"]
+    assert sent is not None and sent.shape == (60, 4) and 0 < sent.mean() < 1
+    assert [sent[:, i].tolist() for i in range(4)] == list(expected.values())
+    assert none is None and np.array_equal(given.contacts, sent) and np.array_equal(detected.contacts, sent)
+    assert np.array_equal(given.quaternions, detected.quaternions)
 
 
 def test_benchmark_click_to_keyed_action_10s(addon):

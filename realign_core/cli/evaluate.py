@@ -1,0 +1,182 @@
+"""``realign eval``: the measured numbers of a trained model stack, and the kinematic alignment command.
+
+    realign eval --models DIR --data DIR [--parts vae,real,generator,reward]   (MODELS/eval_models.json)
+    realign eval --models DIR --data DIR --table [--curve] [--generators mld,mdm]   (results table)
+    realign eval --models DIR --data DIR --kinematic [--kinematic-samples N]   (kinematic alignment)
+
+``realign eval --kinematic`` runs the standard recipe of the kinematic command:
+the checks validated on ``--data``'s real clips, then baseline vs default
+guidance for every generator present.  The command itself, with all its
+options, is ``python -m realign_core.cli.evaluate [--models DIR] [--validate-on DATA_DIR] ...``
+(:func:`kinematic_main`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def add_eval_command(sub: argparse._SubParsersAction) -> None:
+    """The ``realign eval`` sub-command."""
+    ev = sub.add_parser("eval", help="measure a trained model stack on the test split")
+    ev.add_argument("--models", required=True, help="model root (vae/, denoiser/, reward/, reward_plain/, evaluator/)")
+    ev.add_argument("--data", required=True)
+    ev.add_argument("--repeats", type=int, default=5, help="repeated generations (mean ± 95%% CI)")
+    ev.add_argument("--real-repeats", type=int, default=20, help="reshuffles of the 32-sample groups for real data")
+    ev.add_argument("--steps", type=int, default=50)
+    ev.add_argument("--cfg", type=float, default=7.5)
+    ev.add_argument("--table", action="store_true",
+                    help="the results table: baseline vs ReAlign variants on both generators")
+    ev.add_argument("--kinematic", action="store_true",
+                    help="model-free alignment on fixed direction/action prompts, baseline vs default guidance, "
+                         "for each generator (and the checks validated on --data's real clips)")
+    ev.add_argument("--generators", default="mld,mdm",
+                    help="--table: rows of these generators (a partial run updates the table's JSON)")
+    ev.add_argument("--kinematic-samples", type=int, default=32, help="--kinematic: samples per prompt")
+    ev.add_argument("--split", default="test", help="split scored by --table")
+    ev.add_argument("--curve", action="store_true",
+                    help="--table: also the default guidance at 5/10/25/all guided steps (quality-vs-latency "
+                         "curve: realign bench --plot-quality MODELS/results_table.json)")
+    ev.add_argument("--parts", default="vae,real,generator,reward",
+                    help="comma-separated subset of vae,real,generator,reward (a partial run updates the JSON)")
+    ev.add_argument("--limit", type=int, default=None, help="a seeded random subset of N test prompts")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("-o", "--output", default=None, help="JSON path (default MODELS/eval_models.json)")
+    ev.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``realign eval``: the model measurements, or ``--table`` / ``--kinematic``."""
+    if args.table:
+        return _eval_table(args)
+    if args.kinematic:
+        return _eval_kinematic(args)
+    from realign_core.evaluation.model_eval import PARTS, evaluate_models, format_result, save_result
+    from realign_core.pipeline import SamplingConfig
+
+    models, data = Path(args.models), Path(args.data)
+    sampling = SamplingConfig(steps=args.steps, cfg_scale=args.cfg)
+    parts = tuple(args.parts.split(","))
+    result = evaluate_models(models, data, args.repeats, args.real_repeats, sampling, args.device, args.limit, parts)
+    out = Path(args.output) if args.output else models / "eval_models.json"
+    if out.is_file() and set(parts) != set(PARTS):      # a partial run updates the earlier results
+        previous = json.loads(out.read_text())
+        earlier = previous.get("prompts_per_part", {p: previous.get("test_prompts") for p in PARTS})
+        result = {**previous, **{k: v for k, v in result.items() if k != "skipped"},
+                  "skipped": {**{k: v for k, v in previous.get("skipped", {}).items()
+                                 if k.removesuffix("_plain") not in parts}, **result["skipped"]},
+                  "prompts_per_part": {**earlier, **result["prompts_per_part"]}}
+    save_result(result, out)
+    print(format_result(result))
+    print(f"written to {out}")
+    return 0
+
+
+def _eval_table(args: argparse.Namespace) -> int:
+    from realign_core.device import pick_device
+    from realign_core.evaluation.results_table import format_table, merge_tables, run_table, save_table
+
+    models = Path(args.models)
+    result = run_table(models, Path(args.data), args.split, args.limit, args.repeats, args.steps,
+                       pick_device(args.device), curve=args.curve, generators=tuple(args.generators.split(",")))
+    out = Path(args.output) if args.output else models / "results_table.json"
+    if out.is_file():
+        result = merge_tables(json.loads(out.read_text()), result)
+    save_table(result, out)
+    print(f"{result['prompts']} {result['split']} prompts, {result['repeats']} repeats, {result['steps']} steps")
+    print(format_table(result))
+    print(f"written to {out}")
+    return 0
+
+
+def _eval_kinematic(args: argparse.Namespace) -> int:
+    """Kinematic alignment, baseline vs the validated default guidance, for every generator present;
+    and the checks validated on the real clips of ``--data``."""
+    from realign_core.device import pick_device
+    from realign_core.models.layout import generator_present
+
+    models = Path(args.models)
+    common = ["--samples", str(args.kinematic_samples), "--steps", str(args.steps),
+              "--device", pick_device(args.device)]
+    kinematic_main(["--validate-on", args.data, "-o", str(models / "kinematic_validation.json")])
+    for gen in ("mld", "mdm"):
+        if generator_present(models, gen):
+            kinematic_main(["--models", str(models), "--generator", gen, *common])
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- kinematic
+
+
+def kinematic_parser() -> argparse.ArgumentParser:
+    """Options of the kinematic alignment command."""
+    from realign_core.evaluation.kinematic.checks import PROMPTS_BY_NAME
+
+    p = argparse.ArgumentParser(prog="python -m realign_core.cli.evaluate",
+                                description="Kinematic (model-free) alignment on fixed direction/action prompts, "
+                                            "baseline vs ReAlign guidance; and validation of the checks on real clips.")
+    p.add_argument("--models", type=Path, help="model folder (vae/ + denoiser/ or mdm/, reward/, guidance.toml)")
+    p.add_argument("--generator", choices=("mld", "mdm"), default="mld")
+    p.add_argument("--samples", type=int, default=10, help="samples per prompt")
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--strength", type=float, default=None, help="guidance strength (default: the models' default)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default=None)
+    p.add_argument("--prompts", default=None, help=f"comma-separated subset of: {', '.join(PROMPTS_BY_NAME)}")
+    p.add_argument("--validate-on", type=Path, default=None, metavar="DATA_DIR",
+                   help="also run the checks on the real captioned clips of a built dataset")
+    p.add_argument("--no-mirrored", action="store_true", help="validation: leave out the mirrored clips")
+    p.add_argument("-o", "--out", type=Path, default=None,
+                   help="JSON output (default: MODELS/kinematic_alignment_GENERATOR.json, or "
+                        "kinematic_validation.json)")
+    return p
+
+
+def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
+    """Run baseline vs guided for the CLI arguments, print the table, return the JSON part."""
+    from realign_core.evaluation.kinematic.checks import select_prompts
+    from realign_core.evaluation.kinematic.report import compare_reports, evaluate_generator, format_reports
+
+    reports = evaluate_generator(args.models, args.generator, args.samples, args.seconds, args.strength, args.steps,
+                                 args.cfg, args.seed, args.batch_size, args.device, select_prompts(args.prompts))
+    print(format_reports(reports))
+    if "guided" not in reports:
+        print(f"no reward model in {args.models}: guided sampling skipped")
+    out: dict[str, Any] = {name: report.to_dict() for name, report in reports.items()}
+    if len(reports) == 2:
+        out["difference"] = compare_reports(reports["baseline"], reports["guided"])
+    return out
+
+
+def kinematic_main(argv: Sequence[str] | None = None) -> int:
+    """The kinematic alignment command: prints the tables and writes JSON.  Returns the exit code."""
+    from realign_core.evaluation.kinematic.labels import format_validation, validate_checks
+
+    parser = kinematic_parser()
+    args = parser.parse_args(argv)
+    if args.models is None and args.validate_on is None:
+        parser.error("give --models, --validate-on, or both")
+    out: dict[str, Any] = {}
+    if args.validate_on is not None:
+        out["validation"] = validate_checks(args.validate_on, include_mirrored=not args.no_mirrored, progress=True)
+        print(format_validation(out["validation"]))
+    if args.models is not None:
+        out["alignment"] = _alignment_json(args)
+    default = (args.models / f"kinematic_alignment_{args.generator}.json" if args.models
+               else Path("kinematic_validation.json"))
+    path = args.out or default
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(kinematic_main())

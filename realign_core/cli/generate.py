@@ -1,0 +1,115 @@
+"""``realign generate``: one prompt -> K motions on disk (joints, features, BVH, SMPL, GIF).
+
+Per sample k (seed + k), with OUT the ``-o`` prefix (``_s{k}`` appended when K > 1):
+
+* ``OUT.npy``          joints (F, 22, 3) float32, metres, Y up, 20 fps;
+* ``OUT_features.npy`` HumanML3D features (F, 263), un-normalised (one row per joint frame);
+* ``OUT.bvh``          the 22-joint skeleton (rotations by inverse kinematics);
+* ``OUT_smpl.npz``     AMASS-style SMPL parameters (``--smpl``);
+* ``OUT.gif``          a stick-figure animation (``--gif``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from realign_core.device import pick_device
+from realign_core.export.formats import export_motion
+from realign_core.guidance.reward_guidance import GuidanceSettings
+from realign_core.motion.skeleton import FPS
+from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+
+MIN_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    seconds: float = 6.0
+    seed: int = 0
+    samples: int = 1
+    strength: float | None = None     # None = the models' validated default (0 without a reward model)
+    mu: float | None = None
+    eta: float | None = None
+    sampling: SamplingConfig = SamplingConfig()
+    guided_steps: int | str | None = None   # None = the validated default; "all" or a count of steps
+
+
+def frames_for(seconds: float, max_frames: int) -> int:
+    """Frames (feature rows = joint frames) for a duration.  Errors name the allowed range."""
+    frames = int(round(seconds * FPS))
+    if not MIN_SECONDS <= seconds or frames > max_frames:
+        raise ValueError(f"--seconds must be in [{MIN_SECONDS}, {max_frames / FPS}], got {seconds}")
+    return frames
+
+
+def parse_guided_steps(value: int | str) -> int | None:
+    """``--guided-steps``: 'all' -> None (every step), else a count >= 0."""
+    if str(value).strip().lower() == "all":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ValueError(f"--guided-steps must be 'all' or a whole number >= 0, got {value!r}")
+    return count
+
+
+def resolve_guidance(pipe: TextToMotionPipeline, req: GenerateRequest) -> GuidanceSettings:
+    """The request's guidance: the validated defaults with the user's overrides."""
+    base = pipe.default_guidance if pipe.has_reward else GuidanceSettings()
+    changes = {k: v for k, v in (("strength", req.strength), ("mu", req.mu), ("eta", req.eta)) if v is not None}
+    if req.guided_steps is not None:
+        changes["guided_steps"] = parse_guided_steps(req.guided_steps)
+    settings = replace(base, **changes)
+    if settings.active and not pipe.has_reward:
+        raise ValueError("--strength > 0 needs a reward model in the model folder (reward/best.pt)")
+    if settings.active and settings.eta > 0 and pipe.reward.bank is None:
+        settings = replace(settings, eta=0.0)   # no bank: text-to-motion reward only (said on stdout)
+        print("note: no embedding bank (reward/bank.pt): using the text-to-motion reward only")
+    return settings
+
+
+def generate(pipe: TextToMotionPipeline, req: GenerateRequest) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """-> (joints per sample (F, 22, 3), features per sample (F, 263)), F = seconds * 20."""
+    if not req.prompt.strip():
+        raise ValueError("the prompt is empty")
+    if req.samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {req.samples}")
+    frames = frames_for(req.seconds, pipe.max_frames)
+    settings = resolve_guidance(pipe, req)
+    seeds = [req.seed + k for k in range(req.samples)]
+    out = pipe([req.prompt] * req.samples, [frames] * req.samples, seeds, req.sampling, settings)
+    feats, mask = out.features, out.mask
+    features = [feats[i, :frames].cpu().numpy() for i in range(req.samples)]
+    return pipe.to_joints(feats, mask), features
+
+
+def write_outputs(joints: list[np.ndarray], features: list[np.ndarray], out: str | Path, prompt: str,
+                  smpl: bool = False, gif: bool = False) -> list[Path]:
+    """Write every sample's files next to the prefix ``out``; returns the paths."""
+    out = Path(out)
+    paths: list[Path] = []
+    for k, (j, f) in enumerate(zip(joints, features)):
+        prefix = out if len(joints) == 1 else out.with_name(f"{out.name}_s{k}")
+        written = export_motion(j, prefix, ("npy", "bvh", "npz") if smpl else ("npy", "bvh"))
+        feat_path = prefix.with_name(prefix.name + "_features.npy")
+        np.save(feat_path, f.astype(np.float32))
+        paths += [*written.values(), feat_path]
+        if gif:
+            from realign_core.export.render import render_motion
+
+            paths.append(render_motion(j, prefix.with_name(prefix.name + ".gif"), title=prompt))
+    return paths
+
+
+def run_generate(models: str | Path, req: GenerateRequest, out: str | Path, generator: str = "mld",
+                 device: str = "auto", smpl: bool = False, gif: bool = False) -> list[Path]:
+    """Load the pipeline, generate, write; returns the written paths."""
+    dev = pick_device(device)
+    pipe = TextToMotionPipeline.from_checkpoints(models, dev, generator=generator)
+    joints, features = generate(pipe, req)
+    return write_outputs(joints, features, out, req.prompt, smpl, gif)

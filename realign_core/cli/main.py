@@ -1,0 +1,341 @@
+"""The ``realign`` command line.
+
+    realign data build --cmu DIR --kitml DIR --humanml3d-index DIR --out DIR
+    realign data add-bvh --bvh-dir DIR --captions CSV --out DIR
+    realign data report DIR
+    realign render MOTION.npy -o OUT.{gif,mp4,png}
+    realign check-representation --vectors humanml3d_reference_vectors.npz
+    realign train {vae,denoiser,reward,reward_plain,evaluator,mdm} --data DIR --config FILE --out DIR
+    realign eval --models DIR --data DIR [--table [--limit N] [--repeats R] | --kinematic]
+    realign tune-guidance --models DIR --data DIR [--generator mld|mdm]
+    realign model-card --models DIR -o docs/MODEL_CARD.md
+    realign export --models DIR --out DIR
+    realign generate "PROMPT" --seconds S --seed N --strength X [--mu --eta --cfg --steps --samples K] -o OUT
+    realign bank --models DIR --data DIR
+    realign serve [--models DIR] [--host H] [--port P] [--allow-remote --token T]
+    realign bench --models DIR [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all]   (latency)
+    realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from realign_core.cli import bench
+from realign_core.cli.evaluate import add_eval_command
+from realign_core.models.layout import KINDS as TRAIN_KINDS  # torch-free: parsing never imports torch
+from realign_core.models.layout import checkpoint_path, guidance_path
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from realign_core.data.build import BuildConfig, build_dataset
+    from realign_core.data.report import format_report
+
+    cfg = BuildConfig(mirror=not args.no_mirror, limit_trials=args.limit,
+                      **({"workers": args.workers} if args.workers else {}))
+    for name, path in (("--cmu", args.cmu), ("--kitml", args.kitml), ("--humanml3d-index", args.humanml3d_index)):
+        if not Path(path).is_dir():
+            raise SystemExit(f"realign data build: {name} {path}: not a directory")
+    report = build_dataset(Path(args.cmu), Path(args.kitml), Path(args.humanml3d_index), Path(args.out), cfg)
+    print(format_report(report))
+    print(f"report written to {Path(args.out) / 'report.json'}")
+    return 0
+
+
+def _data_add_bvh(args: argparse.Namespace) -> int:
+    from realign_core.data.bvh.folder import add_bvh_folder
+    from realign_core.data.report import format_report
+
+    report = add_bvh_folder(Path(args.bvh_dir), Path(args.captions), Path(args.out),
+                            split=args.split, rig=args.rig, name=args.name)
+    print(format_report(report))
+    return 0
+
+
+def _data_report(args: argparse.Namespace) -> int:
+    from realign_core.data.report import format_report
+
+    path = Path(args.dir) / "report.json"
+    if not path.is_file():
+        raise SystemExit(f"realign data report: {path}: missing (build the dataset first)")
+    print(format_report(json.loads(path.read_text())))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from realign_core.export.render import RenderConfig, load_motion_file, render_motion
+
+    positions = load_motion_file(Path(args.motion))
+    cfg = RenderConfig(fps=args.fps) if args.fps else RenderConfig()
+    out = render_motion(positions, Path(args.output), title=args.title or Path(args.motion).stem, config=cfg)
+    print(f"wrote {out}")
+    return 0
+
+
+def _check_representation(args: argparse.Namespace) -> int:
+    from realign_core.motion.conformance import check_vectors
+
+    if not Path(args.vectors).is_file():
+        raise FileNotFoundError(f"{args.vectors}: reference vectors file not found")
+    result = check_vectors(Path(args.vectors))
+    print(result.format())
+    print("PASS" if result.passed else "FAIL")
+    return 0 if result.passed else 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    from realign_core.training.config import load_config
+    from realign_core.training.registry import make_task
+    from realign_core.training.trainer import Trainer
+
+    data, out_root = Path(args.data), Path(args.out)
+    model_section, train_cfg = load_config(args.config, args.kind)
+    if args.epochs:
+        train_cfg = replace(train_cfg, epochs=args.epochs)
+    if args.max_minutes is not None:
+        train_cfg = replace(train_cfg, max_minutes=args.max_minutes)
+    if args.device:
+        train_cfg = replace(train_cfg, device=args.device)
+    task = make_task(args.kind, model_section, data, out_root, f"{args.config} [{args.kind}.model]")
+    trainer = Trainer(task, data, out_root / args.kind, train_cfg)
+    print(f"training {args.kind} on {trainer.device}: {sum(p.numel() for p in trainer.model.parameters()):,} "
+          f"parameters, {len(trainer.train_set)} train / {len(trainer.val_set)} val entries")
+    summary = trainer.fit()
+    state = "finished" if summary["finished"] else "stopped early (resume with the same command)"
+    print(f"{args.kind}: {state} after {summary['epochs_done']} epochs, {summary['steps']} steps; "
+          f"best {task.selection_metric} = {summary['best']:.4g}; checkpoints in {out_root / args.kind}")
+    return 0
+
+
+def _tune_guidance(args: argparse.Namespace) -> int:
+    from realign_core.device import pick_device
+    from realign_core.evaluation.guidance_tuning import TuningConfig, format_tuning, tune, write_guidance_toml
+    from realign_core.evaluation.results_table import save_table
+
+    models = Path(args.models)
+    mixes = tuple(tuple(float(v) for v in m.split(",")) for m in args.mixes)
+    if any(len(m) != 2 for m in mixes):
+        raise SystemExit(f"realign tune-guidance: --mixes takes MU,ETA pairs, got {args.mixes}")
+    cfg = TuningConfig(scales=tuple(args.scales), mixes=mixes, guided_steps_options=tuple(args.guided_steps),
+                       stage3_scale_factors=tuple(args.stage3_scale_factors), keep_gain=args.keep_gain,
+                       prompts=args.prompts, steps=args.steps)
+    out = models / f"guidance_tuning_{args.generator}.json"
+    result = tune(models, Path(args.data), args.generator, cfg, pick_device(args.device),
+                  reuse=None if args.fresh else out)
+    save_table(result, out)
+    write_guidance_toml(guidance_path(models), args.generator, result["winner"])
+    print(format_tuning(result))
+    w = result["winner"]
+    print(f"winner: scale {w['scale']:g}, {w['settings']}: judge R@1 {w['judge_r1']:.3f} "
+          f"(baseline {result['baseline']['judge_r1']:.3f}), FID {w['judge_fid']:.3f} "
+          f"(baseline {result['baseline']['judge_fid']:.3f}) -> {models / 'guidance.toml'}")
+    return 0
+
+
+def _model_card(args: argparse.Namespace) -> int:
+    from realign_core.evaluation.model_card import build_model_card
+
+    models = Path(args.models)
+    eval_json = Path(args.eval_json) if args.eval_json else models / "eval_models.json"
+    Path(args.output).write_text(build_model_card(models, eval_json))
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from realign_core.models.checkpoint import export_models
+
+    sizes = export_models(Path(args.models), Path(args.out))
+    for kind, size in sizes.items():
+        print(f"{kind:14s} {size / 2 ** 20:7.2f} MB")
+    print(f"total          {sum(sizes.values()) / 2 ** 20:7.2f} MB -> {args.out}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from realign_core.cli.generate import GenerateRequest, run_generate
+    from realign_core.pipeline import SamplingConfig
+
+    sampling = SamplingConfig(args.sampler, args.steps, args.cfg, args.ddim_eta)
+    req = GenerateRequest(args.prompt, args.seconds, args.seed, args.samples, args.strength, args.mu, args.eta,
+                          sampling, args.guided_steps)
+    try:
+        paths = run_generate(args.models, req, args.output, args.generator, args.device, args.smpl, args.gif)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"realign generate: {err}")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _bank(args: argparse.Namespace) -> int:
+    from realign_core.guidance.reward_bank import build_bank
+    from realign_core.models.layout import bank_path
+    from realign_core.models.reward_model import load_reward_model
+
+    for kind in args.kinds:
+        ckpt = checkpoint_path(Path(args.models), kind)
+        if not ckpt.is_file():
+            raise SystemExit(f"realign bank: {ckpt}: missing reward checkpoint")
+        bank = build_bank(load_reward_model(ckpt), ckpt, args.data, args.split)
+        bank.save(bank_path(args.models, kind))
+        print(f"{kind}: {len(bank.ids)} {args.split} motions -> {bank_path(args.models, kind)}")
+    return 0
+
+
+def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
+    """``realign generate`` and ``realign bank`` (the embedding bank of the M2M reward)."""
+    g = sub.add_parser("generate", help="text -> motion files (joints .npy, features, BVH, optional SMPL/GIF)")
+    g.add_argument("prompt")
+    g.add_argument("--models", default="models/default", help="model root (default: the shipped models)")
+    g.add_argument("--generator", default="mld", choices=["mld", "mdm"], help="base generator")
+    g.add_argument("--seconds", type=float, default=6.0, help="duration, 1 to 9.8 s")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--samples", type=int, default=1, help="K motions with seeds seed..seed+K-1")
+    g.add_argument("--strength", type=float, default=None,
+                   help="ReAlign guidance strength: 0 = off, 1 = the validated setting (default)")
+    g.add_argument("--mu", type=float, default=None, help="weight of the text-to-motion reward")
+    g.add_argument("--eta", type=float, default=None, help="weight of the motion-to-motion reward")
+    g.add_argument("--guided-steps", default=None,
+                   help="how many sampler steps are guided: a count or 'all' (default: the validated setting; "
+                        "more = better FID, slower)")
+    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
+    g.add_argument("--steps", type=int, default=50, help="sampler steps")
+    g.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    g.add_argument("--ddim-eta", type=float, default=0.0, help="DDIM stochasticity (not the M2M weight)")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--smpl", action="store_true", help="also write an AMASS-style SMPL .npz")
+    g.add_argument("--gif", action="store_true", help="also render a stick-figure GIF")
+    g.add_argument("-o", "--output", required=True, help="output prefix, e.g. out/walk")
+    g.set_defaults(func=_generate)
+
+    bk = sub.add_parser("bank", help="embed the training motions for the motion-to-motion reward")
+    bk.add_argument("--models", required=True)
+    bk.add_argument("--data", required=True)
+    bk.add_argument("--split", default="train")
+    bk.add_argument("--kinds", nargs="+", default=["reward", "reward_plain"])
+    bk.set_defaults(func=_bank)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.cli import serve
+
+    return serve(args)
+
+
+def _add_server_commands(sub: argparse._SubParsersAction) -> None:
+    """``realign serve`` (the generation server; see docs/server.md) and ``realign bench``."""
+    from server import cli
+
+    sv = sub.add_parser("serve", help="run the local generation server (newline-delimited JSON over TCP)")
+    cli.add_arguments(sv)
+    sv.set_defaults(func=_serve)
+
+    be = sub.add_parser("bench", help="latency of sampling; --server: requests/s and p50/p95 latency for N clients",
+                        description=bench.DESCRIPTION)
+    bench.add_arguments(be)
+    be.set_defaults(func=bench.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realign", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="build and inspect training data").add_subparsers(dest="data_command", required=True)
+    b = data.add_parser("build", help="CMU + KIT-ML + HumanML3D index -> HumanML3D-layout dataset")
+    b.add_argument("--cmu", required=True, help="cmu_mocap folder (joints/, descriptions.csv, action_classes.csv)")
+    b.add_argument("--kitml", required=True, help="kitml folder (annotations.json)")
+    b.add_argument("--humanml3d-index", required=True, help="humanml3d_index folder (index.csv, split files)")
+    b.add_argument("--out", required=True, help="output dataset folder")
+    b.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    b.add_argument("--limit", type=int, default=None, help="only the first N trials (quick runs)")
+    b.add_argument("--no-mirror", action="store_true", help="do not add mirrored copies")
+    b.set_defaults(func=_data_build)
+
+    a = data.add_parser("add-bvh", help="add a folder of BVH files with a captions CSV to a dataset")
+    a.add_argument("--bvh-dir", required=True)
+    a.add_argument("--captions", required=True, help="CSV with columns file,caption[,start,end][,split]")
+    a.add_argument("--out", required=True, help="existing (or new) dataset folder")
+    a.add_argument("--split", default="train", choices=["train", "val", "test"], help="split for rows without one")
+    a.add_argument("--rig", default=None, help="joint-name map (default: auto-detect)")
+    a.add_argument("--name", default="bvh", help="dataset tag used in clip ids")
+    a.set_defaults(func=_data_add_bvh)
+
+    r = data.add_parser("report", help="print a built dataset's report")
+    r.add_argument("dir")
+    r.set_defaults(func=_data_report)
+
+    rd = sub.add_parser("render", help="stick-figure animation of a motion (.npy joints or features)")
+    rd.add_argument("motion")
+    rd.add_argument("-o", "--output", required=True, help=".gif, .mp4 or .png")
+    rd.add_argument("--title", default=None)
+    rd.add_argument("--fps", type=int, default=None)
+    rd.set_defaults(func=_render)
+
+    tr = sub.add_parser("train", help="train one model kind (resumes from OUT/KIND/last.pt)")
+    tr.add_argument("kind", choices=TRAIN_KINDS)
+    tr.add_argument("--data", required=True, help="dataset folder (HumanML3D layout)")
+    tr.add_argument("--config", required=True, help="TOML config, e.g. configs/tiny.toml")
+    tr.add_argument("--out", required=True, help="model root folder; writes OUT/KIND/")
+    tr.add_argument("--epochs", type=int, default=None, help="override [KIND.train] epochs")
+    tr.add_argument("--max-minutes", type=float, default=None, help="stop after this budget (resumable)")
+    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: config, auto)")
+    tr.set_defaults(func=_train)
+
+    add_eval_command(sub)
+
+    tg = sub.add_parser("tune-guidance", help="choose the guidance settings on the validation split")
+    tg.add_argument("--models", required=True)
+    tg.add_argument("--data", required=True)
+    tg.add_argument("--generator", default="mld", choices=["mld", "mdm"])
+    tg.add_argument("--prompts", type=int, default=256, help="validation prompts (a seeded random subset)")
+    tg.add_argument("--steps", type=int, default=50)
+    tg.add_argument("--scales", type=float, nargs="+", default=[3.0, 10.0, 30.0, 100.0],
+                    help="stage 1: step scales tried with mu = eta = 1")
+    tg.add_argument("--mixes", nargs="*", default=["1,0", "0,1"],
+                    help="stage 2: MU,ETA pairs tried at the chosen scale (besides 1,1)")
+    tg.add_argument("--guided-steps", type=int, nargs="*", default=[5, 10, 25],
+                    help="stage 3: guided-step counts tried besides all steps")
+    tg.add_argument("--stage3-scale-factors", type=float, nargs="+", default=[1.0, 3.0],
+                    help="stage 3: each guided-step count is tried at the chosen scale times these")
+    tg.add_argument("--fresh", action="store_true",
+                    help="re-score every candidate (default: reuse matching ones from the earlier JSON)")
+    tg.add_argument("--keep-gain", type=float, default=0.9,
+                    help="stage 3 picks the fewest guided steps keeping this fraction of the best R@1 gain")
+    tg.add_argument("--device", default="auto")
+    tg.set_defaults(func=_tune_guidance)
+
+    mc = sub.add_parser("model-card", help="write the model card from checkpoints and eval results")
+    mc.add_argument("--models", required=True)
+    mc.add_argument("--eval-json", default=None, help="default MODELS/eval_models.json")
+    mc.add_argument("-o", "--output", required=True)
+    mc.set_defaults(func=_model_card)
+
+    ex = sub.add_parser("export", help="write fp16 shippable checkpoints of a trained stack")
+    ex.add_argument("--models", required=True)
+    ex.add_argument("--out", required=True)
+    ex.set_defaults(func=_export)
+
+    cr = sub.add_parser("check-representation", help="compare our HumanML3D features with reference vectors")
+    cr.add_argument("--vectors", required=True, help="humanml3d_reference_vectors.npz")
+    cr.set_defaults(func=_check_representation)
+    _add_generation_commands(sub)
+    _add_server_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"realign: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Output of the latency benchmark: the text tables, the JSON file and the quality-vs-latency plot.
+
+Rows are the dicts of :func:`realign_core.evaluation.benchmark.runs.bench_latency`
+(seconds per motion, MiB) and of ``bench_reward_variants`` (milliseconds per
+reward pass).  :func:`plot_quality_vs_latency` joins them with the quality rows
+of the results table (``realign eval --table --curve``) by guided-step count.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from realign_core.evaluation.benchmark.instrument import PHASES
+
+KEY_COLUMNS = (("generator", "gen", "{}"), ("device", "dev", "{}"), ("batch", "B", "{}"),
+               ("guided_steps", "guided", "{}"), ("placement", "place", "{}"), ("amp", "reward", "{}"),
+               ("threads", "thr", "{}"))
+TIME_COLUMNS = (("per_motion_s", "s/motion", "{:.3f}"), ("slowdown", "x unguided", "{:.2f}"),
+                ("per_motion_cpu_s", "cpu s/motion", "{:.3f}"), ("slowdown_cpu", "x unguided cpu", "{:.2f}"))
+MEMORY_COLUMNS = (("mem_extra_mb", "peak+MB", "{:.0f}"), ("mem_peak_mb", "peak MB", "{:.0f}"))
+
+
+def table_columns(clock: str = "wall") -> tuple[tuple[str, str, str], ...]:
+    """The columns of :func:`format_table`; the split is in wall or process-CPU seconds."""
+    suffix = {"wall": "_s", "cpu": "_cpu_s"}[clock]
+    split = tuple((f"{p}{suffix}", f"{p} ({clock})", "{:.3f}") for p in (*PHASES, "other"))
+    return KEY_COLUMNS + TIME_COLUMNS + split + MEMORY_COLUMNS
+
+
+def format_table(rows: Iterable[dict[str, Any]], clock: str = "wall") -> str:
+    """A plain-text table of benchmark rows (seconds per motion; the split in ``clock`` seconds)."""
+    columns = table_columns(clock)
+    cells = [[head for _, head, _ in columns]]
+    for r in rows:
+        cells.append([fmt.format(r[key]) if r.get(key) is not None else "-" for key, _, fmt in columns])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
+
+
+def format_reward_variants(rows: Iterable[dict[str, Any]]) -> str:
+    """Plain-text table of :func:`bench_reward_variants` rows."""
+    lines = [f"{'reward variant':<28} {'layers':>6} {'down':>4} {'width':>5} {'B':>3} {'ms/pass':>8} {'cpu ms':>8}"]
+    for r in rows:
+        lines.append(f"{r['variant']:<28} {r['motion_layers']:>6} {r['downsample']:>4} {r['latent_dim']:>5} "
+                     f"{r['batch']:>3} {r['pass_ms']:>8.1f} {r['pass_cpu_ms']:>8.1f}")
+    return "\n".join(lines)
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on (CPU load included: a busy machine inflates them)."""
+    info = {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if hasattr(os, "getloadavg"):
+        info["loadavg"] = [round(v, 2) for v in os.getloadavg()]
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_json(path: str | Path, rows: list[dict[str, Any]], meta: dict[str, Any],
+               fidelity: list[dict[str, Any]] | None = None,
+               reward_variants: list[dict[str, Any]] | None = None) -> None:
+    """Write ``{meta, rows, fidelity, reward_variants}`` as JSON (the plot reads ``rows``)."""
+    payload = {"meta": meta, "rows": rows, "fidelity": fidelity or [], "reward_variants": reward_variants or []}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(payload, indent=1))
+
+
+# ---------------------------------------------------------------------------------------------- plot
+
+
+def _load_rows(source: str | Path | dict | list) -> list[dict[str, Any]]:
+    """Rows from a path, a {'rows': [...]} payload, a results table with a 'curve' (``realign eval
+    --table --curve``) or a list."""
+    if isinstance(source, (str, Path)):
+        source = json.loads(Path(source).read_text())
+    if isinstance(source, dict):
+        return list(source["curve"] if "curve" in source else source["rows"])
+    return list(source)
+
+
+def guided_key(value: Any, steps: int | None = None) -> str:
+    """Normalise a guided-step count: None / 'all' / >= steps -> 'all', else the integer as text."""
+    if value is None or str(value).lower() == "all":
+        return "all"
+    if steps is not None and int(value) >= steps:
+        return "all"
+    return str(int(value))
+
+
+def curve_points(latency: list[dict[str, Any]], quality: list[dict[str, Any]], batch: int = 1,
+                 placement: str = "spread", amp: str = "fp32") -> list[dict[str, Any]]:
+    """Join quality rows with the latency rows of one batch size / placement / precision, sorted by latency."""
+    lat = {guided_key(r["guided_steps"], r.get("steps")): r for r in latency
+           if r["batch"] == batch and r.get("amp", "fp32") == amp
+           and (r.get("placement", "spread") == placement or guided_key(r["guided_steps"]) in ("0", "all"))}
+    points = []
+    for q in quality:
+        key = guided_key(q["guided_steps"], lat.get("all", {}).get("steps"))
+        if key in lat:
+            points.append({**q, "guided": key, "latency_s": lat[key]["per_motion_s"],
+                           "slowdown": lat[key].get("slowdown", math.nan)})
+    return sorted(points, key=lambda p: p["latency_s"])
+
+
+def plot_quality_vs_latency(latency: str | Path | dict | list, quality: str | Path | dict | list,
+                            out: str | Path = "docs/img/quality_vs_latency.png", batch: int = 1,
+                            placement: str = "spread", title: str | None = None) -> Path:
+    """R@1 and FID (with their 95% CIs) against per-motion latency, one point per guided-step count.
+
+    latency: the JSON of ``--json`` (or its rows); quality: rows {guided_steps, r1, r1_ci, fid, fid_ci}.
+    A dotted line marks the target, 2x the unguided latency.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = curve_points(_load_rows(latency), _load_rows(quality), batch, placement)
+    if not points:
+        raise ValueError("no guided-step count is in both the latency and the quality rows")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    xs = [p["latency_s"] for p in points]
+    for ax, key, label in ((axes[0], "r1", "R@1 (higher is better)"), (axes[1], "fid", "FID (lower is better)")):
+        ax.errorbar(xs, [p[key] for p in points], yerr=[p.get(f"{key}_ci", 0.0) or 0.0 for p in points],
+                    marker="o", capsize=3)
+        for p in points:
+            ax.annotate(p["guided"], (p["latency_s"], p[key]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        unguided = [p["latency_s"] for p in points if p["guided"] == "0"]
+        if unguided:
+            ax.axvline(2 * unguided[0], linestyle=":", color="grey", label="2x unguided")
+            ax.legend(fontsize=8)
+        ax.set_xlabel(f"seconds per motion (batch {batch})")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "ReAlign: quality vs latency by number of guided steps")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,207 @@
+"""Choosing ReAlign's guidance settings on the validation split, without the evaluator.
+
+The evaluator scores the results table and is never used to choose anything.
+Tuning needs its own judge: the *non-step-aware* reward model
+(``reward_plain``), a separately trained retrieval model that the step-aware
+guide never sees, scores clean generated motions of validation prompts:
+
+* judge R@1: text-to-motion retrieval in groups of 32 (cosine);
+* judge FID: Frechet distance between generated and real validation motions
+  in the judge's embedding space (realism guard against reward hacking).
+
+Search (each candidate generates the same prompts with the same seeds):
+
+1. step scale, with mu = eta = 1: ``scales`` candidates;
+2. at the chosen scale, the reward mix (mu, eta) in ``mixes``;
+3. the cost lever: the number of guided steps in ``guided_steps_options``,
+   each at the chosen scale times each of ``stage3_scale_factors`` (fewer
+   guided steps may need a stronger push per step).
+
+Rule: a candidate qualifies if its judge FID is at most ``fid_slack`` x the
+baseline's.  Stages 1 and 2: among qualifying ones the highest judge R@1 wins.
+Stage 3 (speed): the *fewest* guided steps whose judge R@1 gain over the
+baseline is at least ``keep_gain`` of the best qualifying gain (ties: lower
+judge FID, as R@1 differences within the kept gain are noise) -- ReAlign's
+quality at the least extra latency.  The winner is written to
+``guidance.toml`` as ``scale`` plus the defaults that strength 1 means.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realign_core.evaluation import metrics as M
+from realign_core.evaluation.results_table import eval_subset, generate_set
+from realign_core.evaluation.scoring import EvalSet, embed_feature_list
+from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings
+from realign_core.models.layout import checkpoint_path
+from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    scales: tuple[float, ...] = (3.0, 10.0, 30.0, 100.0)
+    mixes: tuple[tuple[float, float], ...] = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
+    guided_steps_options: tuple[int, ...] = (5, 10, 25)
+    stage3_scale_factors: tuple[float, ...] = (1.0, 3.0)
+    keep_gain: float = 0.9
+    fid_slack: float = 1.0
+    prompts: int = 256
+    steps: int = 50
+    batch: int = 32
+
+
+class Judge:
+    """R@1 and FID in the embedding space of a reward model that does not guide."""
+
+    def __init__(self, model, prompts: EvalSet):
+        self.model = model
+        self.text = model.encode_text(prompts.captions).cpu().numpy()
+        self.real = self.embed(prompts.features)
+
+    def embed(self, features: list[np.ndarray]) -> np.ndarray:
+        return embed_feature_list(lambda x, mask: self.model.encode_motion(x, mask, 0), features,
+                                  device=self.model.device)
+
+    def score(self, features: list[np.ndarray]) -> dict[str, float]:
+        emb = self.embed(features)
+        sims = [self._r1(emb, seed) for seed in range(5)]
+        return {"judge_r1": float(np.mean(sims)), "judge_fid": M.fid(emb, self.real)}
+
+    def _r1(self, emb: np.ndarray, seed: int) -> float:
+        order = np.random.default_rng(seed).permutation(len(emb))
+        hits, groups = 0.0, 0
+        for g in range(len(order) // 32):
+            idx = order[g * 32:(g + 1) * 32]
+            sims = self.text[idx] @ emb[idx].T
+            hits += float((sims.argmax(axis=1) == np.arange(32)).mean())
+            groups += 1
+        return hits / max(groups, 1)
+
+
+def candidate_key(scale: float, settings: GuidanceSettings | dict | None) -> str:
+    """Identity of a candidate within one tuning run (same prompts, seeds and sampler)."""
+    s = asdict(settings) if isinstance(settings, GuidanceSettings) else settings
+    return json.dumps({"scale": float(scale) if s else 0.0, "settings": s}, sort_keys=True)
+
+
+def reusable_rows(previous: Path | None, generator: str, prompts: int, cfg: TuningConfig) -> dict[str, dict]:
+    """Scored candidates of an earlier run on the same generator, prompts and sampler (scores are
+    deterministic under the seeds, so an interrupted or extended search need not redo them)."""
+    if previous is None or not previous.is_file():
+        return {}
+    old = json.loads(previous.read_text())
+    same = (old.get("generator") == generator and old.get("prompts") == prompts
+            and old.get("config", {}).get("steps") == cfg.steps and old.get("config", {}).get("batch") == cfg.batch)
+    rows = [old["baseline"], *(r for stage in old.get("stages", []) for r in stage)] if same else []
+    return {candidate_key(r["scale"], r["settings"]): r for r in rows}
+
+
+def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSet, settings: GuidanceSettings | None,
+                       scale: float, cfg: TuningConfig, known: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Generate the prompts with these settings and score them with the judge (or reuse ``known``)."""
+    key = candidate_key(scale, settings)
+    if known and key in known:
+        row = known[key]
+        print(f"  scale {scale:g} {row['settings']}: judge R@1 {row['judge_r1']:.3f}, FID {row['judge_fid']:.3f} "
+              f"(scored by an earlier run)", flush=True)
+        return row
+    pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
+    seeds = list(range(len(prompts.captions)))
+    feats = generate_set(pipe, prompts, seeds, SamplingConfig(steps=cfg.steps), settings, cfg.batch)
+    row = judge.score(feats)
+    row.update({"scale": scale, "settings": asdict(settings) if settings else None})
+    print(f"  scale {scale:g} {row['settings']}: judge R@1 {row['judge_r1']:.3f}, FID {row['judge_fid']:.3f}",
+          flush=True)
+    return row
+
+
+def _qualifying(rows: list[dict[str, Any]], baseline: dict[str, Any], slack: float) -> list[dict[str, Any]]:
+    return [r for r in rows if r["judge_fid"] <= slack * baseline["judge_fid"]] or rows
+
+
+def _best(rows: list[dict[str, Any]], baseline: dict[str, Any], slack: float) -> dict[str, Any]:
+    return max(_qualifying(rows, baseline, slack), key=lambda r: r["judge_r1"])
+
+
+def _guided_count(row: dict[str, Any], steps: int) -> int:
+    k = row["settings"]["guided_steps"]
+    return steps if k is None else min(k, steps)
+
+
+def cheapest_keeping_gain(rows: list[dict[str, Any]], baseline: dict[str, Any], cfg: TuningConfig) -> dict[str, Any]:
+    """The stage-3 rule: fewest guided steps keeping ``keep_gain`` of the best R@1 gain (FID within
+    slack); among those, the most realistic (lowest judge FID)."""
+    ok = _qualifying(rows, baseline, cfg.fid_slack)
+    best_gain = max(r["judge_r1"] for r in ok) - baseline["judge_r1"]
+    enough = [r for r in ok if r["judge_r1"] - baseline["judge_r1"] >= cfg.keep_gain * best_gain]
+    return min(enough, key=lambda r: (_guided_count(r, cfg.steps), r["judge_fid"], -r["judge_r1"]))
+
+
+def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = TuningConfig(),
+         device: str = "cpu", reuse: Path | None = None) -> dict[str, Any]:
+    """Run the three-stage search on the validation split; returns every row and the winner.
+
+    reuse: an earlier ``guidance_tuning_GEN.json`` whose candidates are taken instead of re-scored
+    when the generator, prompt count and sampler match.
+    """
+    from realign_core.models.reward_model import load_reward_model
+
+    prompts = eval_subset(data, "val", cfg.prompts)
+    known = reusable_rows(reuse, generator, len(prompts.captions), cfg)
+    judge = Judge(load_reward_model(checkpoint_path(models, "reward_plain"), device), prompts)
+    pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind="reward")
+
+    def score(settings: GuidanceSettings | None, scale: float) -> dict[str, Any]:
+        return evaluate_candidate(pipe, judge, prompts, settings, scale, cfg, known)
+
+    baseline = score(None, 0.0)
+    both = GuidanceSettings(strength=1.0)
+    stage1 = [score(both, s) for s in cfg.scales]
+    scale = _best(stage1, baseline, cfg.fid_slack)["scale"]
+    stage2 = [score(replace(both, mu=mu, eta=eta), scale)
+              for mu, eta in cfg.mixes if (mu, eta) != (1.0, 1.0)] + [r for r in stage1 if r["scale"] == scale]
+    mix = GuidanceSettings(**_best(stage2, baseline, cfg.fid_slack)["settings"])
+    stage3 = [score(replace(mix, guided_steps=k), scale * f)
+              for k in cfg.guided_steps_options if k < cfg.steps for f in cfg.stage3_scale_factors]
+    stage3 += [r for r in stage2 if GuidanceSettings(**r["settings"]) == mix]
+    winner = cheapest_keeping_gain(stage3, baseline, cfg)
+    return {"generator": generator, "split": "val", "prompts": len(prompts.captions), "config": asdict(cfg),
+            "baseline": baseline, "stages": [stage1, stage2, stage3], "winner": winner}
+
+
+def format_tuning(result: dict[str, Any]) -> str:
+    """Markdown table of every scored candidate of a ``tune`` result, the winner in bold."""
+    lines = ["| stage | scale | mu | eta | guided steps | judge R@1 | judge FID |", "|---|---|---|---|---|---|---|"]
+    b = result["baseline"]
+    lines.append(f"| baseline (no guidance) | – | – | – | – | {b['judge_r1']:.3f} | {b['judge_fid']:.3f} |")
+    win = candidate_key(result["winner"]["scale"], result["winner"]["settings"])
+    for stage, rows in enumerate(result["stages"], 1):
+        for r in rows:
+            s, bold = r["settings"], "**" if candidate_key(r["scale"], r["settings"]) == win else ""
+            lines.append(f"| {stage} | {r['scale']:g} | {s['mu']:g} | {s['eta']:g} | {s['guided_steps'] or 'all'} | "
+                         f"{bold}{r['judge_r1']:.3f}{bold} | {bold}{r['judge_fid']:.3f}{bold} |")
+    return "\n".join(lines)
+
+
+def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any]) -> None:
+    """Write/replace table [generator] of guidance.toml with the winner (keeps other tables)."""
+    import tomllib
+
+    tables: dict[str, dict[str, Any]] = {}
+    if path.is_file():
+        tables = tomllib.loads(path.read_text())
+    s = winner["settings"]
+    tables[generator] = {"scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
+                         "placement": s["placement"],
+                         **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {})}
+    lines = ["# ReAlign guidance calibration, chosen on the validation split by realign_core.evaluation.guidance_tuning",
+             "# (judge: the non-step-aware reward model; the evaluator is never used). strength 1 = this setting."]
+    for name, table in tables.items():
+        lines.append(f"\n[{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    path.write_text("\n".join(lines) + "\n")

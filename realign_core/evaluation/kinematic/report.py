@@ -1,0 +1,176 @@
+"""Kinematic alignment of a generator: generate for every prompt, check, and report pass rates.
+
+:func:`kinematic_alignment` generates samples for every prompt of
+:mod:`realign_core.evaluation.kinematic.checks` and reports the fraction that
+pass its check, with a 95 % Wilson interval; :func:`compare_reports` gives the
+paired difference of two settings (same prompts and seeds);
+:func:`evaluate_generator` runs the baseline and the models' default guidance.
+Motions are joints (F, 22, 3) in metres, Y up, 20 fps.  The command line is
+``realign eval --kinematic`` (:mod:`realign_core.cli.evaluate`).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from realign_core.evaluation.kinematic.checks import PROMPTS, Joints, KinematicPrompt
+from realign_core.evaluation.kinematic.labels import percent_with_ci
+from realign_core.evaluation.metrics import paired_difference, wilson_interval
+from realign_core.motion.skeleton import FPS
+
+Generate = Callable[[list[str], list[int], list[int]], list[Joints]]   # (captions, frames, seeds) -> joints
+
+
+@dataclass
+class PromptAlignment:
+    """Per prompt: which samples (in seed order) passed its check."""
+
+    name: str
+    caption: str
+    seeds: list[int]
+    matched: list[bool]
+
+    @property
+    def fraction(self) -> float:
+        return sum(self.matched) / len(self.matched) if self.matched else 0.0
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return wilson_interval(sum(self.matched), len(self.matched))
+
+
+@dataclass
+class AlignmentReport:
+    """Kinematic alignment of one generation setting over the prompt set.
+
+    ``overall`` pools all samples (every prompt has the same number of samples,
+    so it is also the mean of the per-prompt fractions); its interval is Wilson's
+    on the pooled count (samples are independent draws, one seed each).
+    """
+
+    prompts: list[PromptAlignment]
+    seconds: float
+    settings: dict[str, Any] = field(default_factory=dict)   # what generated the samples (for the JSON)
+
+    @property
+    def matched(self) -> list[bool]:
+        return [x for p in self.prompts for x in p.matched]
+
+    @property
+    def overall(self) -> float:
+        flat = self.matched
+        return sum(flat) / len(flat) if flat else 0.0
+
+    @property
+    def overall_ci(self) -> tuple[float, float]:
+        flat = self.matched
+        return wilson_interval(sum(flat), len(flat))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": self.seconds, "settings": self.settings, "overall": self.overall,
+            "overall_ci95": list(self.overall_ci),
+            "prompts": {p.name: {"caption": p.caption, "fraction": p.fraction, "ci95": list(p.ci),
+                                 "n": len(p.matched), "seeds": p.seeds, "matched": p.matched}
+                        for p in self.prompts},
+        }
+
+
+def kinematic_alignment(generate: Generate, prompts: Sequence[KinematicPrompt] = PROMPTS,
+                        samples_per_prompt: int = 10, seconds: float = 4.0, seed: int = 0,
+                        batch_size: int = 32) -> AlignmentReport:
+    """Generate ``samples_per_prompt`` motions of ``seconds`` for each prompt and check them.
+
+    generate(captions, frames, seeds) -> list of (F, 22, 3) joints (m, Y up, 20 fps);
+    frames = round(seconds * 20).  Sample k of prompt i uses seed
+    ``seed + i * samples_per_prompt + k``, so two settings run with the same
+    arguments are paired sample by sample.  Returns per-prompt pass fractions.
+    """
+    if samples_per_prompt < 1:
+        raise ValueError("samples_per_prompt must be >= 1")
+    frames = max(2, round(seconds * FPS))
+    n = samples_per_prompt
+    jobs = [(p, seed + i * n + k) for i, p in enumerate(prompts) for k in range(n)]
+    passed: list[bool] = []
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        motions = generate([p.caption for p, _ in chunk], [frames] * len(chunk), [s for _, s in chunk])
+        if len(motions) != len(chunk):
+            raise ValueError(f"generate returned {len(motions)} motions for {len(chunk)} requests")
+        passed += [p.matches(motion) for (p, _), motion in zip(chunk, motions)]
+    rows = [PromptAlignment(p.name, p.caption, [s for _, s in jobs[i * n:(i + 1) * n]], passed[i * n:(i + 1) * n])
+            for i, p in enumerate(prompts)]
+    return AlignmentReport(rows, frames / FPS)
+
+
+def compare_reports(baseline: AlignmentReport, guided: AlignmentReport) -> dict[str, Any]:
+    """Per prompt and overall: guided - baseline pass fraction with a paired 95 % interval."""
+    out: dict[str, Any] = {}
+    for a, b in zip(baseline.prompts, guided.prompts):
+        if a.seeds != b.seeds:
+            raise ValueError(f"{a.name}: the two reports used different seeds; they are not paired")
+        out[a.name] = dict(zip(("difference", "low", "high"), paired_difference(a.matched, b.matched)))
+    out["overall"] = dict(zip(("difference", "low", "high"), paired_difference(baseline.matched, guided.matched)))
+    return out
+
+
+def format_reports(reports: dict[str, AlignmentReport]) -> str:
+    """A text table: one row per prompt (and overall), per setting 'pass % [95 % CI]', and when
+    there are two settings the paired difference (second - first) with its 95 % interval."""
+    names = list(reports)
+    diff = compare_reports(reports[names[0]], reports[names[1]]) if len(names) == 2 else None
+    header = f"{'prompt':14s}" + "".join(f" | {n:>20s}" for n in names) + (f" | {'difference':>22s}" if diff else "")
+    lines = [header, "-" * len(header)]
+    labels = [p.name for p in reports[names[0]].prompts] + ["overall"]
+    for i, label in enumerate(labels):
+        cells = [percent_with_ci(r.overall, r.overall_ci) if label == "overall" else percent_with_ci(r.prompts[i].fraction, r.prompts[i].ci)
+                 for r in reports.values()]
+        line = f"{label:14s}" + "".join(f" | {c:>20s}" for c in cells)
+        if diff:
+            d = diff[label]
+            line += f" | {100 * d['difference']:+6.1f} [{100 * d['low']:+6.1f},{100 * d['high']:+6.1f}]"
+        lines.append(line)
+    first = reports[names[0]]
+    lines.append(f"pass % [Wilson 95 % CI], {len(first.prompts[0].matched) if first.prompts else 0} samples per "
+                 f"prompt of {first.seconds:g} s; difference: paired, percentage points [95 % CI]")
+    return "\n".join(lines)
+
+
+def pipeline_generator(pipe: Any, sampling: Any, guidance: Any = None) -> Generate:
+    """``generate(captions, frames, seeds)`` of a :class:`~realign_core.pipeline.TextToMotionPipeline`
+    with fixed sampling and guidance settings (None = the unguided baseline)."""
+    def generate(captions: list[str], frames: list[int], seeds: list[int]) -> list[Joints]:
+        out = pipe(captions, frames, seeds, sampling, guidance)
+        feats, mask = out.features, out.mask
+        return pipe.to_joints(feats, mask)
+    return generate
+
+
+def evaluate_generator(models: Path, generator: str = "mld", samples: int = 10, seconds: float = 4.0,
+                       strength: float | None = None, steps: int = 50, cfg_scale: float | None = None,
+                       seed: int = 0, batch_size: int = 32, device: str | None = None,
+                       prompts: Sequence[KinematicPrompt] = PROMPTS) -> dict[str, AlignmentReport]:
+    """Baseline and guided (the models' default guidance with ``strength`` replaced, if given)
+    kinematic alignment of one generator; guided is skipped when the folder has no reward model."""
+    from realign_core.device import pick_device
+    from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+
+    device = pick_device(device)
+    pipe = TextToMotionPipeline.from_checkpoints(models, device=device, generator=generator)
+    frames = min(round(seconds * FPS), pipe.max_frames)
+    seconds = frames / FPS
+    sampling = SamplingConfig(steps=steps, cfg_scale=cfg_scale)
+    settings = {"baseline": None}
+    if pipe.has_reward:
+        default = pipe.default_guidance
+        settings["guided"] = default if strength is None else replace(default, strength=float(strength))
+    reports = {}
+    for name, guidance in settings.items():
+        report = kinematic_alignment(pipeline_generator(pipe, sampling, guidance), prompts, samples, seconds, seed,
+                                     batch_size)
+        report.settings = {"generator": generator, "sampling": asdict(sampling),
+                           "guidance": asdict(guidance) if guidance else None}
+        reports[name] = report
+    return reports

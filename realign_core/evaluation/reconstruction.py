@@ -1,0 +1,79 @@
+"""Reconstruction errors of the motion VAE (validation during training, ``realign eval`` on test).
+
+Features are HumanML3D vectors (B, T, 263), normalised as the models see them
+unless said otherwise; ``mask`` (B, T) is True on valid frames; joints are
+(B, T, 22, 3) in metres.  Errors are in millimetres.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from realign_core.motion.features import features_to_joints_torch
+
+if TYPE_CHECKING:
+    from realign_core.models.motion_vae import MotionVAE
+
+
+def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of (B, T, ...) values over frames where mask (B, T) is True."""
+    m = mask.reshape(mask.shape + (1,) * (values.dim() - 2)).to(values.dtype)
+    return (values * m).sum() / (m.sum() * values[0, 0].numel()).clamp(min=1)
+
+
+def joint_errors_mm(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Global MPJPE in mm (root trajectory included); joints (B, T, 22, 3) m, mask (B, T)."""
+    return masked_mean((pred - target).norm(dim=-1), mask) * 1000.0
+
+
+def pose_errors_mm(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Pose MPJPE in mm: the 21 non-root joints relative to the root, in each frame's facing
+    frame (the ric features), so heading and trajectory drift do not count.
+
+    pred, target: un-normalised features (B, T, 263); mask (B, T).
+    """
+    p = pred[..., 4:67].reshape(pred.shape[:2] + (21, 3))
+    t = target[..., 4:67].reshape(target.shape[:2] + (21, 3))
+    return masked_mean((p - t).norm(dim=-1), mask) * 1000.0
+
+
+def latent_use(recon: Tensor, target: Tensor, mask: Tensor, frames: int = 40) -> float:
+    """How much reconstructions differ between clips, relative to the inputs (0 = the decoder
+    ignores the latent and outputs one motion for all, ~1 = as varied as the data).
+
+    Std across the batch of the root-relative joint features over the first ``frames`` frames.
+    """
+    f = min(frames, int(mask.sum(1).min()))
+    if recon.shape[0] < 2 or f < 1:
+        return float("nan")
+    ric = slice(4, 67)
+    return float(recon[:, :f, ric].std(0).mean() / target[:, :f, ric].std(0).mean().clamp(min=1e-8))
+
+
+@torch.no_grad()
+def measure_reconstructions(model: MotionVAE, loader: Iterable[dict], denormalize: Callable[[Tensor], Tensor]
+                            ) -> dict[str, float]:
+    """Reconstruction errors of ``model`` (posterior mean, no sampling) over every batch of ``loader``.
+
+    loader: batches {"features": (B, T, 263) normalised, "mask": (B, T)}; denormalize:
+    normalised -> raw features on the same device.  Returns per-batch values averaged with the
+    batch sizes as weights: ``mpjpe_mm`` (global MPJPE, mm), ``mpjpe_pose_mm`` (root-relative,
+    facing frame, mm), ``feature_l1`` (normalised units) and ``latent_use`` (see :func:`latent_use`).
+    """
+    device = next(model.parameters()).device
+    sums = {"mpjpe_mm": 0.0, "mpjpe_pose_mm": 0.0, "feature_l1": 0.0, "latent_use": 0.0}
+    n = 0
+    for batch in loader:
+        x, mask = batch["features"].to(device), batch["mask"].to(device)
+        recon, _, _ = model(x, mask, sample=False)
+        b = x.shape[0]
+        joints_recon, joints_x = features_to_joints_torch(denormalize(recon)), features_to_joints_torch(denormalize(x))
+        sums["mpjpe_mm"] += float(joint_errors_mm(joints_recon, joints_x, mask)) * b
+        sums["mpjpe_pose_mm"] += float(pose_errors_mm(denormalize(recon), denormalize(x), mask)) * b
+        sums["feature_l1"] += float(masked_mean((recon - x).abs(), mask)) * b
+        sums["latent_use"] += latent_use(recon, x, mask) * b
+        n += b
+    return {k: v / max(n, 1) for k, v in sums.items()}

@@ -1,0 +1,237 @@
+"""The paper's results tables on our data: baseline vs ReAlign variants, scored by the independent evaluator.
+
+Rows (``table_methods``), each generated for the same prompts and seeds:
+
+* Real (test motions themselves);
+* ``mld`` baseline (no guidance), ``+ T2M`` (eta = 0), ``+ M2M`` (mu = 0),
+  ``+ both``, and ``+ both`` guided by the non-step-aware reward model (the
+  ablation of the paper's Table 3) -- all at the validated scale, strength
+  and guided steps;
+* with ``curve``: the validated default at 5/10/25/all guided steps (the
+  quality-vs-latency curve);
+* the baseline / validated-default pair on the MDM-style generator
+  (plug-and-play: the same guidance code on a motion-space model).
+
+Metrics: R@1/2/3, FID, MM-Dist, Diversity (mean +- 95 % CI over ``repeats``
+generations with different seeds) and MultiModality.  MultiModality uses the
+repeats as the samples of each prompt (S = repeats, not Guo et al.'s 30): its
+CI comes from bootstrap resampling of the prompts.
+
+Guidance settings are never tuned here: they come from the models'
+``guidance.toml``, written by :mod:`realign_core.evaluation.guidance_tuning` from the
+validation split.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from realign_core.evaluation import metrics as M
+from realign_core.evaluation.scoring import EvalSet, embed_motions, embed_texts, make_eval_set, real_metrics, summarize
+from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings
+from realign_core.models.evaluator import Evaluator
+from realign_core.models.layout import checkpoint_path, generator_present, guidance_path
+from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+
+MetricDict = dict[str, tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One generated row: generator, guiding reward model (None = none) and guidance settings."""
+
+    name: str
+    generator: str = "mld"
+    reward_kind: str | None = None
+    guidance: GuidanceSettings | None = None
+
+
+def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm"), curve: bool = False) -> list[Method]:
+    """The rows of the table for the generators whose checkpoints exist under ``models``.
+
+    Every guided row keeps the validated scale, strength and guided steps and varies only the reward
+    mix: ``+ T2M`` (eta = 0), ``+ M2M`` (mu = 0), ``+ both``; the validated default is whichever of these
+    the tuning chose.  ``curve``: also the validated default at other guided-step counts (the
+    quality-vs-latency curve, see :func:`curve_rows`).
+    """
+    rows: list[Method] = []
+    for gen in generators:
+        if not generator_present(models, gen):
+            continue
+        best = GuidanceCalibration.load(guidance_path(models), gen).defaults
+        both = replace(best, mu=best.mu or 1.0, eta=best.eta or 1.0)
+        rows.append(Method(f"{gen} baseline", gen))
+        if gen == "mld":
+            rows += [Method(f"{gen} + T2M reward", gen, "reward", replace(both, eta=0.0)),
+                     Method(f"{gen} + M2M reward", gen, "reward", replace(both, mu=0.0)),
+                     Method(f"{gen} + both (T2M+M2M)", gen, "reward", both),
+                     Method(f"{gen} + both, non-step-aware reward", gen, "reward_plain", both)]
+            if curve:
+                rows += [Method(f"{gen} + ReAlign default, {_guided_label(k)}", gen, "reward",
+                                replace(best, guided_steps=k)) for k in CURVE_GUIDED if k != best.guided_steps]
+        else:
+            rows.append(Method(f"{gen} + ReAlign default ({_mix_label(best)})", gen, "reward", best))
+    return rows
+
+
+CURVE_GUIDED: tuple[int | None, ...] = (5, 10, 25, None)   # guided-step counts of the curve (None = all)
+
+
+def _guided_label(k: int | None) -> str:
+    return "all steps guided" if k is None else f"{k} steps guided"
+
+
+def _mix_label(g: GuidanceSettings) -> str:
+    return {(True, False): "T2M", (False, True): "M2M"}.get((g.mu > 0, g.eta > 0), "T2M+M2M")
+
+
+def curve_rows(result: dict[str, Any], generator: str = "mld", steps: int = 50) -> list[dict[str, Any]]:
+    """Quality per guided-step count of the validated default, for the quality-vs-latency plot:
+    [{guided_steps (0 = baseline, None = all), r1, r1_ci, fid, fid_ci, method}], from a ``run_table``
+    result made with ``curve=True``.  Rows that are the default's settings at some step count count."""
+    methods, rows = result["methods"], result["rows"]
+    default = result.get("defaults", {}).get(generator)
+    out = []
+    for name, m in methods.items():
+        if m["generator"] != generator or name not in rows:
+            continue
+        if m["guidance"] is None:
+            k: int | None = 0
+        elif m["reward"] == "reward" and default is not None and \
+                {**m["guidance"], "guided_steps": None} == {**default, "guided_steps": None}:
+            k = m["guidance"]["guided_steps"]
+            k = None if k is not None and k >= steps else k
+        else:
+            continue
+        r = rows[name]
+        out.append({"guided_steps": k, "r1": r["r1"][0], "r1_ci": r["r1"][1], "fid": r["fid"][0],
+                    "fid_ci": r["fid"][1], "method": name})
+    return sorted(out, key=lambda q: steps if q["guided_steps"] is None else q["guided_steps"])
+
+
+def eval_subset(data: Path, split: str, limit: int | None, seed: int = 0) -> EvalSet:
+    """The split's prompts, or a seeded random subset of ``limit`` of them (same for every method)."""
+    full = make_eval_set(data, split)
+    if not limit or limit >= len(full.captions):
+        return full
+    keep = sorted(np.random.default_rng(seed).choice(len(full.captions), limit, replace=False).tolist())
+    return EvalSet([full.captions[i] for i in keep], [full.lengths[i] for i in keep], [full.features[i] for i in keep])
+
+
+def generate_set(pipe: TextToMotionPipeline, prompts: EvalSet, seeds: list[int], sampling: SamplingConfig,
+                 guidance: GuidanceSettings | None, batch: int = 32, desc: str = "") -> list[np.ndarray]:
+    """One normalised feature array (T_i, 263) per prompt."""
+    out: list[np.ndarray] = []
+    for i in tqdm(range(0, len(prompts.captions), batch), desc=desc, leave=False):
+        caps, lens = prompts.captions[i:i + batch], prompts.lengths[i:i + batch]
+        feats = pipe(caps, lens, seeds[i:i + batch], sampling, guidance).features
+        normed = pipe.normalizer.normalize(feats)
+        out += [normed[j, :n].cpu().numpy() for j, n in enumerate(lens)]
+    return out
+
+
+def score_method(pipe: TextToMotionPipeline, method: Method, evaluator: Evaluator, prompts: EvalSet,
+                 repeats: int, sampling: SamplingConfig, batch: int = 32) -> MetricDict:
+    """Generate ``repeats`` times (seed = repeat * 1,000,003 + prompt index) and score every run."""
+    text = embed_texts(evaluator, prompts.captions)
+    real = embed_motions(evaluator, prompts.features)
+    runs, per_repeat = [], []
+    for rep in range(repeats):
+        seeds = [rep * 1_000_003 + j for j in range(len(prompts.captions))]
+        feats = generate_set(pipe, prompts, seeds, sampling, method.guidance, batch,
+                             desc=f"{method.name} ({rep + 1}/{repeats})")
+        emb = embed_motions(evaluator, feats)
+        per_repeat.append(emb)
+        r = M.r_precision(text, emb, seed=rep)
+        runs.append({"r1": float(r[0]), "r2": float(r[1]), "r3": float(r[2]), "fid": M.fid(emb, real),
+                     "mm_dist": M.matching_score(text, emb), "diversity": M.diversity(emb, seed=rep)})
+    result = summarize(runs)
+    if repeats >= 2:
+        result["multimodality"] = multimodality_ci(np.stack(per_repeat, axis=1))
+    return result
+
+
+def multimodality_ci(emb: np.ndarray, resamples: int = 20, seed: int = 0) -> tuple[float, float]:
+    """MultiModality of (P, S, D) embeddings with a 95 % half-width from bootstrap over prompts."""
+    rng = np.random.default_rng(seed)
+    value = M.multimodality(emb, seed=seed)
+    boots = [M.multimodality(emb[rng.integers(0, len(emb), len(emb))], seed=seed) for _ in range(resamples)]
+    return value, float(M.CI_Z * np.std(boots, ddof=1))
+
+
+def run_table(models: Path, data: Path, split: str = "test", limit: int | None = None, repeats: int = 5,
+              steps: int = 50, device: str = "cpu", methods: list[Method] | None = None,
+              batch: int = 32, curve: bool = False, generators: tuple[str, ...] = ("mld", "mdm")) -> dict[str, Any]:
+    """Score Real and every method on the same prompts; returns a JSON-ready dict (with ``curve``,
+    the quality rows of the quality-vs-latency plot, when ``curve``)."""
+    from realign_core.models.evaluator import load_evaluator
+
+    evaluator = load_evaluator(checkpoint_path(models, "evaluator"), device)
+    prompts = eval_subset(data, split, limit)
+    methods = table_methods(models, generators, curve=curve) if methods is None else methods
+    rows: dict[str, Any] = {"Real": real_metrics(evaluator, prompts, None, repeats=20)}
+    pipes: dict[tuple[str, str | None], TextToMotionPipeline] = {}
+    for method in methods:
+        key = (method.generator, method.reward_kind)
+        if key not in pipes:
+            pipes[key] = TextToMotionPipeline.from_checkpoints(models, device, generator=method.generator,
+                                                               reward_kind=method.reward_kind)
+        rows[method.name] = score_method(pipes[key], method, evaluator, prompts, repeats,
+                                         SamplingConfig(steps=steps), batch)
+    defaults = {g: asdict(GuidanceCalibration.load(guidance_path(models), g).defaults)
+                for g in sorted({m.generator for m in methods})}
+    result = {"split": split, "prompts": len(prompts.captions), "repeats": repeats, "steps": steps,
+              "device": device, "defaults": defaults, "methods": {m.name: _method_dict(m) for m in methods},
+              "rows": rows}
+    if curve:
+        result["curve"] = curve_rows(result, "mld", steps)
+    return result
+
+
+def _method_dict(m: Method) -> dict[str, Any]:
+    return {"generator": m.generator, "reward": m.reward_kind,
+            "guidance": asdict(m.guidance) if m.guidance else None}
+
+
+METRIC_ORDER = ("r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Markdown table of a ``run_table`` result."""
+    head = "| method | " + " | ".join(METRIC_ORDER) + " |"
+    lines = [head, "|" + "---|" * (len(METRIC_ORDER) + 1)]
+    for name, row in result["rows"].items():
+        cells = [f"{row[k][0]:.3f} ± {row[k][1]:.3f}" if k in row else "–" for k in METRIC_ORDER]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def merge_tables(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A partial run (some generators) updates an earlier table made on the same prompts and sampler;
+    otherwise the new table replaces it."""
+    same = all(previous.get(k) == new[k] for k in ("split", "prompts", "repeats", "steps"))
+    if not same:
+        return new
+    merged = {**previous, **{k: v for k, v in new.items() if k not in ("methods", "rows", "defaults", "curve")}}
+    merged["defaults"] = {**previous.get("defaults", {}), **new["defaults"]}
+    methods = {**previous["methods"], **new["methods"]}
+    rows = {**previous["rows"], **new["rows"]}
+    order = {"mld": 1, "mdm": 2}        # Real first, then each generator's rows in their own order
+    rank = {name: order.get(m["generator"], 3) for name, m in methods.items()}
+    merged["methods"] = methods
+    merged["rows"] = dict(sorted(rows.items(), key=lambda kv: rank.get(kv[0], 0)))
+    if "curve" in new:
+        merged["curve"] = new["curve"]
+    return merged
+
+
+def save_table(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=list))
+
+

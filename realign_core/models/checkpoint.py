@@ -1,0 +1,59 @@
+"""Checkpoints: rebuilding a model from a trainer ``best.pt``, and shippable fp16 exports.
+
+A checkpoint is a plain dict ``{"task", "config", "model", "normalizer"?, "history"?, ...}``:
+the model is rebuilt from the saved config fields (no pickled classes), so moving code
+never breaks loading.  ``realign export`` writes ``DST/KIND/best.pt`` with floating-point
+weights in half precision and no optimiser state; loaders cast back to float32.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from realign_core.models.layout import BEST_FILE, KINDS, LAST_FILE
+
+
+def load_model_checkpoint(path: str | Path, task: str | tuple[str, ...], config_cls: type,
+                          model_cls: type[nn.Module],
+                          device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """(model in eval mode, checkpoint dict); the model is rebuilt from the saved config fields of
+    ``config_cls`` (other saved keys, e.g. loss weights, are ignored) and its weights cast to float32.
+    ``task``: the checkpoint's expected ``task`` name (or a tuple of accepted names)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    tasks = (task,) if isinstance(task, str) else tuple(task)
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("task") not in tasks:
+        found = ckpt.get("task") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not a {' or '.join(tasks)} checkpoint (task={found!r})")
+    cfg = {k: v for k, v in ckpt["config"].items() if k in config_cls.__dataclass_fields__}
+    model = model_cls(config_cls(**cfg)).to(device)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    return model.eval(), ckpt
+
+
+def export_checkpoint(src: Path, dst: Path) -> int:
+    """One kind's SRC/best.pt -> fp16 copy at DST/best.pt (history from SRC/last.pt); returns its size in bytes."""
+    ckpt = torch.load(src / BEST_FILE, map_location="cpu", weights_only=False)
+    ckpt["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    last = src / LAST_FILE
+    if last.is_file():
+        ckpt["history"] = torch.load(last, map_location="cpu", weights_only=False).get("history", [])
+    dst.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, dst / BEST_FILE)
+    return (dst / BEST_FILE).stat().st_size
+
+
+def export_models(src: Path, dst: Path) -> dict[str, int]:
+    """``realign export``: every trained kind found in SRC -> fp16 under DST; returns {kind: bytes}."""
+    sizes = {kind: export_checkpoint(src / kind, dst / kind) for kind in KINDS if (src / kind / BEST_FILE).is_file()}
+    if not sizes:
+        raise FileNotFoundError(f"{src}: no KIND/{BEST_FILE} checkpoints to export (kinds: {KINDS})")
+    for extra in ("eval_models.json",):
+        if (src / extra).is_file():
+            (dst / extra).write_text((src / extra).read_text())
+    return sizes

@@ -1,0 +1,1 @@
+"""Text: the frozen all-MiniLM-L6-v2 sentence encoder (``encoder``), cached per caption."""

@@ -1,0 +1,123 @@
+"""Training task for the latent denoiser on a frozen, trained motion VAE.
+
+Latents are the VAE posterior samples scaled by ``latent_scale`` (1 / their
+std over training clips, estimated once and stored in the checkpoint) so the
+diffusion sees unit-variance data.  Loss: MSE of the predicted noise (or x0)
+with condition dropout for classifier-free guidance.  Selection: validation
+loss at fixed noise and timesteps (the evaluator is never used here).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from realign_core.data.dataset import MotionTextDataset, collate
+from realign_core.diffusion.sampling import NoiseSchedule
+from realign_core.models.latent_denoiser import DenoiserConfig, LatentDenoiser
+from realign_core.models.motion_vae import MotionVAE, load_vae
+from realign_core.text.encoder import TextEncoder, load_text_encoder
+from realign_core.training.config import build_dataclass
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    schedule: str = "scaled_linear"
+    num_train_steps: int = 1000
+    prediction_type: str = "epsilon"   # or "sample"
+    cond_drop: float = 0.1
+    latent_scale: float = 0.0          # 0 = estimate from the training data
+
+
+@torch.no_grad()
+def estimate_latent_scale(vae: MotionVAE, dataset: MotionTextDataset, clips: int = 512, batch: int = 64) -> float:
+    """1 / std of VAE posterior means over up to ``clips`` training clips."""
+    device = next(vae.parameters()).device
+    items = [dataset[i] for i in range(min(clips, len(dataset)))]
+    values = []
+    for i in range(0, len(items), batch):
+        b = collate(items[i:i + batch])
+        mask = b["mask"].to(device)
+        mu = vae.encode(b["features"].to(device), mask)[0]
+        values.append(mu[vae.latent_mask(mask)])
+    return float(1.0 / torch.cat(values).std().clamp(min=1e-6))
+
+
+class DenoiserTask:
+    """TrainingTask for ``LatentDenoiser``."""
+
+    name = "denoiser"
+    selection_metric = "val_loss"
+    selection_mode = "min"
+
+    def __init__(self, model_section: dict[str, Any], vae_path: str | Path, data_dir: str | Path,
+                 text_encoder: TextEncoder | None = None, where: str = "[denoiser.model]"):
+        section = dict(model_section)
+        diff = {k: section.pop(k) for k in list(section) if k in DiffusionConfig.__dataclass_fields__}
+        self.diffusion = build_dataclass(DiffusionConfig, diff, where)
+        self.vae, vae_ckpt = load_vae(vae_path)
+        for p in self.vae.parameters():
+            p.requires_grad_(False)
+        self.vae_path = str(vae_path)
+        vcfg = self.vae.cfg
+        section.setdefault("latent_tokens", vcfg.latent_tokens)
+        section.setdefault("latent_dim", vcfg.latent_dim)
+        self.cfg = build_dataclass(DenoiserConfig, section, where)
+        if (self.cfg.latent_tokens, self.cfg.latent_dim) != (vcfg.latent_tokens, vcfg.latent_dim):
+            raise ValueError(f"{where}: latent shape {(self.cfg.latent_tokens, self.cfg.latent_dim)} does not "
+                             f"match the VAE's {(vcfg.latent_tokens, vcfg.latent_dim)} ({vae_path})")
+        self.schedule = NoiseSchedule.make(self.diffusion.schedule, self.diffusion.num_train_steps)
+        self.text = text_encoder or load_text_encoder()
+        self.latent_scale = self.diffusion.latent_scale or estimate_latent_scale(
+            self.vae, MotionTextDataset(data_dir, "train", seed=0))
+
+    def build_model(self) -> LatentDenoiser:
+        return LatentDenoiser(self.cfg)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {**self.cfg.to_dict(), **asdict(self.diffusion), "latent_scale": self.latent_scale}
+
+    def _latents(self, batch: dict, sample: bool) -> tuple[Tensor, Tensor]:
+        """Scaled VAE latents (B, Lz, D) and their token mask (B, Lz)."""
+        self.vae.to(batch["features"].device).eval()
+        with torch.no_grad():
+            mu, logvar = self.vae.encode(batch["features"], batch["mask"])
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
+            tokens = self.vae.latent_mask(batch["mask"])
+        return z * self.latent_scale * tokens[..., None], tokens
+
+    def _loss(self, model: LatentDenoiser, batch: dict, z0: Tensor, tokens: Tensor, t: Tensor, noise: Tensor,
+              use_cond: Tensor) -> Tensor:
+        text = self.text.encode_sentences(batch["captions"]).to(z0.device)
+        pred = model(self.schedule.add_noise(z0, noise, t), t, text, use_cond, tokens)
+        target = noise if self.diffusion.prediction_type == "epsilon" else z0
+        err = (pred - target).pow(2).mean(-1)
+        return (err * tokens).sum() / tokens.sum().clamp(min=1)
+
+    def training_loss(self, model: LatentDenoiser, batch: dict, step: int) -> tuple[Tensor, dict[str, float]]:
+        z0, tokens = self._latents(batch, sample=True)
+        b, device = z0.shape[0], z0.device
+        t = torch.randint(0, self.schedule.num_train_steps, (b,), device=device)
+        use_cond = torch.rand(b, device=device) >= self.diffusion.cond_drop
+        loss = self._loss(model, batch, z0, tokens, t, torch.randn_like(z0), use_cond)
+        return loss, {"mse": loss.item()}
+
+    @torch.no_grad()
+    def validate(self, model: LatentDenoiser, loader: DataLoader) -> dict[str, float]:
+        device = next(model.parameters()).device
+        gen = torch.Generator().manual_seed(1234)
+        total, n = 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            z0, tokens = self._latents(batch, sample=False)
+            b = z0.shape[0]
+            t = torch.randint(0, self.schedule.num_train_steps, (b,), generator=gen).to(device)
+            noise = torch.randn(z0.shape, generator=gen).to(device)
+            use_cond = torch.ones(b, dtype=torch.bool, device=device)
+            total += float(self._loss(model, batch, z0, tokens, t, noise, use_cond)) * b
+            n += b
+        return {"val_loss": total / max(n, 1)}
