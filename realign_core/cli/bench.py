@@ -2,6 +2,7 @@
 
     realign bench --models DIR [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all] ...
     realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
+    realign bench --train denoiser --data DIR --config FILE --models DIR [--train-steps N]
 
 One parser for both modes.  ``--models``, ``--device``, ``--frames`` and
 ``--steps`` are shared, with defaults that depend on the mode; an option of the
@@ -15,6 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from server.bench import DEFAULT_PROMPT
@@ -31,6 +33,7 @@ MODE_DEFAULTS: dict[str, tuple[Any, Any]] = {"models": (None, "models/default"),
 LATENCY_ONLY = ("generator", "batch", "guided", "placement", "amp", "threads", "repeats", "warmup", "strength",
                 "eta", "fidelity", "reward_variants", "json", "table_clock", "plot_quality", "plot_out")
 SERVER_ONLY = ("connect", "token", "clients", "requests", "prompt")
+TRAIN_ONLY = ("data", "config", "train_steps", "json")
 
 
 def _guided_arg(text: str) -> int | None:
@@ -74,6 +77,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lat.add_argument("--plot-quality", help="quality JSON: also draw the quality-vs-latency curve")
     lat.add_argument("--plot-out", default="docs/img/quality_vs_latency.png")
 
+    trn = p.add_argument_group("training throughput (--train KIND)")
+    trn.add_argument("--train", default=None, choices=("denoiser",),
+                     help="time training steps of this model kind before/after the speed levers")
+    trn.add_argument("--data", default="data/cmu_h3d", help="training data folder")
+    trn.add_argument("--config", default="configs/default.toml", help="training config (model size)")
+    trn.add_argument("--train-steps", type=int, default=10, help="timed steps per variant (after 2 warm-up)")
+
     srv = p.add_argument_group("server benchmark (--server)")
     srv.add_argument("--connect", default=None, metavar="HOST:PORT",
                      help="a running server (default: start one with --models on a free port)")
@@ -93,12 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _misplaced(args: argparse.Namespace) -> list[str]:
     """Options given (not at their default) that belong to the other mode."""
     defaults = vars(build_parser().parse_args([]))
-    foreign = LATENCY_ONLY if args.server else SERVER_ONLY
+    foreign = (LATENCY_ONLY if args.server else SERVER_ONLY) + tuple(t for t in TRAIN_ONLY if t != "json")
     return ["--" + name.replace("_", "-") for name in foreign if getattr(args, name) != defaults[name]]
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark of the parsed options: latency, or the server's with ``--server``."""
+    if args.train:
+        return _run_training(args)
     misplaced = _misplaced(args)
     if misplaced:
         mode = "with --server" if args.server else "without --server"
@@ -193,6 +205,28 @@ def _run_latency(args: argparse.Namespace) -> int:
         write_json(args.json, rows, meta, fidelity, variants)
     if args.plot_quality:
         print(f"wrote {plot_quality_vs_latency(rows, args.plot_quality, args.plot_out)}")
+    return 0
+
+
+def _run_training(args: argparse.Namespace) -> int:
+    """Training throughput of ``args.train`` under each speed variant; a markdown table (and JSON)."""
+    import json
+
+    from realign_core.training.speed import VARIANTS, format_rows, measure, with_speedups
+
+    if args.models is None:
+        print("realign bench: error: --train needs --models (the model root whose vae/ the denoiser uses)",
+              file=sys.stderr)
+        return 2
+    rows = []
+    for variant in VARIANTS:
+        rows.append(measure(args.train, args.config, args.data, args.models, variant, steps=args.train_steps))
+        print(f"  {variant.name}: {rows[-1]['step_s']:.2f} s/step", file=sys.stderr, flush=True)
+    rows = with_speedups(rows)
+    print(f"# {args.train} training throughput, {args.config}, {args.train_steps} steps per variant")
+    print(format_rows(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"kind": args.train, "config": args.config, "rows": rows}, indent=1))
     return 0
 
 

@@ -41,6 +41,11 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--curve", action="store_true",
                     help="--table: also the default guidance at 5/10/25/all guided steps (quality-vs-latency "
                          "curve: realign bench --plot-quality MODELS/results_table.json)")
+    ev.add_argument("--judge-val", action="store_true",
+                    help="judge the unguided generator on --limit validation prompts (default 256) with "
+                         "reward_plain, to choose checkpoints (writes MODELS/generator_val_judge.json)")
+    ev.add_argument("--judge-models", default=None, help="--judge-val: root of the judge (default --models)")
+    ev.add_argument("--generator", default="mld", choices=("mld", "mdm"), help="--judge-val: which generator")
     ev.add_argument("--parts", default="vae,real,generator,reward",
                     help="comma-separated subset of vae,real,generator,reward (a partial run updates the JSON)")
     ev.add_argument("--limit", type=int, default=None, help="a seeded random subset of N test prompts")
@@ -55,6 +60,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return _eval_table(args)
     if args.kinematic:
         return _eval_kinematic(args)
+    if args.judge_val:
+        return _eval_judge_val(args)
     from realign_core.evaluation.model_eval import PARTS, evaluate_models, format_result, save_result
     from realign_core.pipeline import SamplingConfig
 
@@ -73,6 +80,18 @@ def run_eval(args: argparse.Namespace) -> int:
     save_result(result, out)
     print(format_result(result))
     print(f"written to {out}")
+    return 0
+
+
+def _eval_judge_val(args: argparse.Namespace) -> int:
+    from realign_core.device import pick_device
+    from realign_core.evaluation.generator_selection import judge_generator, save
+
+    result = judge_generator(args.models, args.data, args.generator, args.limit or 256, args.steps,
+                             pick_device(args.device), args.judge_models)
+    out = save(result, Path(args.output) if args.output else Path(args.models) / "generator_val_judge.json")
+    print(f"{args.generator} unguided on {result['prompts']} val prompts: judge R@1 {result['judge_r1']:.3f}, "
+          f"judge FID {result['judge_fid']:.3f} ({result['seconds']:.0f} s) -> {out}")
     return 0
 
 

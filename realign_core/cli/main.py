@@ -99,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
         train_cfg = replace(train_cfg, max_minutes=args.max_minutes)
     if args.device:
         train_cfg = replace(train_cfg, device=args.device)
-    task = make_task(args.kind, model_section, data, out_root, f"{args.config} [{args.kind}.model]")
+    task = make_task(args.kind, model_section, data, out_root, f"{args.config} [{args.kind}.model]", train_cfg)
     trainer = Trainer(task, data, out_root / args.kind, train_cfg)
     print(f"training {args.kind} on {trainer.device}: {sum(p.numel() for p in trainer.model.parameters()):,} "
           f"parameters, {len(trainer.train_set)} train / {len(trainer.val_set)} val entries")

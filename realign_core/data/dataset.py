@@ -38,8 +38,9 @@ def _crop(features: np.ndarray, caption: CaptionRecord) -> np.ndarray:
 class MotionTextDataset(Dataset):
     """(normalised features, caption) pairs of one split.
 
-    Items: dict(id, features (T', 263) float32 normalised, length T', caption, tokens);
-    T' <= max_frames, a random window of longer clips; a random caption each time.
+    Items: dict(id, features (T', 263) float32 normalised, length T', start, caption, tokens);
+    T' <= max_frames, a random window of longer clips starting at row ``start`` (0 for clips
+    that fit); a random caption each time.
     """
 
     def __init__(self, root: str | Path, split: str, min_frames: int = 40, max_frames: int = 196,
@@ -96,16 +97,25 @@ class MotionTextDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         entry = self.entries[i]
         caption = entry.captions[self.rng.integers(len(entry.captions))]
-        features = entry.features
+        features, start = entry.features, 0
         if len(features) > self.max_frames:
             start = int(self.rng.integers(len(features) - self.max_frames + 1))
             features = features[start:start + self.max_frames]
         return {"id": entry.id, "features": self.normalizer.normalize(features).astype(np.float32),
-                "length": len(features), "caption": caption.caption, "tokens": caption.tokens}
+                "length": len(features), "start": start, "caption": caption.caption, "tokens": caption.tokens}
+
+    def crop_starts(self, i: int) -> range:
+        """Every window start ``__getitem__`` can pick for entry ``i``."""
+        return range(max(1, len(self.entries[i].features) - self.max_frames + 1))
+
+    def lengths(self) -> np.ndarray:
+        """(N,) feature rows each entry yields (after the crop to ``max_frames``)."""
+        return np.array([min(len(e.features), self.max_frames) for e in self.entries])
 
 
 def collate(items: list[dict]) -> dict:
-    """Pad a list of items: features (B, T_max, 263), mask (B, T_max) True on valid frames."""
+    """Pad a list of items: features (B, T_max, 263), mask (B, T_max) True on valid frames; lengths (B,),
+    starts (B,) crop starts, captions and ids as lists."""
     lengths = torch.tensor([it["length"] for it in items])
     t_max = int(lengths.max())
     feats = torch.zeros(len(items), t_max, items[0]["features"].shape[-1])
@@ -113,4 +123,5 @@ def collate(items: list[dict]) -> dict:
         feats[b, :it["length"]] = torch.from_numpy(it["features"])
     mask = torch.arange(t_max)[None] < lengths[:, None]
     return {"features": feats, "mask": mask, "lengths": lengths,
+            "starts": torch.tensor([it.get("start", 0) for it in items]),
             "captions": [it["caption"] for it in items], "ids": [it["id"] for it in items]}

@@ -33,6 +33,8 @@ class TrainConfig:
     max_minutes: float = 0.0        # > 0: stop after the epoch that passes this budget (resume later)
     log_every: int = 20             # steps
     caption_sources: tuple[str, ...] = ()  # empty = all sources
+    bucket_by_length: bool = False  # batches of similar lengths (less padding); still a new order every epoch
+    cache_latents: bool = False     # denoiser: VAE posteriors encoded once per VAE checkpoint, not every step
 
 
 def _check_keys(cls, section: dict, where: str) -> None:

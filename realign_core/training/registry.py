@@ -12,13 +12,16 @@ from typing import Any
 
 from realign_core.models.layout import KINDS, checkpoint_path
 from realign_core.motion.normalization import Normalizer
+from realign_core.training.config import TrainConfig
 from realign_core.training.task import TrainingTask
 
 __all__ = ["KINDS", "make_task"]   # KINDS: the model folder's kinds, one training task each
 
 
-def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root: Path, where: str) -> TrainingTask:
-    """Construct the task of one kind from its [kind.model] table."""
+def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root: Path, where: str,
+              train: TrainConfig | None = None) -> TrainingTask:
+    """Construct the task of one kind from its [kind.model] table (``train``: its [kind.train] settings,
+    of which the denoiser reads ``cache_latents``)."""
     if kind == "vae":
         from realign_core.training.tasks.vae import VAETask
 
@@ -30,7 +33,9 @@ def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root
         vae = checkpoint_path(out_root, "vae")
         if not vae.is_file():
             raise FileNotFoundError(f"{vae}: the denoiser needs a trained VAE; run `realign train vae` first")
-        return DenoiserTask(model_section, vae, data_dir, where=where)
+        cache = train is not None and train.cache_latents
+        return DenoiserTask(model_section, vae, data_dir, where=where, cache_latents=cache,
+                            max_frames=train.max_frames if train else 196)
     if kind in ("reward", "reward_plain"):
         from realign_core.training.tasks.reward import make_reward_task
 

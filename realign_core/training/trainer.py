@@ -40,6 +40,22 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def bucketed_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator, drop_last: bool,
+                     pool_batches: int = 50) -> list[list[int]]:
+    """Batches of similar lengths in a new random order: shuffle the indices, sort each pool of
+    ``pool_batches`` batches by length, cut it into batches, shuffle the batches.  Every index
+    appears once (or, with ``drop_last``, in full batches only)."""
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = batch_size * pool_batches
+    batches = []
+    for lo in range(0, len(order), pool):
+        chunk = sorted(order[lo:lo + pool], key=lambda i: int(lengths[i]))
+        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+    if drop_last:
+        batches = [b for b in batches if len(b) == batch_size]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -70,6 +86,10 @@ class Trainer:
     # ------------------------------------------------------------------ data
     def _loader(self, dataset: MotionTextDataset, shuffle: bool, epoch: int) -> DataLoader:
         gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
+        if shuffle and self.cfg.bucket_by_length:
+            batches = bucketed_batches(dataset.lengths(), self.cfg.batch_size, gen,
+                                       drop_last=len(dataset) > self.cfg.batch_size)
+            return DataLoader(dataset, batch_sampler=batches, collate_fn=collate)
         return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, collate_fn=collate,
                           generator=gen, drop_last=shuffle and len(dataset) > self.cfg.batch_size)
 
@@ -139,25 +159,34 @@ class Trainer:
     def _lr_factor(self) -> float:
         return min(1.0, (self.step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
 
+    def train_step(self, batch: dict[str, Any]) -> tuple[float, dict[str, float]]:
+        """One optimiser step on a collated batch; returns (loss, named parts)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.lr * self._lr_factor()
+        loss, parts = self.task.training_loss(self.model, to_device(batch, self.device), self.step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{self.task.name}: non-finite loss at step {self.step}: {parts}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return loss.item(), parts
+
+    def train_loader(self) -> DataLoader:
+        """This epoch's shuffled (or length-bucketed) training batches."""
+        return self._loader(self.train_set, shuffle=True, epoch=self.epoch)
+
     def _train_epoch(self) -> float:
         self.model.train()
-        loader = self._loader(self.train_set, shuffle=True, epoch=self.epoch)
+        loader = self.train_loader()
         losses = []
         bar = tqdm(loader, desc=f"{self.task.name} epoch {self.epoch + 1}/{self.cfg.epochs}",
                    disable=not self.progress, leave=False)
         for batch in bar:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.cfg.lr * self._lr_factor()
-            loss, parts = self.task.training_loss(self.model, to_device(batch, self.device), self.step)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{self.task.name}: non-finite loss at step {self.step}: {parts}")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-            self.optimizer.step()
-            self.step += 1
-            losses.append(loss.item())
+            loss, parts = self.train_step(batch)
+            losses.append(loss)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if self.step % self.cfg.log_every == 0:
                 self._log({"step": self.step, "epoch": self.epoch, "loss": losses[-1], **parts})

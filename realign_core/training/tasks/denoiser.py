@@ -22,6 +22,7 @@ from realign_core.models.latent_denoiser import DenoiserConfig, LatentDenoiser
 from realign_core.models.motion_vae import MotionVAE, load_vae
 from realign_core.text.encoder import TextEncoder, load_text_encoder
 from realign_core.training.config import build_dataclass
+from realign_core.training.latent_cache import load_or_build
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,8 @@ class DenoiserTask:
     selection_mode = "min"
 
     def __init__(self, model_section: dict[str, Any], vae_path: str | Path, data_dir: str | Path,
-                 text_encoder: TextEncoder | None = None, where: str = "[denoiser.model]"):
+                 text_encoder: TextEncoder | None = None, where: str = "[denoiser.model]",
+                 cache_latents: bool = False, max_frames: int = 196):
         section = dict(model_section)
         diff = {k: section.pop(k) for k in list(section) if k in DiffusionConfig.__dataclass_fields__}
         self.diffusion = build_dataclass(DiffusionConfig, diff, where)
@@ -74,6 +76,7 @@ class DenoiserTask:
         self.text = text_encoder or load_text_encoder()
         self.latent_scale = self.diffusion.latent_scale or estimate_latent_scale(
             self.vae, MotionTextDataset(data_dir, "train", seed=0))
+        self.cache = load_or_build(self.vae, vae_path, data_dir, max_frames=max_frames) if cache_latents else None
 
     def build_model(self) -> LatentDenoiser:
         return LatentDenoiser(self.cfg)
@@ -81,11 +84,21 @@ class DenoiserTask:
     def config_dict(self) -> dict[str, Any]:
         return {**self.cfg.to_dict(), **asdict(self.diffusion), "latent_scale": self.latent_scale}
 
+    def _posterior(self, batch: dict) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) (B, Lz, D) of the batch: from the cache when it holds every window, else encoded."""
+        tokens = self.vae.latent_mask(batch["mask"])
+        if self.cache is not None and "starts" in batch:
+            cached = self.cache.lookup(batch["ids"], batch["starts"], batch["lengths"], tokens.shape[1],
+                                       batch["features"].device)
+            if cached is not None:
+                return cached
+        self.vae.to(batch["features"].device).eval()
+        return self.vae.encode(batch["features"], batch["mask"])
+
     def _latents(self, batch: dict, sample: bool) -> tuple[Tensor, Tensor]:
         """Scaled VAE latents (B, Lz, D) and their token mask (B, Lz)."""
-        self.vae.to(batch["features"].device).eval()
         with torch.no_grad():
-            mu, logvar = self.vae.encode(batch["features"], batch["mask"])
+            mu, logvar = self._posterior(batch)
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
             tokens = self.vae.latent_mask(batch["mask"])
         return z * self.latent_scale * tokens[..., None], tokens

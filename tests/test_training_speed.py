@@ -1,0 +1,84 @@
+"""Training-speed levers: cached VAE posteriors, length-bucketed batches, and `realign bench --train`."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from realign_core.training.config import load_config
+from realign_core.training.latent_cache import cache_path
+from realign_core.training.registry import make_task
+from realign_core.training.trainer import Trainer, bucketed_batches
+from tests.conftest import REPO_ROOT
+
+TINY = REPO_ROOT / "configs" / "tiny.toml"
+
+
+def test_bucketed_batches_cover_every_index_once_with_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(40, 197, size=1000)
+    batches = bucketed_batches(lengths, 16, torch.Generator().manual_seed(3), drop_last=False, pool_batches=10)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    random_spread = np.mean([np.ptp(lengths[rng.permutation(1000)[:16]]) for _ in range(50)])
+    assert spread < 0.3 * random_spread                      # similar lengths share a batch
+    again = bucketed_batches(lengths, 16, torch.Generator().manual_seed(3), drop_last=False, pool_batches=10)
+    other = bucketed_batches(lengths, 16, torch.Generator().manual_seed(4), drop_last=False, pool_batches=10)
+    assert again == batches and other != batches             # seeded, and a new order for another epoch
+    full = bucketed_batches(lengths, 16, torch.Generator().manual_seed(3), drop_last=True)
+    assert all(len(b) == 16 for b in full) and len(full) == 1000 // 16
+
+
+def test_cached_posteriors_match_the_encoder_and_training_uses_them(tiny_generator, synthetic_dataset):
+    root = tiny_generator[0]
+    section, cfg = load_config(TINY, "denoiser")
+    cfg = replace(cfg, cache_latents=True, bucket_by_length=True)
+    task = make_task("denoiser", section, synthetic_dataset, root, "denoiser", cfg)
+    assert task.cache is not None and len(task.cache) > 0
+    assert cache_path(synthetic_dataset, root / "vae" / "best.pt", cfg.max_frames).is_file()
+    trainer = Trainer(task, synthetic_dataset, root / "speed_test", cfg, progress=False)
+    batch = next(iter(trainer.train_loader()))
+    cached_mu, cached_logvar = task._posterior(batch)
+    task.cache = None                                          # the same batch through the encoder
+    mu, logvar = task._posterior(batch)
+    tokens = task.vae.latent_mask(batch["mask"])[..., None]
+    assert torch.allclose(cached_mu * tokens, mu * tokens, atol=1e-5)
+    assert torch.allclose(cached_logvar * tokens, logvar * tokens, atol=1e-5)
+    again = make_task("denoiser", section, synthetic_dataset, root, "denoiser", cfg)   # read back from disk
+    assert set(again.cache.table) == set(task.cache.table if task.cache else again.cache.table)
+    loss, _ = trainer.train_step(batch)
+    assert np.isfinite(loss)
+
+
+def test_realign_bench_train_prints_every_variant(tiny_generator, synthetic_dataset, tmp_path, capsys):
+    from realign_core.cli.bench import main
+    from realign_core.training.speed import VARIANTS
+
+    out = tmp_path / "speed.json"
+    assert main(["--train", "denoiser", "--data", str(synthetic_dataset), "--config", str(TINY), "--models",
+                 str(tiny_generator[0]), "--train-steps", "2", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert all(v.name in table for v in VARIANTS) and "1.00x" in table
+    import json
+
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == len(VARIANTS) and all(r["samples_per_s"] > 0 and r["steps"] == 2 for r in rows)
+
+
+def test_bench_train_needs_models(capsys):
+    from realign_core.cli.bench import main
+
+    assert main(["--train", "denoiser"]) == 2
+    assert "--models" in capsys.readouterr().err
+
+
+def test_judge_generator_on_val_is_seeded_and_uses_the_judge(tiny_guided, synthetic_dataset):
+    from realign_core.evaluation.generator_selection import judge_generator
+
+    first = judge_generator(tiny_guided, synthetic_dataset, prompts=8, steps=4, judge_kind="reward")
+    again = judge_generator(tiny_guided, synthetic_dataset, prompts=8, steps=4, judge_kind="reward")
+    assert first["split"] == "val" and first["judge"] == "reward" and first["guidance"] is None
+    assert 0.0 <= first["judge_r1"] <= 1.0 and first["judge_fid"] >= 0.0
+    assert (first["judge_r1"], first["judge_fid"]) == (again["judge_r1"], again["judge_fid"])
