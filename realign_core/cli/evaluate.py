@@ -3,6 +3,7 @@
     realign eval --models DIR --data DIR [--parts vae,real,generator,reward]   (MODELS/eval_models.json)
     realign eval --models DIR --data DIR --table [--curve] [--generators mld,mdm]   (results table)
     realign eval --models DIR --data DIR --kinematic [--kinematic-samples N]   (kinematic alignment)
+    realign eval --models DIR --data DIR --judge-val [--limit N]   (generator on val, judged by reward_plain)
 
 ``realign eval --kinematic`` runs the standard recipe of the kinematic command:
 the checks validated on ``--data``'s real clips, then baseline vs default

@@ -6,7 +6,7 @@
     realign render MOTION.npy -o OUT.{gif,mp4,png}
     realign check-representation --vectors humanml3d_reference_vectors.npz
     realign train {vae,denoiser,reward,reward_plain,evaluator,mdm} --data DIR --config FILE --out DIR
-    realign eval --models DIR --data DIR [--table [--limit N] [--repeats R] | --kinematic]
+    realign eval --models DIR --data DIR [--table [--limit N] [--repeats R] | --kinematic | --judge-val]
     realign tune-guidance --models DIR --data DIR [--generator mld|mdm]
     realign model-card --models DIR -o docs/MODEL_CARD.md
     realign export --models DIR --out DIR
@@ -15,6 +15,7 @@
     realign serve [--models DIR] [--host H] [--port P] [--allow-remote --token T]
     realign bench --models DIR [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all]   (latency)
     realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
+    realign bench --train denoiser --models DIR --data DIR --config FILE   (training throughput)
 """
 from __future__ import annotations
 
