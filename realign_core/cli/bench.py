@@ -33,7 +33,7 @@ MODE_DEFAULTS: dict[str, tuple[Any, Any]] = {"models": (None, "models/default"),
 LATENCY_ONLY = ("generator", "batch", "guided", "placement", "amp", "threads", "repeats", "warmup", "strength",
                 "eta", "fidelity", "reward_variants", "json", "table_clock", "plot_quality", "plot_out")
 SERVER_ONLY = ("connect", "token", "clients", "requests", "prompt")
-TRAIN_ONLY = ("data", "config", "train_steps", "json")
+TRAIN_ONLY = ("data", "config", "train_steps")
 
 
 def _guided_arg(text: str) -> int | None:
@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _misplaced(args: argparse.Namespace) -> list[str]:
     """Options given (not at their default) that belong to the other mode."""
     defaults = vars(build_parser().parse_args([]))
-    foreign = (LATENCY_ONLY if args.server else SERVER_ONLY) + tuple(t for t in TRAIN_ONLY if t != "json")
+    foreign = (LATENCY_ONLY if args.server else SERVER_ONLY) + TRAIN_ONLY
     return ["--" + name.replace("_", "-") for name in foreign if getattr(args, name) != defaults[name]]
 
 

@@ -97,12 +97,17 @@ class MotionTextDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         entry = self.entries[i]
         caption = entry.captions[self.rng.integers(len(entry.captions))]
-        features, start = entry.features, 0
-        if len(features) > self.max_frames:
-            start = int(self.rng.integers(len(features) - self.max_frames + 1))
-            features = features[start:start + self.max_frames]
+        starts = self.crop_starts(i)
+        start = int(self.rng.integers(len(starts))) if len(starts) > 1 else 0
+        return {**self.window(i, start), "caption": caption.caption, "tokens": caption.tokens}
+
+    def window(self, i: int, start: int) -> dict:
+        """Entry ``i`` cropped to ``max_frames`` rows from ``start``: id, features (T', 263) float32
+        normalised, length T', start (no caption)."""
+        entry = self.entries[i]
+        features = entry.features[start:start + self.max_frames]
         return {"id": entry.id, "features": self.normalizer.normalize(features).astype(np.float32),
-                "length": len(features), "start": start, "caption": caption.caption, "tokens": caption.tokens}
+                "length": len(features), "start": start}
 
     def crop_starts(self, i: int) -> range:
         """Every window start ``__getitem__`` can pick for entry ``i``."""

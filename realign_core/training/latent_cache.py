@@ -15,7 +15,6 @@ Stored beside the dataset, keyed by the VAE checkpoint's hash and the window siz
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -23,22 +22,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from realign_core.data.dataset import MotionTextDataset, collate
+from realign_core.guidance.reward_bank import file_sha256
 from realign_core.models.motion_vae import MotionVAE
 
 Key = tuple[str, int, int]   # (entry id, crop start, feature rows)
 
 
-def checkpoint_hash(path: str | Path) -> str:
-    """First 12 hex digits of the file's SHA-256."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:12]
-
-
 def cache_path(data_dir: str | Path, vae_checkpoint: str | Path, max_frames: int) -> Path:
-    return Path(data_dir) / "cache" / f"vae_posteriors_{checkpoint_hash(vae_checkpoint)}_{max_frames}.pt"
+    return Path(data_dir) / "cache" / f"vae_posteriors_{file_sha256(vae_checkpoint)[:12]}_{max_frames}.pt"
 
 
 class PosteriorCache:
@@ -61,7 +52,7 @@ class PosteriorCache:
         table: dict[Key, tuple[Tensor, Tensor]] = {}
         for lo in tqdm(range(0, len(windows), batch), desc="caching VAE posteriors", disable=not progress,
                        leave=False):
-            items = [_window(ds, i, s) for ds, i, s in windows[lo:lo + batch]]
+            items = [{**ds.window(i, s), "caption": ""} for ds, i, s in windows[lo:lo + batch]]
             b = collate(items)
             mu, logvar = vae.encode(b["features"].to(device), b["mask"].to(device))
             for k, it in enumerate(items):
@@ -93,14 +84,6 @@ class PosteriorCache:
         for k, (m, lv) in enumerate(rows):
             mu[k, :len(m)], logvar[k, :len(lv)] = m, lv
         return mu.to(device), logvar.to(device)
-
-
-def _window(dataset: MotionTextDataset, i: int, start: int) -> dict:
-    """Item ``i`` of ``dataset`` cropped at ``start`` (normalised as ``__getitem__`` does)."""
-    entry = dataset.entries[i]
-    features = entry.features[start:start + dataset.max_frames]
-    return {"id": entry.id, "features": dataset.normalizer.normalize(features).astype("float32"),
-            "length": len(features), "start": start, "caption": "", "tokens": ""}
 
 
 def load_or_build(vae: MotionVAE, vae_checkpoint: str | Path, data_dir: str | Path, splits=("train", "val"),
