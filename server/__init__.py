@@ -7,12 +7,15 @@ Modules, one concept each:
 * :mod:`server.engine` -- the loaded models and the one adapter that calls the pipeline;
 * :mod:`server.results` -- joints encoding, foot contacts and root motion of a result;
 * :mod:`server.worker` -- the thread that runs batches and streams progress/results;
-* :mod:`server.connection` -- line framing and output buffering of one client;
+* :mod:`server.connection` -- line framing, line budgets and output buffering of one client;
+* :mod:`server.admission` -- connection slots: keepalive, idle eviction, ``busy`` refusals;
 * :mod:`server.app` -- the ``selectors`` socket loop and request dispatch;
 * :mod:`server.cli` -- ``python -m server`` / ``realign serve`` and the bind checks;
 * :mod:`server.client` -- the stdlib-only client (vendored by the Blender add-on);
 * :mod:`server.launch` / :mod:`server.bench` -- start a server subprocess; ``realign bench --server``;
-* :mod:`server.sysinfo` -- memory, threads and open files for ``status``.
+* :mod:`server.soak` / :mod:`server.soak_actors` -- ``realign bench --server --soak``: mixed load with bad actors;
+* :mod:`server.prompt_memory` -- RSS and text caches against never-seen prompts;
+* :mod:`server.sysinfo` -- memory, threads and open files for ``status``; heap trimming.
 
 See ``docs/server.md`` for the protocol.
 """

@@ -1,5 +1,7 @@
 """``realign bench --server``: throughput and latency of the generation server under N clients.
 
+(``--soak SECONDS`` runs :mod:`server.soak` instead: a mixed load with bad actors.)
+
 N client threads, each on its own connection, start together and send M
 ``generate`` requests one after another (each waits for its result).  Reported:
 requests per second over the whole run, p50/p95/max latency of one request
@@ -89,20 +91,26 @@ def run_bench(host: str, port: int, clients: int = 8, requests: int = 4, prompt:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    """Run ``realign bench --server`` and print the figures."""
-    if args.clients < 1 or args.requests < 1:
-        print("realign bench: --clients and --requests must be >= 1", flush=True)
+    """Run ``realign bench --server`` (or, with ``--soak SECONDS``, the soak run) and print the figures."""
+    soak = getattr(args, "soak", None)
+    if args.clients < 1 or args.requests < 1 or (soak is not None and soak <= 0):
+        print("realign bench: --clients and --requests must be >= 1, --soak > 0", flush=True)
         return 2
     process = None
     if args.connect:
         host, _, port = args.connect.rpartition(":")
         host, port = host or "127.0.0.1", int(port)
     else:
+        from .cli import TOKEN_ENV
         from .launch import start_server
 
-        process = start_server(args.models, "--device", args.device, *(["--token", args.token] if args.token else []))
+        # the token goes through the environment: on the command line every local user could read it
+        env = {TOKEN_ENV: args.token} if args.token else None
+        process = start_server(args.models, "--device", args.device, env=env)
         host, port = process.host, process.port
     try:
+        if soak is not None:
+            return _soak(host, port, args, process)
         result = run_bench(host, port, args.clients, args.requests, args.prompt, args.frames, args.steps, args.token)
     finally:
         if process is not None:
@@ -112,3 +120,15 @@ def bench_command(args: argparse.Namespace) -> int:
     for error in result.errors[:5]:
         print(f"error: {error}")
     return 1 if result.errors else 0
+
+
+def _soak(host: str, port: int, args: argparse.Namespace, process) -> int:
+    from .soak import run_soak
+
+    where = f"{args.models} on {process.device}" if process is not None else "an external server"
+    print(f"server {host}:{port} ({where}); soak {args.soak:g} s, {args.frames} frames, {args.steps} steps",
+          flush=True)
+    report = run_soak(host, port, args.soak, args.clients, args.frames, args.steps, args.token,
+                      progress=lambda text: print(f"  {text}", flush=True))
+    print(report.format(), flush=True)
+    return 0 if report.ok else 1

@@ -113,6 +113,29 @@ class Engine:
     def has_reward(self) -> bool:
         return has_reward(self.pipeline)
 
+    def text_encoders(self) -> list[Any]:
+        """The distinct text encoders the pipeline uses (the generator's, the reward model's)."""
+        found = [getattr(self.pipeline, "text", None)]
+        reward = getattr(self.pipeline, "reward", None)
+        if reward is not None and hasattr(reward.model, "text_model"):
+            found.append(reward.model.text_model())
+        unique: dict[int, Any] = {id(e): e for e in found if e is not None and hasattr(e, "limit_cache")}
+        return list(unique.values())
+
+    def limit_text_cache(self, entries: int, max_bytes: int | None) -> None:
+        """Bound the per-prompt text caches: each LRU (sentences, token states) of each encoder."""
+        for encoder in self.text_encoders():
+            encoder.limit_cache(entries, max_bytes)
+
+    def cache_stats(self) -> dict[str, Any]:
+        """The ``text_cache`` object of ``status``: entries and bytes summed over the encoders' LRUs."""
+        totals = {"entries": 0, "bytes": 0}
+        for encoder in self.text_encoders():
+            for cache in encoder.cache_stats().values():
+                totals["entries"] += cache["entries"]
+                totals["bytes"] += cache["bytes"]
+        return totals
+
     def check(self, sampling: Sampling) -> None:
         """Refuse settings this model cannot run (the pipeline says why: no reward model, or no bank)."""
         problem = self.pipeline.guidance_problem(guidance_settings(sampling))

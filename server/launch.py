@@ -9,6 +9,7 @@ Its stdout and stderr go to a log file, whose tail is shown when it fails.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -59,14 +60,19 @@ class ServerProcess:
 
 
 def start_server(models: str | Path, *args: str, log_path: str | Path | None = None, timeout_s: float = 300.0,
-                 python: str = sys.executable) -> ServerProcess:
-    """Start ``python -m server --models MODELS --port 0 ARGS...`` and wait until it listens."""
+                 python: str = sys.executable, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start ``python -m server --models MODELS --port 0 ARGS...`` and wait until it listens.
+
+    env: variables added to this process's environment for the server (e.g. REALIGN_SERVER_TOKEN, which
+    keeps the token off the command line).
+    """
     workdir = tempfile.TemporaryDirectory(prefix="realign_server_")
     port_file = Path(workdir.name) / "port.json"
     log_path = Path(log_path) if log_path else Path(workdir.name) / "server.log"
     cmd = [python, "-m", "server", "--models", str(models), "--port", "0", "--port-file", str(port_file), *args]
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env={**os.environ, **env} if env else None)
     deadline = time.monotonic() + timeout_s
     while not port_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:

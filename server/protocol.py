@@ -17,9 +17,10 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-ERROR_CODES = ("bad_json", "bad_request", "too_large", "unknown_op", "busy", "cancelled", "internal")
+ERROR_CODES = ("bad_json", "bad_request", "too_large", "unknown_op", "busy", "cancelled", "internal",
+               "idle_timeout")
 OPS = ("hello", "generate", "cancel", "status", "ping")
-SAMPLERS = ("ddim", "ddpm")
+SAMPLERS = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc")   # = realign_core.pipeline.SAMPLERS
 FPS = 20
 COMMON_FIELDS = ("id", "op", "token")
 OP_FIELDS: dict[str, tuple[str, ...]] = {
@@ -364,13 +365,40 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
+SHOW_DEPTH = 6   # containers nested deeper are shown as [...] / {...}
+
+
 def _show(value: Any, limit: int = 60) -> str:
-    """A short, safe rendering of a client value for an error message."""
-    try:
-        text = json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):
-        text = repr(value)
+    """A short, safe rendering of a client value for an error message (any size, any nesting depth)."""
+    text = _preview(value, limit, 0)
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _preview(value: Any, budget: int, depth: int) -> str:
+    """JSON-like text of ``value``, cut after about ``budget`` characters; never recurses past ``SHOW_DEPTH``."""
+    if isinstance(value, (list, dict)):
+        opening, closing = ("[", "]") if isinstance(value, list) else ("{", "}")
+        if depth >= SHOW_DEPTH:
+            return f"{opening}...{closing}" if value else opening + closing
+        parts: list[str] = []
+        used = 2
+        for item in (value.items() if isinstance(value, dict) else value):
+            if used > budget:
+                parts.append("...")
+                break
+            if isinstance(item, tuple):
+                part = f"{_preview(item[0], budget, depth + 1)}: {_preview(item[1], budget - used, depth + 1)}"
+            else:
+                part = _preview(item, budget - used, depth + 1)
+            parts.append(part)
+            used += len(part) + 2
+        return opening + ", ".join(parts) + closing
+    if isinstance(value, str):
+        value = value[:budget + 1]
+    try:
+        return json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        return f"<{type(value).__name__}>"
 
 
 # --------------------------------------------------------------------------- events

@@ -45,6 +45,34 @@ def open_fds() -> int | None:
         return None
 
 
+_LIBC: Any = None
+
+
+def trim_heap() -> bool:
+    """Give freed heap memory back to the OS (glibc ``malloc_trim(0)``) -> whether it could.
+
+    Tensors of many sizes (prompts of many lengths) leave freed but retained blocks in glibc's heap,
+    which shows as RSS growth with every new prompt length; trimming after each batch keeps RSS level.
+    A no-op (False) where glibc is not the allocator.
+    """
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = False
+        if sys.platform.startswith("linux"):
+            import ctypes
+            import ctypes.util
+
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                _LIBC = libc if hasattr(libc, "malloc_trim") else False
+            except OSError:
+                pass
+    if not _LIBC:
+        return False
+    _LIBC.malloc_trim(0)
+    return True
+
+
 def cuda_memory(device: str) -> dict[str, int]:
     """Allocated / reserved / peak bytes on a CUDA device; empty on the CPU."""
     if not device.startswith("cuda"):

@@ -22,6 +22,7 @@ from .engine import Engine
 from .jobs import Job, JobQueue
 from .protocol import error_event
 from .results import motion_result
+from .sysinfo import trim_heap
 
 log = logging.getLogger("realign.server")
 
@@ -125,6 +126,7 @@ class Worker(threading.Thread):
         finally:
             self._current = None
             self.batches += 1
+            trim_heap()
 
     def _execute(self, run: BatchRun) -> None:
         from realign_core.diffusion.sampling import Cancelled

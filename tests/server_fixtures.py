@@ -30,10 +30,11 @@ FAST_STEPS = 5
 SERVER_ARGS = ("--device", "cpu", "--threads", "1", "--log-level", "WARNING")
 
 
-def launch_tiny_server(models, tmp_path_factory, *extra: str) -> ServerProcess:
-    """Start a server on ``models`` with the test settings (its log in a fresh temp folder)."""
+def launch_tiny_server(models, tmp_path_factory, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start a server on ``models`` with the test settings (its log in a fresh temp folder); ``env``: extra
+    environment variables (e.g. the token)."""
     log = tmp_path_factory.mktemp("server") / "server.log"
-    return start_server(models, *SERVER_ARGS, *extra, log_path=log)
+    return start_server(models, *SERVER_ARGS, *extra, log_path=log, env=env)
 
 
 _SHARED: dict[str, ServerProcess] = {}

@@ -5,17 +5,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from server.client import ServerError, decode_joints
+from server.launch import REPO_ROOT
 from tests.server_fixtures import FAST_STEPS, first_progress, long_job, server_client, tiny_server, wait_until  # noqa: F401
 
 VERBS = ["walks forward", "runs in a circle", "jumps twice", "waves with the right hand", "turns left",
          "sits down", "kicks with the left leg", "walks backwards", "crouches", "dances"]
-REALIGN = Path(sys.executable).parent / "realign"
 
 
 def queue_length(client) -> int:
@@ -120,11 +119,9 @@ def test_disconnect_mid_job_cancels_its_jobs(tiny_server, server_client):
 
 
 def test_bench_command_reports_throughput_and_latency(tiny_server):
-    if not REALIGN.exists():
-        pytest.skip(f"{REALIGN} not installed")
-    res = subprocess.run([str(REALIGN), "bench", "--server", "--connect", f"{tiny_server.host}:{tiny_server.port}",
-                          "--clients", "3", "--requests", "2", "--steps", "3", "--frames", "30"],
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "realign_core.cli", "bench", "--server", "--connect",
+                          f"{tiny_server.host}:{tiny_server.port}", "--clients", "3", "--requests", "2", "--steps", "3",
+                          "--frames", "30"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "requests/s" in res.stdout and "p50" in res.stdout and "p95" in res.stdout
     assert "done 6, errors 0" in res.stdout

@@ -188,7 +188,12 @@ def test_cancel_unknown_target_and_duplicate_ids(tiny_server, server_client):
 
 
 def test_error_codes_are_the_documented_ones():
-    assert ERROR_CODES == ("bad_json", "bad_request", "too_large", "unknown_op", "busy", "cancelled", "internal")
+    """Every code the server can send has a row in docs/server.md's error table, and no other code does."""
+    doc = (REPO_ROOT / "docs" / "server.md").read_text()
+    table = doc[doc.index("| `code` | when |"):].split("\n\n")[0]
+    documented = tuple(line.split("`")[1] for line in table.splitlines()[2:])
+    assert documented == ERROR_CODES
+    assert ERROR_CODES[:7] == ("bad_json", "bad_request", "too_large", "unknown_op", "busy", "cancelled", "internal")
 
 
 def _serve(*args: str) -> subprocess.CompletedProcess:

@@ -175,3 +175,41 @@ def test_client_file_is_stdlib_only_and_standalone(tmp_path):
             "assert not bad, bad; print(c.PROTOCOL_VERSION)")
     res = subprocess.run([sys.executable, "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout.strip() == "1", res.stderr
+
+
+def test_error_messages_show_any_value_briefly_at_any_depth():
+    from server.protocol import _show
+
+    deep: list = []
+    for _ in range(100_000):       # deeper than any JSON the parser accepts, and than the recursion limit
+        deep = [deep]
+    assert _show(deep) == "[[[[[[[...]]]]]]]"
+    assert _show({"a": [1, {"b": "x" * 100}]}).endswith("...") and len(_show({"a": ["x" * 100]})) == 60
+    assert _show(list(range(10 ** 5))).startswith("[0, 1, 2") and len(_show(list(range(10 ** 5)))) == 60
+    assert _show(None) == "null" and _show("a") == '"a"' and _show([]) == "[]"
+
+
+def test_connection_framing_budget_and_half_close():
+    import socket
+
+    from server.connection import Connection, ConnectionPolicy
+
+    a, b = socket.socketpair()
+    policy = ConnectionPolicy(max_line_bytes=100, lines_per_turn=3, max_lines_per_s=10, line_burst=4)
+    conn = Connection(a, None, 1, policy, lambda c: None)
+    conn.feed(b'{"id": 1}\n\n{"id": 2}\r\n' + b"x" * 150)           # a blank line, CRLF, an over-long partial
+    assert [conn.next_line(), conn.next_line(), conn.next_line()] == [b'{"id": 1}', b'{"id": 2}', None]
+    conn.feed(b"yyy\n" + b'{"id": 3}')                             # the rest of the long line is skipped
+    assert not conn.has_line()
+    conn.feed_eof()                                                 # a last line without newline counts
+    assert conn.read_closed and conn.next_line() == b'{"id": 3}'
+    assert conn.pending() and b"too_large" in bytes(conn._out)      # one error for the long line
+    now = conn._refilled
+    assert conn.take_budget(now) == 3                               # the per-turn budget
+    conn.spend(3)
+    assert conn.take_budget(now) == 1 and conn.refill_in() == 0     # the bucket holds 4
+    conn.spend(1)
+    assert conn.take_budget(now) == 0 and abs(conn.refill_in() - 0.1) < 1e-9
+    assert conn.take_budget(now + 0.25) == 2                        # refilled at 10 lines/s
+    conn.close()
+    b.close()

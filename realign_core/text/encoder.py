@@ -61,12 +61,24 @@ class TextEncoderOptions:
 
 
 class _CaptionCache:
-    """Per-key tensors: a bounded LRU plus an unbounded pinned store checked first."""
+    """Per-key tensors: an LRU bounded by entries (and optionally by tensor bytes) plus an unbounded
+    pinned store checked first."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
+        self.capacity, self.max_bytes = capacity, max_bytes
+        self.lru_bytes = 0   # tensor data bytes held by the LRU
         self._lru: OrderedDict[Hashable, Tensor] = OrderedDict()
         self._pinned: dict[Hashable, Tensor] = {}
+
+    def set_limits(self, capacity: int, max_bytes: int | None) -> None:
+        """New bounds (entries, tensor bytes or None); evicts at once what no longer fits."""
+        self.capacity, self.max_bytes = capacity, max_bytes
+        self._evict()
+
+    def _evict(self) -> None:
+        while self._lru and (len(self._lru) > self.capacity
+                             or (self.max_bytes is not None and self.lru_bytes > self.max_bytes)):
+            self.lru_bytes -= _nbytes(self._lru.popitem(last=False)[1])
 
     def get(self, key: Hashable) -> Tensor | None:
         """The stored tensor for ``key`` (marking it recently used), or None."""
@@ -81,22 +93,33 @@ class _CaptionCache:
         """Store in the LRU, evicting the least recently used entries beyond capacity."""
         if self.capacity == 0 or key in self._pinned:
             return
+        old = self._lru.pop(key, None)
+        self.lru_bytes += _nbytes(value) - (_nbytes(old) if old is not None else 0)
         self._lru[key] = value
-        self._lru.move_to_end(key)
-        while len(self._lru) > self.capacity:
-            self._lru.popitem(last=False)
+        self._evict()
 
     def pin(self, key: Hashable, value: Tensor) -> None:
         """Store outside the LRU: never evicted."""
-        self._lru.pop(key, None)
+        old = self._lru.pop(key, None)
+        self.lru_bytes -= _nbytes(old) if old is not None else 0
         self._pinned[key] = value
 
     def clear(self) -> None:
         self._lru.clear()
         self._pinned.clear()
+        self.lru_bytes = 0
 
     def __len__(self) -> int:
         return len(self._lru) + len(self._pinned)
+
+    def stats(self) -> dict[str, int | None]:
+        """LRU entries and tensor bytes, their bounds, and the pinned entries."""
+        return {"entries": len(self._lru), "bytes": self.lru_bytes, "max_entries": self.capacity,
+                "max_bytes": self.max_bytes, "pinned": len(self._pinned)}
+
+
+def _nbytes(tensor: Tensor) -> int:
+    return tensor.element_size() * tensor.nelement()
 
 
 class TextEncoder(nn.Module):
@@ -204,6 +227,18 @@ class TextEncoder(nn.Module):
         """Forget every cached caption (LRU and pinned)."""
         self._sentences.clear()
         self._tokens.clear()
+
+    def limit_cache(self, entries: int, max_bytes: int | None) -> None:
+        """Bound each of the two LRU caches (sentences, token states) to ``entries`` captions and
+        ``max_bytes`` bytes of tensor data (None: entries only), e.g. for a long-running server."""
+        if entries < 0 or (max_bytes is not None and max_bytes < 0):
+            raise ValueError(f"cache bounds must be >= 0, got entries={entries}, max_bytes={max_bytes}")
+        self._sentences.set_limits(entries, max_bytes)
+        self._tokens.set_limits(entries, max_bytes)
+
+    def cache_stats(self) -> dict[str, dict[str, int | None]]:
+        """Per cache ("sentences", "tokens"): LRU entries, tensor bytes, bounds, pinned entries."""
+        return {"sentences": self._sentences.stats(), "tokens": self._tokens.stats()}
 
     # -- computation -------------------------------------------------------
 
