@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Set up, run and test the project (stdlib only, so it runs before anything is installed).
 
-    python3.11 build.py all     # set up .venv, then run the main job (dataset build + render, generate a motion
-                                # with the shipped models, build the add-on, bake it in bpy onto two rigs + picture)
+    python3.11 build.py all     # set up .venv, then run the main job from this checkout alone (generate a motion
+                                # with the shipped models, build the add-on, bake it in bpy onto two rigs with
+                                # mannequin bodies, save the .blend, render a strip of frames and a GIF)
     python3.11 build.py test    # set up .venv if needed, run the whole test suite, then the Blender tests
                                 # in bpy 5.0.1 and 4.5.15 (each in its own venv)
     python3.11 build.py setup   # only create/refresh .venv
-    python3.11 build.py demo    # only the main job
+    python3.11 build.py demo [--out DIR] [--quick]   # only the main job
+    python3.11 build.py data [--cmu DIR --kitml DIR --humanml3d-index DIR]
+                                # build the training set (default: ../shared/data/...) and render one clip;
+                                # only training and evaluation need it
     python3.11 build.py         # = addon: build and validate dist/realign_blender-<version>.zip
     python3.11 build.py blender-test [pytest args]   # only the Blender tests, in both bpy versions
     python3.11 build.py blender-bench [--models DIR] [--steps N] [--bpy 50|45]
@@ -47,17 +51,22 @@ ADDON_VENDORED = {
     "skeleton.py": ROOT / "realign_core" / "motion" / "skeleton.py",
     "kinematics.py": ROOT / "realign_core" / "motion" / "kinematics.py",
 }
+# Written into the staged add-on: the checkout that built it, where Start server finds .venv and the server.
+ADDON_LOCATION_FILE = "server_location.json"
 DIST = ROOT / "dist"
 # bpy from PyPI pins numpy<2, so each Blender version gets its own environment.
 BPY_VENVS = {"5.0.1": ROOT / ".venv-bpy50", "4.5.15": ROOT / ".venv-bpy45"}
 BLENDER_TESTS = ROOT / "tests" / "blender"
 DEMO_PROMPT = "a person walks forward and waves with the right hand."
+DEMO_CHECKS = "walk_forward,wave_right"   # what the demo prompt asks for (model-free kinematic checks)
 DEMO_MOTION = DEMO_OUT / "demo" / "walk_wave"     # prefix of realign generate's files
 DEMO_MODELS = "models/default"
 BAKE_SCRIPT = ROOT / "blender_addon" / "scripts" / "bake_demo.py"
 BENCH_SCRIPT = ROOT / "blender_addon" / "scripts" / "bench_generate.py"
 BENCH_BPY = {"50": "5.0.1", "45": "4.5.15"}
 DEMO_PICTURE = ROOT / "docs" / "img" / "retarget_demo.png"
+DEMO_GIF = ROOT / "docs" / "img" / "retarget_demo.gif"
+FRAMES_TO_GIF = ROOT / "blender_addon" / "scripts" / "frames_to_gif.py"
 
 
 def venv_python(venv_dir: Path = VENV) -> Path:
@@ -85,59 +94,131 @@ def setup() -> None:
     STAMP.write_text(inputs)
 
 
-def demo() -> None:
-    """Main job: build the training set from ../shared/data, render a clip of it, generate a motion with the
-    shipped models, build the add-on and bake the motion headlessly in bpy onto two rigs (+ a picture)."""
-    realign = [venv_python(), "-m", "realign_core.cli"]
-    if not SHARED_DATA.is_dir():
-        raise SystemExit(f"{SHARED_DATA} is missing: the dataset build needs the shared data folder beside the repo")
-    times = {}
-    start = time.monotonic()
-    run(realign + ["data", "build", "--cmu", SHARED_DATA / "cmu_mocap", "--kitml", SHARED_DATA / "kitml",
-                   "--humanml3d-index", SHARED_DATA / "humanml3d_index", "--out", DEMO_DATA])
-    DEMO_OUT.mkdir(exist_ok=True)
-    clip = DEMO_DATA / "new_joints" / "cmu_02_01_00.npy"
-    run(realign + ["render", clip, "-o", DEMO_OUT / "cmu_02_01_00.gif"])
-    times["dataset build + clip render"] = time.monotonic() - start
-    start = time.monotonic()
-    DEMO_MOTION.parent.mkdir(parents=True, exist_ok=True)
-    run(realign + ["generate", DEMO_PROMPT, "--models", DEMO_MODELS, "--seconds", "6", "--seed", "0", "--gif",
-                   "-o", DEMO_MOTION])
-    times["generate (default strength)"] = time.monotonic() - start
-    report = bake_demo(build_addon(), times)
-    print_demo_summary(report, times)
+def parse_demo_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="build.py demo", description="the main job (needs only this checkout)")
+    parser.add_argument("--out", type=Path, default=DEMO_OUT, help="output folder (default out/; docs/img/ is "
+                        "refreshed only for the default folder without --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small pictures, a 2 fps GIF, no stick-figure GIF (tests/test_main_job.py)")
+    return parser.parse_args(argv)
 
 
-def bake_demo(zip_path: Path, times: dict[str, float]) -> dict:
-    """Bake the generated motion onto the ReAlign skeleton and a Mixamo-style rig in bpy 5.0.1; copy the picture."""
+def demo(argv: list[str] | None = None) -> dict:
+    """Main job, from this checkout alone (no training data): generate the demo prompt with the shipped models,
+    build the add-on, bake the motion headlessly in bpy onto two rigs with mannequin bodies, save the .blend,
+    render a strip of frames and an animated GIF. Returns the bake report (with the GIF's path)."""
+    args = parse_demo_args(argv or [])
+    out_dir = args.out.resolve()
+    publish = out_dir == DEMO_OUT.resolve() and not args.quick
+    motion = out_dir / DEMO_MOTION.relative_to(DEMO_OUT)
+    times: dict[str, float] = {}
+    start = time.monotonic()
+    motion.parent.mkdir(parents=True, exist_ok=True)
+    stick_gif = [] if args.quick else ["--gif"]
+    run([venv_python(), "-m", "realign_core.cli", "generate", DEMO_PROMPT, "--models", DEMO_MODELS, "--seconds", "6",
+         "--seed", "0", *stick_gif, "-o", motion])
+    times["generate (default strength)" + (" + stick-figure GIF" if stick_gif else "")] = time.monotonic() - start
+    checks = motion.with_name(motion.name + "_checks.json")
+    run([venv_python(), "-m", "realign_core.cli", "check-motion", motion.with_suffix(".npy"), "--checks",
+         DEMO_CHECKS, "--json", checks])
+    report = bake_demo(build_addon(), motion, times, args.quick)
+    report["checks"] = json.loads(checks.read_text())
+    start = time.monotonic()
+    gif = motion.with_name(motion.name + "_blender.gif")
+    run([venv_python(), FRAMES_TO_GIF, report["gif_frames_dir"], gif, "--fps", str(report["gif_fps"])])
+    shutil.rmtree(report["gif_frames_dir"], ignore_errors=True)
+    report["gif"] = str(gif)
+    (motion.parent / f"{motion.name}_bake.json").write_text(json.dumps(report, indent=2) + "\n")
+    times["GIF from the rendered frames"] = time.monotonic() - start
+    if publish:
+        DEMO_PICTURE.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(report["png"], DEMO_PICTURE)
+        shutil.copy2(gif, DEMO_GIF)
+    print_demo_summary(report, times, motion, publish)
+    return report
+
+
+def bake_demo(zip_path: Path, motion: Path, times: dict[str, float], quick: bool = False) -> dict:
+    """Bake the generated motion onto the ReAlign skeleton and a Mixamo-style rig (both with mannequins) in
+    bpy 5.0.1, save the .blend, render the strip and the GIF's frames with Workbench; returns the report."""
     python = setup_blender("5.0.1")
-    out = DEMO_MOTION.parent
-    report_path = out / "walk_wave_bake.json"
+    out = motion.parent
+    report_path = out / f"{motion.name}_bake.json"
+    size = ["--width", "480", "--columns", "4", "--gif-width", "240", "--gif-fps", "2"] if quick else \
+        ["--width", "1200", "--columns", "6", "--gif-width", "400", "--gif-fps", "10"]
     start = time.monotonic()
-    run([python, BAKE_SCRIPT, "--zip", zip_path, "--motion", DEMO_MOTION.with_suffix(".npy"), "--prompt", DEMO_PROMPT,
-         "--seed", "0", "--model", DEMO_MODELS, "--blend", out / "walk_wave.blend",
-         "--png", out / "retarget_demo.png", "--report", report_path])
-    times["bpy: install add-on, bake, save, Cycles render"] = time.monotonic() - start
-    DEMO_PICTURE.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(out / "retarget_demo.png", DEMO_PICTURE)
+    run([python, BAKE_SCRIPT, "--zip", zip_path, "--motion", motion.with_suffix(".npy"), "--prompt", DEMO_PROMPT,
+         "--seed", "0", "--model", DEMO_MODELS, "--blend", motion.with_suffix(".blend"),
+         "--png", out / "retarget_demo.png", "--gif-frames", out / "gif_frames", "--report", report_path, *size])
+    times["bpy: install add-on, bodies, bake, save, Workbench strip + GIF frames"] = time.monotonic() - start
     return json.loads(report_path.read_text())
 
 
-def print_demo_summary(report: dict, times: dict[str, float]) -> None:
+def print_demo_summary(report: dict, times: dict[str, float], motion: Path, published: bool) -> None:
     """What the main job wrote and how long each part took."""
-    rel = lambda p: Path(p).resolve().relative_to(ROOT)
+    def rel(p) -> str:
+        p = Path(p).resolve()
+        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
     frames = report["frames"]
     print("\nmain job done:")
-    print(f"  training set       {rel(DEMO_DATA)}/  (clip GIF {rel(DEMO_OUT / 'cmu_02_01_00.gif')})")
-    print(f"  generated motion   {rel(DEMO_MOTION)}.npy / _features.npy / .bvh / .gif: {frames} frames "
+    kinds = ", ".join(k for k in (".npy", "_features.npy", ".bvh", ".gif")
+                      if motion.with_name(motion.name + k).exists())
+    print(f"  generated motion   {rel(motion)}{{{kinds}}}: {frames} frames "
           f"({frames / 20:.1f} s at 20 fps), \"{DEMO_PROMPT}\" seed 0")
-    for rig in report["rigs"]:
+    checks = report["checks"]
+    verdicts = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in checks["checks"].items())
+    print(f"  kinematic checks   {verdicts} (pelvis {checks['forward_m']:+.2f} m forward, "
+          f"path {checks['path_length_m']:.2f} m; `realign check-motion`)")
+    for rig, body in zip(report["rigs"], report["bodies"]):
         print(f"  baked              {rig['armature']}: Action \"{rig['action']}\" + NLA strip, frames "
-              f"{rig['frame_start']:.0f}-{rig['frame_end']:.0f}, {rig['bones_driven']} bones driven")
+              f"{rig['frame_start']:.0f}-{rig['frame_end']:.0f}, {rig['bones_driven']} bones driven; body "
+              f"{body['mesh']} ({body['vertices']} vertices, {body['vertex_groups']} bones weighted)")
     print(f"  .blend             {rel(report['blend'])} (Blender {report['blender']}; bake {report['bake_s']:.2f} s)")
-    print(f"  picture            {rel(report['png'])} -> {rel(DEMO_PICTURE)} (Cycles CPU, {report['render_s']:.0f} s)")
+    print(f"  strip              {rel(report['png'])} ({report['engine']}, {report['render_s']:.0f} s)")
+    print(f"  GIF                {rel(report['gif'])} ({report['gif_frames']} frames at {report['gif_fps']:g} fps, "
+          f"rendered in {report['gif_render_s']:.0f} s)")
+    if published:
+        print(f"  README pictures    {rel(DEMO_PICTURE)}, {rel(DEMO_GIF)}")
     for what, seconds in times.items():
         print(f"  time               {what}: {seconds:.1f} s")
+    if not SHARED_DATA.is_dir():
+        print(f"  (no {SHARED_DATA}: training data is not needed here; 'build.py data --cmu ...' builds a dataset)")
+
+
+def parse_data_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="build.py data", description="build the training set (needs the data)")
+    parser.add_argument("--cmu", type=Path, default=SHARED_DATA / "cmu_mocap",
+                        help="CMU mocap as 3D joints: joints/, descriptions.csv, action_classes.csv "
+                             "(default ../shared/data/cmu_mocap)")
+    parser.add_argument("--kitml", type=Path, default=SHARED_DATA / "kitml",
+                        help="KIT-ML annotations.json folder (default ../shared/data/kitml)")
+    parser.add_argument("--humanml3d-index", type=Path, default=SHARED_DATA / "humanml3d_index",
+                        help="HumanML3D index.csv + split files (default ../shared/data/humanml3d_index)")
+    parser.add_argument("--out", type=Path, default=DEMO_DATA, help="dataset folder (default data/cmu_h3d)")
+    return parser.parse_args(argv)
+
+
+def data(argv: list[str]) -> None:
+    """Build the training set (HumanML3D layout) from CMU mocap + KIT-ML + the HumanML3D index, and render one
+    clip of it. Only training and evaluation need it; the main job does not."""
+    args = parse_data_args(argv)
+    missing = [f"{flag} {path}" for flag, path in (("--cmu", args.cmu), ("--kitml", args.kitml),
+                                                    ("--humanml3d-index", args.humanml3d_index)) if not path.is_dir()]
+    if missing:
+        raise SystemExit("build.py data: missing " + ", ".join(missing) + ". The training set is built from the CMU "
+                         "mocap database as 3D joints, KIT-ML annotations and HumanML3D's index and split files; "
+                         "pass their folders (the defaults are ../shared/data/...). The main job "
+                         "('build.py demo') needs none of them.")
+    realign = [venv_python(), "-m", "realign_core.cli"]
+    start = time.monotonic()
+    run(realign + ["data", "build", "--cmu", args.cmu, "--kitml", args.kitml, "--humanml3d-index",
+                   args.humanml3d_index, "--out", args.out])
+    clip = args.out / "new_joints" / "cmu_02_01_00.npy"
+    if clip.exists():
+        DEMO_OUT.mkdir(exist_ok=True)
+        run(realign + ["render", clip, "-o", DEMO_OUT / "cmu_02_01_00.gif"])
+    print(f"dataset {args.out} built in {time.monotonic() - start:.1f} s")
 
 
 def setup_blender(version: str) -> Path:
@@ -169,7 +250,8 @@ def addon_version() -> str:
 
 def stage_addon(stage: Path = ADDON_STAGE) -> Path:
     """Copy the add-on to ``stage`` (build/addon/realign_blender), adding the ``ADDON_VENDORED`` files:
-    server/client.py as client.py, realign_core/motion/skeleton.py and kinematics.py (one source each)."""
+    server/client.py as client.py, realign_core/motion/skeleton.py and kinematics.py (one source each), and
+    ``server_location.json`` (this checkout's path: *Start server* runs its .venv server from there)."""
     for name, src in ADDON_VENDORED.items():
         if not src.exists():
             raise SystemExit(f"{src} is missing: the add-on vendors it as {name}")
@@ -179,6 +261,10 @@ def stage_addon(stage: Path = ADDON_STAGE) -> Path:
     shutil.copytree(ADDON_SRC, stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for name, src in ADDON_VENDORED.items():
         shutil.copy2(src, stage / name)
+    if (ADDON_SRC / ADDON_LOCATION_FILE).exists():
+        raise SystemExit(f"{ADDON_SRC / ADDON_LOCATION_FILE} must not exist: build.py writes it")
+    location = {"repo": str(ROOT), "python": str(venv_python()), "written_by": "build.py stage_addon"}
+    (stage / ADDON_LOCATION_FILE).write_text(json.dumps(location, indent=1) + "\n")
     return stage
 
 
@@ -265,20 +351,23 @@ def test(pytest_args: list[str]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("task", nargs="?", default="addon",
-                        choices=["all", "setup", "demo", "test", "addon", "blender-test", "blender-bench"])
-    parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
-                        help="extra arguments for pytest (test and blender-test), or blender-bench's options")
+                        choices=["all", "setup", "demo", "data", "test", "addon", "blender-test", "blender-bench"])
+    parser.add_argument("task_args", nargs=argparse.REMAINDER,
+                        help="extra arguments for pytest (test and blender-test), or the options of demo, data and "
+                             "blender-bench")
     args = parser.parse_args()
     if args.task == "test":
-        return test(args.pytest_args)
+        return test(args.task_args)
     if args.task == "blender-test":
-        return blender_test(args.pytest_args)
+        return blender_test(args.task_args)
     if args.task == "blender-bench":
-        return blender_bench(args.pytest_args)
-    if args.task in ("all", "setup"):
+        return blender_bench(args.task_args)
+    if args.task in ("all", "setup", "data"):
         setup()
     if args.task in ("all", "demo"):
-        demo()  # builds the add-on too
+        demo(args.task_args)  # builds the add-on too
+    if args.task == "data":
+        data(args.task_args)
     if args.task == "addon":
         build_addon()
     return 0

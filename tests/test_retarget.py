@@ -163,6 +163,39 @@ def test_bone_map_json_round_trip(tmp_path):
         bm.load_bone_map(path)
 
 
+def test_bone_map_json_errors_name_the_file_and_field(tmp_path):
+    cases = {"{": "not valid JSON", '{"format": "realign-bone-map", "joints": {"left_hip": 1}}': "'joints.left_hip'",
+             '{"format": "other"}': "'format'", '{"version": 2, "joints": {}}': "'version'",
+             '{"format": "realign-bone-map"}': "'joints' is missing", "[1]": "expected a JSON object"}
+    for n, (text, words) in enumerate(cases.items()):
+        path = tmp_path / f"map{n}.json"
+        path.write_text(text)
+        with pytest.raises(ValueError) as info:
+            bm.load_bone_map(path)
+        assert str(path) in str(info.value) and words in str(info.value), str(info.value)
+
+
+def test_rig_map_store_finds_maps_by_bone_names(tmp_path):
+    maps = load("rig_maps")
+    rig, _ = RIGS["mixamo"]
+    _, mapping = bm.detect_bone_map(rig.names)
+    store = maps.MapStore(tmp_path / "maps")
+    assert store.find(rig.names) is None
+    path = store.save(rig.names, mapping, "Hero")
+    assert maps.fingerprint(rig.names) == maps.fingerprint(sorted(rig.names, reverse=True)) != \
+        maps.fingerprint(rig.names[:-1])
+    found = store.find(list(reversed(rig.names)))
+    assert found.mapping == mapping and found.path == path and found.rig == "Hero"
+    assert store.find(rig.names[:-1]) is None  # another rig
+    with pytest.raises(ValueError, match="no bones named"):
+        store.save(rig.names, {**mapping, "head": "not_a_bone"}, "Hero")
+    assert store.find(rig.names).mapping == mapping  # the refused save changed nothing
+    path.write_text(path.read_text().replace(mapping["head"], "gone"))
+    with pytest.raises(ValueError, match="'joints.head'"):
+        store.find(rig.names)
+    assert store.forget(rig.names) and not path.exists() and not store.forget(rig.names)
+
+
 # ------------------------------------------------------------------ accuracy
 
 def test_bone_matrix_matches_blender_convention():
@@ -311,6 +344,37 @@ def _cm(skate: dict[str, float], unit: float) -> str:
     return "/".join(f"{v / unit * 100:.1f}" for v in skate.values())
 
 
+def test_root_lock_moves_the_body_rigidly_onto_still_feet():
+    """feet.lock_root turns no bone, holds single-support ankles still, and keeps planted feet on the ground
+    while the generated body skates away and floats up (no drift)."""
+    feet = load("feet")
+    rig, _ = RIGS["mixamo"]
+    _, mapping = bm.detect_bone_map(rig.names)
+    motion = walking_motion(frames=120, speed=1.0)
+    motion[:, :, [0, 2]] += np.linspace(0, 0.3, 120)[:, None, None]  # the whole body skates 30 cm ...
+    motion[:, :, 1] += np.linspace(0, 0.1, 120)[:, None]  # ... and floats up 10 cm
+    contacts = np.zeros((120, 4), bool)  # alternating single support, 1 s per step
+    for start in range(0, 120, 40):
+        contacts[start:start + 20, 0] = contacts[start + 20:start + 40, 2] = True
+    plan = rg.make_plan(rig, mapping)
+    res = rt.retarget(motion, rig, mapping, NO_FEET)
+    locked = feet.lock_root(plan, res.pose, contacts)
+    assert np.allclose(locked[..., :3, :3], res.pose[..., :3, :3])  # rotations untouched
+    shift = locked[:, :, :3, 3] - res.pose[:, :, :3, 3]
+    assert np.allclose(shift, shift[:, :1])  # one rigid translation per frame
+    lin = rig.object_matrix[:3, :3]
+    for joint, col in (("left_ankle", 0), ("right_ankle", 2)):
+        before, after = (pose[:, plan.bone_of[joint], :3, 3] @ lin.T for pose in (res.pose, locked))
+        for start, stop in kin.runs(contacts[:, col]):
+            assert np.ptp(before[start:stop, :2], axis=0).max() > 0.05
+            assert np.ptp(after[start:stop, :2], axis=0).max() < 1e-6  # held still
+    rest = (rig.object_matrix @ np.append(rig.heads[plan.bone_of["left_ankle"]], 1))[2]
+    heights = (locked[:, plan.bone_of["left_ankle"], :3, 3] @ lin.T)[:, 2]
+    late = heights[80:100][contacts[80:100, 0]]
+    print(f"planted left ankle above its rest height in the last step: {np.abs(late - rest).max() * 100:.2f} cm")
+    assert np.abs(late - rest).max() < 0.02  # on the ground though the motion floated up 10 cm
+
+
 def test_pinning_holds_given_contacts():
     rig, _ = RIGS["smpl"]
     _, mapping = bm.detect_bone_map(rig.names)
@@ -342,7 +406,7 @@ def test_frame_times_follow_scene_rate():
 
 
 # The add-on modules that must run without Blender: stdlib + numpy, relative imports among themselves only.
-CORE_MODULES = ("rotations", "rig", "feet", "retarget", "bone_maps", "skeleton", "kinematics")
+CORE_MODULES = ("rotations", "rig", "feet", "retarget", "bone_maps", "rigify", "skeleton", "kinematics")
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import jobs, operators, props, ui
+from . import body_operators, jobs, map_operators, operators, props, server_launch, ui
 
-_CLASSES = operators.CLASSES + ui.CLASSES
+_CLASSES = operators.CLASSES + body_operators.CLASSES + map_operators.CLASSES + ui.CLASSES
 
 
 def register() -> None:
@@ -21,6 +21,9 @@ def register() -> None:
 
 def unregister() -> None:
     jobs.cancel_all()
+    for process in operators.SERVER_PROCESS:  # servers started by Start server end with the add-on
+        server_launch.stop(process)
+    operators.SERVER_PROCESS.clear()
     for cls in reversed(_CLASSES):
         bpy.utils.unregister_class(cls)
     props.unregister()

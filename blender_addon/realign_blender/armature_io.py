@@ -7,8 +7,8 @@ import time
 import bpy
 import numpy as np
 
-from . import bone_maps, keying
-from .retarget import RetargetOptions, frame_times, retarget
+from . import bone_maps, control_rigs, keying, rig_maps
+from .retarget import RetargetOptions, frame_times
 from .rig import CHAIN_CHILD, Rig, rest_joints
 from .rotations import make_continuous, make_euler_continuous, matrix_to_euler, quaternion_to_matrix
 from .skeleton import FPS, JOINT_NAMES, PARENTS
@@ -73,12 +73,20 @@ def rig_from_object(obj: bpy.types.Object) -> Rig:
 
 
 def get_bone_map(obj: bpy.types.Object) -> dict[str, str]:
-    """The object's stored bone map, or a detected one (stored for next time)."""
+    """The object's stored bone map, else the map saved for its bone names (``rig_maps``), else a detected one
+    (stored on the object for next time). A broken saved file is left alone (the panel shows why)."""
     raw = obj.get(MAP_PROP)
     if raw:
         mapping = json.loads(raw)
         if isinstance(mapping, dict) and mapping:
             return mapping
+    try:
+        saved = rig_maps.user_store().find([b.name for b in obj.data.bones])
+    except (OSError, ValueError):
+        saved = None
+    if saved is not None:
+        set_bone_map(obj, saved.mapping)
+        return saved.mapping
     _, mapping = bone_maps.detect_bone_map([b.name for b in obj.data.bones])
     set_bone_map(obj, mapping)
     return mapping
@@ -126,17 +134,17 @@ def bake(obj: bpy.types.Object, joints: np.ndarray, meta: dict, start_frame: flo
     laps = Laps(timing)
     bpy.context.view_layer.update()
     rig = rig_from_object(obj)
-    result = retarget(joints, rig, get_bone_map(obj), options, contacts)
+    result = control_rigs.retarget_object(obj, rig, joints, get_bone_map(obj), options, contacts)
     scene = bpy.context.scene
     frames = frame_times(len(joints), scene.render.fps / scene.render.fps_base, start_frame)
-    channels = []
+    channels = list(result.properties)
     for b in np.flatnonzero(result.driven):
-        pbone = obj.pose.bones[rig.names[b]]
+        pbone = obj.pose.bones[result.names[b]]
         channels += [(p, i, pbone.name, v) for p, i, v in _rotation_channels(pbone, result.quaternions[:, b])]
     if result.root >= 0:
-        name = bpy.utils.escape_identifier(rig.names[result.root])
-        channels += [(f'pose.bones["{name}"].location', i, rig.names[result.root], result.locations[:, result.root, i])
-                     for i in range(3)]
+        root = result.names[result.root]
+        channels += [(f'pose.bones["{bpy.utils.escape_identifier(root)}"].location', i, root,
+                      result.locations[:, result.root, i]) for i in range(3)]
     laps.lap("retarget_s")
     action = bpy.data.actions.new(take_name(str(meta.get("prompt", "")), obj))
     action.use_fake_user = True

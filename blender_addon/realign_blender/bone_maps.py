@@ -14,6 +14,7 @@ between the pelvis bone and the neck bone follows the generated spine.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -241,20 +242,73 @@ def validate(mapping: dict[str, str], bone_names: list[str]) -> list[str]:
     return problems
 
 
-def save_bone_map(path: str | Path, mapping: dict[str, str], rig: str = "custom") -> None:
-    """Write a user-editable JSON bone map: {"format": "realign-bone-map", "version": 1, "rig", "joints"}."""
-    data = {"format": "realign-bone-map", "version": 1, "rig": rig,
-            "joints": {j: mapping[j] for j in JOINTS if mapping.get(j)}}
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+FORMAT = "realign-bone-map"
+VERSION = 1
+
+
+def bone_map_document(mapping: dict[str, str], rig: str = "custom", fingerprint: str | None = None) -> dict:
+    """The JSON object of a bone map: {"format", "version", "rig", ["fingerprint"], "joints"} (joints in SMPL order)."""
+    data = {"format": FORMAT, "version": VERSION, "rig": rig}
+    if fingerprint:
+        data["fingerprint"] = fingerprint
+    data["joints"] = {j: mapping[j] for j in JOINTS if mapping.get(j)}
+    return data
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    """Write JSON atomically (a temporary file renamed over ``path``): a failed write leaves the old file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_bone_map(path: str | Path, mapping: dict[str, str], rig: str = "custom",
+                  fingerprint: str | None = None) -> None:
+    """Write a user-editable JSON bone map (``bone_map_document``)."""
+    write_json(path, bone_map_document(mapping, rig, fingerprint))
+
+
+def parse_bone_map(data: object, source: str) -> dict[str, str]:
+    """joint -> bone of a bone-map JSON object (``bone_map_document`` or a plain {joint: bone} object).
+
+    Raises ValueError naming ``source`` and the offending field.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object (a bone map), got {type(data).__name__}")  # noqa: TRY004
+    field = ""
+    joints = data
+    if "joints" in data or "format" in data:
+        if data.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"{source}: field 'format' is {data['format']!r}, expected {FORMAT!r}")
+        if data.get("version", VERSION) != VERSION:
+            raise ValueError(f"{source}: field 'version' is {data['version']!r}; this add-on reads version {VERSION}")
+        if "joints" not in data:
+            raise ValueError(f"{source}: field 'joints' is missing")
+        joints, field = data["joints"], "joints."
+        if not isinstance(joints, dict):
+            raise ValueError(f"{source}: field 'joints' must be an object of joint -> bone name, "
+                             f"not {type(joints).__name__}")
+    unknown = [j for j in joints if j not in JOINTS]
+    if unknown:
+        raise ValueError(f"{source}: unknown joints {unknown} (field '{field}{unknown[0]}'); "
+                         f"allowed: {', '.join(JOINTS)}")
+    for joint, bone in joints.items():
+        if bone is not None and not isinstance(bone, str):
+            raise ValueError(f"{source}: field '{field}{joint}' must be a bone name (a string), not {bone!r}")
+    return {j: b for j, b in joints.items() if b}
+
+
+def read_json(path: str | Path) -> object:
+    """Parsed JSON of a file; ValueError naming the file, line and column when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
 
 
 def load_bone_map(path: str | Path) -> dict[str, str]:
     """Read a JSON bone map written by ``save_bone_map`` (or a plain {joint: bone} object)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    joints = data.get("joints", data) if isinstance(data, dict) else None
-    if not isinstance(joints, dict):
-        raise ValueError(f"{path}: expected a JSON object of joint -> bone name")
-    unknown = [j for j in joints if j not in JOINTS]
-    if unknown:
-        raise ValueError(f"{path}: unknown joints {unknown}; allowed: {', '.join(JOINTS)}")
-    return {j: str(b) for j, b in joints.items() if b}
+    return parse_bone_map(read_json(path), str(path))

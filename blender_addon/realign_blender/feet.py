@@ -145,6 +145,91 @@ def two_bone_ik(plan: Plan, pose: np.ndarray, leg: str, target: np.ndarray, fram
     _apply(pose, _subtree(plan, ankle), _about(a_new, undo), frames)
 
 
+def _planted_masks(contacts: np.ndarray, leg: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ankle planted, toe planted while the ankle is free), each (F,) bool, of one leg."""
+    planted = contacts[:, [FOOT_JOINTS.index(j) for j in LEGS[leg][2:]]]
+    return planted[:, 0], planted[:, 1] & ~planted[:, 0]
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Moving average (F,) over ``window`` frames, edges held."""
+    if window <= 1:
+        return values
+    half = window // 2
+    padded = np.pad(values, half, mode="edge")
+    return np.convolve(padded, np.ones(window) / window, mode="valid")[:len(values)]
+
+
+def _height_error(plan: Plan, pose: np.ndarray, contacts: np.ndarray, legs: list[str], window: int) -> np.ndarray:
+    """World Z shift (F,) that puts the planted foot joints at their rest heights (the ground), smoothed.
+
+    Frames where no joint is planted interpolate between their neighbours.
+    """
+    frames = len(pose)
+    total, count = np.zeros(frames), np.zeros(frames)
+    for leg in legs:
+        now = _foot_points(plan, pose, leg)[..., 2]
+        rest = _foot_points(plan, plan.rig.rest[None], leg)[0, :, 2]
+        for k, mask in enumerate(_planted_masks(contacts, leg)):
+            total[mask] += rest[k] - now[mask, k]
+            count[mask] += 1
+    have = np.flatnonzero(count)
+    if not len(have):
+        return np.zeros(frames)
+    dz = np.interp(np.arange(frames), have, total[have] / count[have])
+    return _smooth(dz, window)
+
+
+def _settle(steps: np.ndarray, ground: np.ndarray, leak: float) -> np.ndarray:
+    """Sum of steps (F,) that relaxes toward ``ground`` (F,) by 1/leak of the gap per frame (no drift)."""
+    out = np.empty(len(steps))
+    z = ground[0]
+    for t, step in enumerate(steps):
+        z += step
+        z += (ground[t] - z) / leak
+        out[t] = z
+    return out
+
+
+def lock_root(plan: Plan, pose: np.ndarray, contacts: np.ndarray, kept: np.ndarray | None = None,
+              heights: bool = True, window: int = 7, leak: float = 20.0) -> np.ndarray:
+    """Move the body against the slide of its planted feet; returns new poses.
+
+    Horizontally, between two frames on which a foot joint stays planted (its
+    ankle, or its toe while the ankle is free) that joint should not move:
+    the hips' subtree is shifted by minus the mean step of the planted
+    joints, summed over time (continuous; the path may travel less than
+    generated when the generated feet slide). Vertically (``heights``) the
+    same steps are followed, but relaxed over ``leak`` frames toward the shift
+    that puts planted joints at their rest heights (flat ground, smoothed over
+    ``window`` frames), so the body cannot sink or float away. A rigid shift turns no
+    bone, so the leg IK of ``pin_feet`` is left only what two planted feet
+    disagree on. kept: (3,) bool world axes the root path may change on
+    (``RetargetOptions.kept_axes``; Z is governed by ``heights``).
+    """
+    legs = _legs(plan)
+    if plan.root < 0 or not legs:
+        return pose
+    steps = np.zeros((len(pose) - 1, 3))
+    count = np.zeros(len(pose) - 1)
+    for leg in legs:
+        points = _foot_points(plan, pose, leg)
+        for k, mask in enumerate(_planted_masks(contacts, leg)):
+            held = mask[1:] & mask[:-1]
+            steps[held] += np.diff(points[:, k], axis=0)[held]
+            count[held] += 1
+    move = np.zeros((len(pose), 3))
+    move[1:] = -steps / np.maximum(count, 1)[:, None]
+    if kept is not None:
+        move[:, ~np.asarray(kept, bool)] = 0.0
+    shift = np.cumsum(move, axis=0)
+    if heights and (kept is None or kept[2]):
+        shift[:, 2] = _settle(move[:, 2], _height_error(plan, pose, contacts, legs, window), leak)
+    pose = pose.copy()
+    _translate(pose, _subtree(plan, plan.root), shift @ np.linalg.inv(plan.rig.object_matrix)[:3, :3].T)
+    return pose
+
+
 def pin_feet(plan: Plan, pose: np.ndarray, contacts: np.ndarray, blend: int = 3) -> np.ndarray:
     """Two-bone IK on contact frames so planted ankles/toes do not slide; returns new poses.
 

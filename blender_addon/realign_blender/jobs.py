@@ -221,8 +221,12 @@ def _bake_result(context, settings, job: Job, event: dict) -> None:
                 "strength": float(event.get("guidance", {}).get("strength", _req_strength(job, event))),
                 "cfg": float(_req_guidance(job, event).get("cfg", 0.0)),
                 "model": str(event.get("model", settings.model)), "server_version": settings.server_version}
-        action, _, _ = armature_io.bake(obj, motion["joints"], meta, target.start_frame, options, motion["contacts"],
-                                        job.timing)
+        try:
+            action, _, _ = armature_io.bake(obj, motion["joints"], meta, target.start_frame, options,
+                                            motion["contacts"], job.timing)
+        except (ValueError, KeyError, RuntimeError) as exc:   # e.g. a hand-made map naming a bone the rig lacks
+            job.errors.append(f"{obj.name}: {exc}")
+            continue
         job.baked.append((action.name, obj.name))
 
 

@@ -3,24 +3,23 @@ from __future__ import annotations
 
 import csv
 import random
-import shlex
 import subprocess
 from pathlib import Path
 
 import bpy
 import numpy as np
-from bpy.props import FloatProperty, StringProperty
+from bpy.props import BoolProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import armature_io, bone_maps, jobs
+from . import armature_io, body_objects, bone_maps, jobs, map_operators, rig_maps, server_launch
 from .props import preferences
 
 SERVER_PROCESS: list[subprocess.Popen] = []
 
 
 def _armature(context) -> bpy.types.Object | None:
-    obj = context.active_object
-    return obj if obj is not None and obj.type == "ARMATURE" else None
+    """The active armature (or the armature of the active ReAlign body mesh)."""
+    return body_objects.armature_of(context.active_object)
 
 
 class _NeedsArmature:
@@ -106,23 +105,44 @@ class REALIGN_OT_check_server(bpy.types.Operator):
 
 
 class REALIGN_OT_start_server(bpy.types.Operator):
-    """Start the local generation server with the command from the preferences"""
+    """Start the local generation server: the preferences' command, else the ReAlign checkout's .venv server"""
 
     bl_idname = "realign.start_server"
     bl_label = "Start server"
 
     def execute(self, context):
         prefs = preferences(context)
-        if not prefs.server_command.strip():
-            self.report({"ERROR"}, "Set the server command in the add-on preferences first")
-            return {"CANCELLED"}
-        cwd = bpy.path.abspath(prefs.server_cwd) if prefs.server_cwd else None
+        cwd = bpy.path.abspath(prefs.server_cwd) if prefs.server_cwd else ""
         try:
-            SERVER_PROCESS.append(subprocess.Popen(shlex.split(prefs.server_command), cwd=cwd))
-        except OSError as exc:
-            self.report({"ERROR"}, f"Could not start the server: {exc}")
+            cmd = server_launch.find_command(prefs.server_command, cwd, prefs.port)
+        except server_launch.CannotStart as exc:
+            self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, "Server starting; use Check server in a few seconds")
+        try:
+            process, log = server_launch.start(cmd, prefs.token, prefs.host)
+        except server_launch.CannotStart as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except OSError as exc:
+            self.report({"ERROR"}, f"Could not start the server ({' '.join(cmd.argv)}): {exc}")
+            return {"CANCELLED"}
+        SERVER_PROCESS.append(process)
+        context.scene.realign.status = "starting…"
+        self.report({"INFO"}, f"Server starting from {cmd.source} (log {log}); press Check server in a few seconds")
+        return {"FINISHED"}
+
+
+class REALIGN_OT_stop_server(bpy.types.Operator):
+    """Stop the servers started with Start server in this Blender session"""
+
+    bl_idname = "realign.stop_server"
+    bl_label = "Stop server"
+
+    def execute(self, context):
+        codes = [server_launch.stop(p) for p in SERVER_PROCESS]
+        SERVER_PROCESS.clear()
+        context.scene.realign.status = "stopped" if codes else context.scene.realign.status
+        self.report({"INFO"}, f"stopped {len(codes)} server(s)")
         return {"FINISHED"}
 
 
@@ -133,10 +153,15 @@ class REALIGN_OT_create_skeleton(bpy.types.Operator):
     bl_label = "Create ReAlign skeleton"
     bl_options = {"REGISTER", "UNDO"}
 
+    body: BoolProperty(name="Mannequin body", default=True, description="Skin a low-poly mannequin to the bones")
+
     def execute(self, context):
         if context.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
-        armature_io.create_skeleton(context)
+        obj = armature_io.create_skeleton(context)
+        if self.body:
+            body_objects.add_mannequin(obj)
+            context.view_layer.objects.active = obj
         return {"FINISHED"}
 
 
@@ -186,7 +211,8 @@ class REALIGN_OT_save_bone_map(_NeedsArmature, bpy.types.Operator, ExportHelper)
 
     def execute(self, context):
         obj = _armature(context)
-        bone_maps.save_bone_map(self.filepath, armature_io.get_bone_map(obj), obj.name)
+        names = [b.name for b in obj.data.bones]
+        bone_maps.save_bone_map(self.filepath, armature_io.get_bone_map(obj), obj.name, rig_maps.fingerprint(names))
         return {"FINISHED"}
 
 
@@ -206,6 +232,8 @@ class REALIGN_OT_load_bone_map(_NeedsArmature, bpy.types.Operator, ImportHelper)
             return {"CANCELLED"}
         problems = bone_maps.validate(mapping, [b.name for b in obj.data.bones])
         armature_io.set_bone_map(obj, mapping)
+        if not any("no bone named" in p for p in problems):  # remembered for this rig's bone names
+            map_operators.remember(obj, mapping)
         if problems:
             self.report({"WARNING"}, "; ".join(problems[:3]))
         return {"FINISHED"}
@@ -305,6 +333,6 @@ class REALIGN_OT_batch_bake(bpy.types.Operator):
 
 
 CLASSES = (REALIGN_OT_generate, REALIGN_OT_regenerate, REALIGN_OT_cancel, REALIGN_OT_dice, REALIGN_OT_check_server,
-           REALIGN_OT_start_server, REALIGN_OT_create_skeleton, REALIGN_OT_bake_file, REALIGN_OT_detect_bone_map,
-           REALIGN_OT_save_bone_map, REALIGN_OT_load_bone_map, REALIGN_OT_batch_add, REALIGN_OT_batch_remove,
-           REALIGN_OT_batch_import_csv, REALIGN_OT_batch_bake)
+           REALIGN_OT_start_server, REALIGN_OT_stop_server, REALIGN_OT_create_skeleton, REALIGN_OT_bake_file,
+           REALIGN_OT_detect_bone_map, REALIGN_OT_save_bone_map, REALIGN_OT_load_bone_map, REALIGN_OT_batch_add,
+           REALIGN_OT_batch_remove, REALIGN_OT_batch_import_csv, REALIGN_OT_batch_bake)

@@ -31,7 +31,8 @@ class RealignPreferences(bpy.types.AddonPreferences):
     server_command: StringProperty(
         name="Server command", default="",
         description="Command that starts a local server, e.g. '/path/to/.venv/bin/python -m server' "
-                    "(run in the folder below)")
+                    "(run in the folder below). Empty: the .venv server of the ReAlign checkout that built "
+                    "this add-on, or of $REALIGN_REPO")
     server_cwd: StringProperty(name="Run in", default="", subtype="DIR_PATH")
 
     def draw(self, context) -> None:
@@ -42,7 +43,9 @@ class RealignPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "token")
         layout.prop(self, "server_command")
         layout.prop(self, "server_cwd")
-        layout.operator("realign.start_server", icon="PLAY")
+        row = layout.row(align=True)
+        row.operator("realign.start_server", icon="PLAY")
+        row.operator("realign.stop_server", icon="PAUSE")
 
 
 class RealignBatchRow(bpy.types.PropertyGroup):

@@ -4,8 +4,10 @@ Runs inside Blender's bundled Python (stdlib + numpy): no bpy, torch or
 realign_core imports here, so it is unit-tested without Blender. The modules:
 ``rotations`` (rotation math, Y-up -> Blender axes), ``rig`` (target rigs and
 what drives each bone), ``feet`` (ground snap, foot pinning), this module
-(placement, solving, the ``retarget`` entry point), plus ``skeleton`` and
-``kinematics``, which build.py vendors from realign_core/motion unchanged.
+(placement, solving, the ``retarget`` entry point), ``rigify`` (generated
+Rigify rigs: solved on their DEF bones, keyed on their FK controls), plus
+``skeleton`` and ``kinematics``, which build.py vendors from
+realign_core/motion unchanged.
 
 Conventions
 -----------
@@ -25,15 +27,16 @@ orientation its parent gives it) from its own rest direction, measured between
 the target's joint heads, to the generated bone direction; the hips get a full
 frame from the spine and hip axes; spine bones follow the generated spine
 polyline at their own arc-length fractions and share the twist between the hip
-and collar lines; feet are pinned on contact frames with two-bone IK.
+and collar lines; on contact frames the body moves against the feet's slide
+and two-bone IK pins what is left.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .feet import ground_snap, pin_feet
+from .feet import ground_snap, lock_root, pin_feet
 from .kinematics import PLANTED_HEIGHT_M, PLANTED_SPEED_MPS, planted_feet
 from .rig import LEGS, SPINE_SOURCE, J, Plan, Rig, make_plan, to_armature
 from .rotations import (
@@ -65,7 +68,10 @@ class RetargetOptions:
     contact_height (m above the clip's lowest point, both of the unscaled
     generated motion) detect contacts (``kinematics.planted_feet``, the rule the
     server's ``foot_contacts`` use) when none are given; pin_blend: frames over
-    which pinning fades in and out.
+    which pinning fades in and out. Pinning first moves the whole body against
+    the slide of its planted feet and, with ground_snap, to keep them on the
+    ground (``feet.lock_root``: no bone turns), so the leg IK bends the legs
+    only for what is left.
     """
 
     root_motion: str = "full"
@@ -249,7 +255,10 @@ class RetargetResult:
     bone whose location is keyed (-1 none); pose: (F, B, 4, 4) armature-space
     pose matrices; contacts: (F, 4) bool (``kinematics.FOOT_JOINTS``); placed: (F, 22, 3)
     generated joints placed in the world (world units, before foot pinning);
-    scale: the factor applied to the generated motion.
+    scale: the factor applied to the generated motion; properties: extra
+    channels to key, (data_path, index, group, values (F,)), e.g. a control
+    rig's IK/FK switches; deform_map: joint -> the bone that moves the mesh
+    there (None: the bone map itself).
     """
 
     names: list[str]
@@ -261,6 +270,8 @@ class RetargetResult:
     contacts: np.ndarray
     placed: np.ndarray
     scale: float
+    properties: list[tuple[str, int, str, np.ndarray]] = field(default_factory=list)
+    deform_map: dict[str, str] | None = None
 
 
 def retarget(joints: np.ndarray, rig: Rig, bone_map: dict[str, str], options: RetargetOptions | None = None,
@@ -285,6 +296,7 @@ def retarget(joints: np.ndarray, rig: Rig, bone_map: dict[str, str], options: Re
     if options.ground_snap:
         pose = ground_snap(plan, pose, contacts)
     if options.pin_feet:
+        pose = lock_root(plan, pose, contacts, options.kept_axes(), options.ground_snap, 2 * options.pin_blend + 1)
         pose = pin_feet(plan, pose, contacts, options.pin_blend)
     basis = basis_from_pose(plan, pose)
     quats = make_continuous(matrix_to_quaternion(basis[..., :3, :3]))

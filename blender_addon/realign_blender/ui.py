@@ -1,11 +1,9 @@
 """The "ReAlign" tab of the 3D Viewport sidebar."""
 from __future__ import annotations
 
-import json
-
 import bpy
 
-from .armature_io import MAP_PROP
+from . import map_operators
 
 
 class REALIGN_UL_batch(bpy.types.UIList):
@@ -34,6 +32,8 @@ class REALIGN_PT_main(_Panel, bpy.types.Panel):
         row = layout.row(align=True)
         row.label(text=f"Server: {s.status}" + (f" ({s.device}, {s.model})" if s.status == "connected" else ""))
         row.operator("realign.check_server", text="", icon="FILE_REFRESH")
+        if s.status != "connected":
+            layout.operator("realign.start_server", icon="PLAY")
         layout.prop(s, "prompt", text="")
         col = layout.column(align=True)
         col.prop(s, "seconds")
@@ -53,6 +53,7 @@ class REALIGN_PT_main(_Panel, bpy.types.Panel):
         if context.active_object is None or context.active_object.type != "ARMATURE":
             layout.label(text="Select an armature, or:", icon="INFO")
             layout.operator("realign.create_skeleton", icon="ARMATURE_DATA")
+            layout.operator("realign.add_smpl_body", icon="OUTLINER_OB_ARMATURE")
         row = layout.row(align=True)
         row.enabled = not s.busy
         row.operator("realign.generate", icon="PLAY")
@@ -90,11 +91,9 @@ class REALIGN_PT_retarget(_Panel, bpy.types.Panel):
         row.operator("realign.detect_bone_map", text="Detect")
         row.operator("realign.load_bone_map", text="Load")
         row.operator("realign.save_bone_map", text="Save")
-        mapping = json.loads(obj.get(MAP_PROP) or "{}")
-        box = layout.box()
-        for joint, bone in mapping.items():
-            box.label(text=f"{joint} → {bone}")
+        map_operators.draw_map(layout, obj)
         layout.operator("realign.bake_file", icon="IMPORT")
+        layout.operator("realign.add_mannequin", icon="OUTLINER_OB_MESH")
 
 
 class REALIGN_PT_batch(_Panel, bpy.types.Panel):

@@ -1,20 +1,23 @@
-"""Bake a generated motion onto the ReAlign skeleton and a Mixamo-style rig, headlessly, and picture it.
+"""Bake a generated motion onto the ReAlign skeleton and a Mixamo-style rig, headlessly, and picture it on bodies.
 
 The last step of ``python build.py demo`` (after ``realign generate``), in the
 ``bpy`` module of ``.venv-bpy50`` or in Blender itself:
 
     .venv-bpy50/bin/python blender_addon/scripts/bake_demo.py --zip dist/realign_blender-0.1.0.zip \\
         --motion out/demo/walk_wave.npy --prompt "..." --blend out/demo/walk_wave.blend \\
-        --png out/demo/retarget_demo.png
+        --png out/demo/retarget_demo.png --gif-frames out/demo/gif_frames
     blender -b --python blender_addon/scripts/bake_demo.py -- --motion ... (same arguments)
 
 It installs and enables the built extension zip (``--zip``; into a temporary
 user folder when run as the ``bpy`` module; without ``--zip`` an enabled
 ``realign_blender`` is used), empties the scene, creates the ReAlign skeleton
-(the add-on's operator) and a Mixamo-style rig (``demo_rigs.py``: cm, 0.01
-scale, A-pose), bakes the motion onto both with the add-on's
-``armature_io.bake`` (an Action with a fake user and an NLA strip each), saves
-the .blend, renders a picture with Cycles on the CPU (``preview.py``) and
+with its mannequin (the add-on's operator) and a Mixamo-style rig
+(``demo_rigs.py``: cm, 0.01 scale, A-pose) with a preview mannequin sized to
+its bones (the add-on's *Add preview mannequin*), bakes the motion onto both
+with the add-on's ``armature_io.bake`` (an Action with a fake user and an NLA
+strip each), saves the .blend, renders a strip of frames (``--png``) and the
+frames of an animation (``--gif-frames``; build.py makes the GIF) with
+Workbench (or ``--engine cycles`` for the strip), see ``preview.py``, and
 writes a JSON report (``--report``).  Blender's Python only: stdlib + numpy.
 """
 from __future__ import annotations
@@ -42,6 +45,9 @@ import preview  # noqa: E402
 
 ADDON = "realign_blender"
 MIXAMO_LOCATION = (1.2, 0.0, 0.0)
+# (strip label, animation label) per rig
+LABELS = (("ReAlign skeleton + mannequin (22 bones, m)", "ReAlign skeleton"),
+          ("Mixamo-style rig + preview mannequin (cm, 0.01 scale, A-pose)", "Mixamo-style rig"))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -58,8 +64,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--model", default="", help="stored on the Actions")
     p.add_argument("--columns", type=int, default=6, help="frames shown per armature")
     p.add_argument("--width", type=int, default=1200, help="picture width, pixels")
+    p.add_argument("--engine", choices=("workbench", "cycles"), default="workbench", help="engine of the strip")
     p.add_argument("--samples", type=int, default=16, help="Cycles samples")
     p.add_argument("--no-denoise", action="store_true", help="skip Cycles' denoiser")
+    p.add_argument("--gif-frames", help="render the animation's frames (PNG) into this folder")
+    p.add_argument("--gif-width", type=int, default=480, help="animation width, pixels")
+    p.add_argument("--gif-fps", type=float, default=10.0, help="animation frames per second of motion")
     p.add_argument("--report", help="write a JSON report here")
     return p.parse_args(argv)
 
@@ -108,12 +118,25 @@ def create_armature(name: str, bones: list, object_matrix: np.ndarray) -> bpy.ty
 
 
 def create_rigs() -> list[tuple[bpy.types.Object, str]]:
-    """The ReAlign skeleton (at the origin) and the Mixamo-style rig beside it, with picture labels."""
+    """The ReAlign skeleton with its mannequin (at the origin) and the Mixamo-style rig beside it with a preview
+    mannequin (the add-on's operators), with picture labels."""
     bpy.ops.realign.create_skeleton()
     skeleton = bpy.context.active_object
     mixamo = create_armature("Mixamo Rig", demo_rigs.mixamo_bones(), demo_rigs.mixamo_object_matrix(MIXAMO_LOCATION))
-    return [(skeleton, "ReAlign skeleton (22 bones, m)"),
-            (mixamo, "Mixamo-style rig (cm, 0.01 scale, A-pose, fingers)")]
+    bpy.context.view_layer.objects.active = mixamo
+    if bpy.ops.realign.add_mannequin() != {"FINISHED"}:
+        raise SystemExit("Add preview mannequin failed on the Mixamo-style rig")
+    return [(skeleton, LABELS[0][0]), (mixamo, LABELS[1][0])]
+
+
+def body_facts(rigs: list) -> list[dict]:
+    """Each armature's body mesh: name, vertices, faces, weighted bones."""
+    facts = []
+    for obj, _ in rigs:
+        body = preview.body_mesh(obj)
+        facts.append({"armature": obj.name, "mesh": body.name, "vertices": len(body.data.vertices),
+                      "faces": len(body.data.polygons), "vertex_groups": len(body.vertex_groups)})
+    return facts
 
 
 def bake_all(addon, rigs: list, joints: np.ndarray, meta: dict) -> list[dict]:
@@ -156,14 +179,25 @@ def main(argv: list[str]) -> int:
     meta = {k: v for k, v in (("prompt", args.prompt), ("seed", args.seed), ("model", args.model)) if v not in ("", -1)}
     report["rigs"] = bake_all(addon, rigs, joints, meta)
     report["bake_s"] = round(time.perf_counter() - start, 3)
+    report["bodies"] = body_facts(rigs)
     Path(args.blend).parent.mkdir(parents=True, exist_ok=True)
     bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.blend).resolve()))
     report["blend"] = args.blend
     if args.png:
         start = time.perf_counter()
-        settings = preview.RenderSettings(args.width, args.samples, not args.no_denoise)
+        settings = preview.RenderSettings(args.width, args.samples, not args.no_denoise, args.engine)
         preview.render_preview(picture_rows(rigs, len(joints), args.columns), Path(args.png).resolve(), settings)
         report["png"], report["render_s"] = args.png, round(time.perf_counter() - start, 3)
+        report["engine"] = args.engine
+    if args.gif_frames:
+        start = time.perf_counter()
+        fps = bpy.context.scene.render.fps / bpy.context.scene.render.fps_base
+        idx = np.arange(0, len(joints), max(1, round(20.0 / args.gif_fps)))
+        short = [(obj, LABELS[k][1]) for k, (obj, _) in enumerate(rigs)]
+        paths = preview.render_animation(short, Path(args.gif_frames).resolve(), [1 + i * fps / 20.0 for i in idx],
+                                         args.gif_width)
+        report["gif_frames"], report["gif_fps"] = len(paths), 20.0 / max(1, round(20.0 / args.gif_fps))
+        report["gif_frames_dir"], report["gif_render_s"] = args.gif_frames, round(time.perf_counter() - start, 3)
     if args.report:
         Path(args.report).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

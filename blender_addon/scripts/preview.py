@@ -1,12 +1,20 @@
-"""A Cycles (CPU) picture of baked armatures: one row per armature, a few frames side by side.
+"""Pictures of baked armatures, rendered headlessly: a strip (one row per armature, a few frames side by side)
+and the frames of an animation of the scene.
 
-Armatures do not render, so every chosen frame becomes a static mesh of
-Blender-style octahedral bones built from the *evaluated* pose (what Blender
-plays back, not the retargeter's own numbers): left bones blue, right bones
-red, the rest grey (the stick-figure GIFs' colours).  Each row is rendered
-on its own (transparent film, a shadow-catcher floor, labels above the
-figures), composited onto white and stacked into one PNG.  Uses bpy and
-numpy only, so it runs in Blender's own Python or in the ``bpy`` module.
+Armatures do not render, so for the strip every chosen frame becomes a
+static mesh of the *evaluated* scene (what Blender plays back, not the
+retargeter's own numbers): the armature's body (the add-on's mannequin or a
+SMPL body, with its materials' colours) when it has one, else Blender-style
+octahedral bones, left blue, right red, the rest grey (the stick-figure GIFs'
+colours).  Each row is rendered on its own, labels above the figures, and the
+rows are stacked into one PNG.  ``render_animation`` renders the scene itself
+every few frames with a fixed camera, one PNG per frame.
+
+Engines: Workbench (default: OpenGL, which the ``bpy`` module runs headless
+through EGL and Mesa's software renderer; seconds per picture), or Cycles on
+the CPU (a shadow-catcher floor on a transparent film, composited onto
+white; about a minute per picture on 2 cores).  Uses bpy and numpy only, so it
+runs in Blender's own Python or in the ``bpy`` module.
 """
 from __future__ import annotations
 
@@ -25,24 +33,32 @@ ELEVATION, AZIMUTH = np.radians(10.0), np.radians(-35.0)
 PREVIEW_SCENE = "ReAlign preview"
 
 
+ENGINES = {"workbench": "BLENDER_WORKBENCH", "cycles": "CYCLES"}
+FLOOR_COLOUR = (5.0, 5.0, 5.0, 1.0)  # Workbench's view-space studio light greys a grazed floor: 5 shows light grey
+BODY_PROP = "realign_body"  # the add-on's body meshes carry it (body_objects.py)
+
+
 @dataclass
 class RenderSettings:
-    """Picture size and quality: width in pixels, Cycles samples, denoising."""
+    """Picture width in pixels, engine ("workbench" or "cycles"), Cycles samples and denoising."""
 
     width: int = 1200
     samples: int = 16
     denoise: bool = True
+    engine: str = "workbench"
 
 
 @dataclass
 class Row:
-    """One armature's snapshots: label, motion times (s), meshes' vertices (per snapshot, (V, 3)) and faces."""
+    """One armature's snapshots: label, motion times (s), triangle meshes' world vertices (per snapshot, (V, 3)),
+    faces (F, 3), each face's colour (F,) as an index into ``palette`` (RGBA)."""
 
     label: str
     times: list[float]
     verts: list[np.ndarray]
     faces: np.ndarray
-    sides: np.ndarray  # (faces,) index into SIDES
+    colour: np.ndarray
+    palette: list[tuple]
 
 
 def camera_rotation() -> np.ndarray:
@@ -94,12 +110,51 @@ def snapshot(obj: bpy.types.Object, frame: float, root: str) -> tuple[np.ndarray
     return verts - centre, faces
 
 
+def body_mesh(obj: bpy.types.Object) -> bpy.types.Object | None:
+    """The armature's body mesh (the add-on's mannequin or SMPL body), if any."""
+    return next((c for c in obj.children if c.type == "MESH" and c.get(BODY_PROP)), None)
+
+
+def body_snapshot(body: bpy.types.Object, frame: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World vertices (V, 3), triangles (F, 3) and material slots (F,) of the evaluated body at a scene frame."""
+    scene = bpy.context.scene
+    scene.frame_set(int(np.floor(frame)), subframe=float(frame - np.floor(frame)))
+    evaluated = body.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    try:
+        mesh.calc_loop_triangles()
+        co = np.empty(len(mesh.vertices) * 3)
+        mesh.vertices.foreach_get("co", co)
+        tris = np.empty(len(mesh.loop_triangles) * 3, np.int64)
+        mesh.loop_triangles.foreach_get("vertices", tris)
+        slots = np.empty(len(mesh.loop_triangles), np.int64)
+        mesh.loop_triangles.foreach_get("material_index", slots)
+    finally:
+        evaluated.to_mesh_clear()
+    mw = np.array(evaluated.matrix_world)
+    return co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3], tris.reshape(-1, 3), slots
+
+
 def make_row(obj: bpy.types.Object, label: str, frames: list[float], times: list[float], root: str) -> Row:
-    """Snapshots of one baked armature at the given scene frames."""
+    """Snapshots of one baked armature at the given scene frames: its body when it has one, else its bones;
+    each moved so the root bone's head is above the origin."""
+    body = body_mesh(obj)
+    centres = []
+    for f in frames:
+        bpy.context.scene.frame_set(int(np.floor(f)), subframe=float(f - np.floor(f)))
+        centre = (np.array(obj.matrix_world) @ np.append(np.array(obj.pose.bones[root].head), 1.0))[:3]
+        centres.append(centre * [1.0, 1.0, 0.0])
+    if body is not None:
+        shots = [body_snapshot(body, f) for f in frames]
+        palette = [tuple(m.diffuse_color) if m else COLOURS["centre"] for m in body.data.materials] or \
+            [COLOURS["centre"]]
+        verts = [v - c for (v, _, _), c in zip(shots, centres)]
+        return Row(label, list(times), verts, shots[0][1], np.minimum(shots[0][2], len(palette) - 1), palette)
     sides = bone_sides(obj)
     side_of_bone = np.array([SIDES.index(sides[pb.name]) for pb in obj.pose.bones])
     shots = [snapshot(obj, f, root) for f in frames]
-    return Row(label, list(times), [v for v, _ in shots], shots[0][1], np.repeat(side_of_bone, 8))
+    return Row(label, list(times), [v for v, _ in shots], shots[0][1], np.repeat(side_of_bone, 8),
+               [COLOURS[s] for s in SIDES])
 
 
 def layout(rows: list[Row], gap: float = 0.25) -> float:
@@ -151,27 +206,68 @@ def text_object(scene: bpy.types.Scene, body: str, location, size: float, align:
     return obj
 
 
-def row_objects(scene: bpy.types.Scene, row: Row, top: float, left: np.ndarray, mats: dict) -> list:
-    """The row's snapshot meshes, floor (shadow catcher) and labels; returns the objects."""
+def row_objects(scene: bpy.types.Scene, row: Row, top: float, left: np.ndarray, mats: dict,
+                engine: str) -> list:
+    """The row's snapshot meshes, floor and labels; returns the objects. The floor catches shadows only
+    (Cycles) or is a light grey plane (Workbench)."""
     objs = []
-    bone_mats = [mats[s] for s in SIDES]
+    palette = [material(f"{row.label} {i}", colour) for i, colour in enumerate(row.palette)]
     for k, v in enumerate(row.verts):
-        objs.append(mesh_object(scene, f"{row.label} {k}", v, row.faces, row.sides, bone_mats))
+        obj = mesh_object(scene, f"{row.label} {k}", v, row.faces, row.colour, palette)
+        obj.data.polygons.foreach_set("use_smooth", np.ones(len(row.faces), bool))
+        objs.append(obj)
         base = v.mean(0)
         objs.append(text_object(scene, f"{row.times[k]:.1f} s", (base[0], base[1], top + 0.1), 0.13, "CENTER",
                                 mats["text"]))
     objs.append(text_object(scene, row.label, (left[0], left[1], top + 0.35), 0.17, "LEFT", mats["text"]))
-    floor_z = min(v[:, 2].min() for v in row.verts)
-    quad = np.array([[-30, -30, 0], [30, -30, 0], [30, 30, 0], [-30, 30, 0]]) + [0, 0, floor_z - 0.002]
-    floor = mesh_object(scene, f"{row.label} floor", quad, np.array([[0, 1, 2, 3]]), np.zeros(1), [mats["centre"]])
-    floor.is_shadow_catcher = True
-    objs.append(floor)
+    objs.append(floor_object(scene, f"{row.label} floor", np.concatenate(row.verts), mats, engine))
     return objs
 
 
+def floor_object(scene: bpy.types.Scene, name: str, points: np.ndarray, mats: dict, engine: str,
+                 margin: float = 0.35) -> bpy.types.Object:
+    """A floor under the lowest of ``points`` (N, 3): for Cycles a large shadow catcher, for Workbench a light
+    grey stage spanning the points' ground extent plus ``margin`` metres."""
+    right = camera_rotation()[:, 0]  # horizontal
+    depth = np.cross([0.0, 0.0, 1.0], right)
+    along, across = points @ right, points @ depth
+    pad = 30.0 if engine == "cycles" else margin
+    corners = [(along.min() - pad, across.min() - pad), (along.max() + pad, across.min() - pad),
+               (along.max() + pad, across.max() + pad), (along.min() - pad, across.max() + pad)]
+    quad = np.array([a * right + c * depth for a, c in corners])
+    quad[:, 2] = points[:, 2].min() - 0.002
+    floor = mesh_object(scene, name, quad, np.array([[0, 1, 2, 3]]), np.zeros(1), [mats["floor"]])
+    floor.is_shadow_catcher = engine == "cycles"
+    return floor
+
+
+def setup_workbench(scene: bpy.types.Scene) -> None:
+    """Workbench: studio light, material colours, cast shadows, a transparent film, standard view transform."""
+    scene.render.engine = ENGINES["workbench"]
+    shading = scene.display.shading
+    shading.light, shading.color_type = "STUDIO", "MATERIAL"
+    shading.show_shadows, shading.shadow_intensity = True, 0.35
+    shading.show_cavity = False
+    scene.display.light_direction = (0.45, -0.35, 0.82)
+    scene.render.film_transparent = True
+    scene.view_settings.view_transform = "Standard"
+    scene.render.image_settings.file_format, scene.render.image_settings.color_mode = "PNG", "RGBA"
+
+
 def preview_scene(settings: RenderSettings) -> tuple[bpy.types.Scene, bpy.types.Object]:
-    """A new scene set up for Cycles on the CPU: transparent film, white sky light, a sun, an ortho camera."""
+    """A new scene for the strip with an ortho camera: Workbench (see ``setup_workbench``), or Cycles on the
+    CPU with a transparent film, a white sky light and a sun."""
     scene = bpy.data.scenes.new(PREVIEW_SCENE)
+    if settings.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {settings.engine!r}")
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    camera.data.type, camera.data.clip_end = "ORTHO", 200.0
+    camera.rotation_euler = (np.pi / 2 - ELEVATION, 0.0, AZIMUTH)
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    if settings.engine == "workbench":
+        setup_workbench(scene)
+        return scene, camera
     scene.render.engine = "CYCLES"
     cycles = scene.cycles
     cycles.device, cycles.samples, cycles.seed = "CPU", settings.samples, 0
@@ -188,12 +284,7 @@ def preview_scene(settings: RenderSettings) -> tuple[bpy.types.Scene, bpy.types.
     sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
     sun.data.energy, sun.data.angle = 3.0, np.radians(2.0)
     sun.rotation_euler = (np.radians(35.0), 0.0, np.radians(-30.0))
-    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    camera.data.type, camera.data.clip_end = "ORTHO", 200.0
-    camera.rotation_euler = (np.pi / 2 - ELEVATION, 0.0, AZIMUTH)
-    for obj in (sun, camera):
-        scene.collection.objects.link(obj)
-    scene.camera = camera
+    scene.collection.objects.link(sun)
     return scene, camera
 
 
@@ -266,7 +357,8 @@ def render_preview(rows: list[Row], png: Path, settings: RenderSettings | None =
     top, left, extra = label_anchor(rows)
     scene, camera = preview_scene(settings)
     mats = {name: material(f"ReAlign {name}", colour) for name, colour in COLOURS.items()}
-    groups = [row_objects(scene, row, top, left, mats) for row in rows]
+    mats["floor"] = material("ReAlign floor", FLOOR_COLOUR if settings.engine == "workbench" else COLOURS["centre"])
+    groups = [row_objects(scene, row, top, left, mats, settings.engine) for row in rows]
     points = np.concatenate([v for row in rows for v in row.verts] + [np.array(extra)])
     frame_camera(scene, camera, points, settings.width)
     with tempfile.TemporaryDirectory(prefix="realign-preview-") as tmp:
@@ -274,3 +366,48 @@ def render_preview(rows: list[Row], png: Path, settings: RenderSettings | None =
     write_png(np.concatenate(images[::-1], 0), Path(png))
     bpy.data.scenes.remove(scene)
     return Path(png)
+
+
+def render_animation(rigs: list[tuple[bpy.types.Object, str]], folder: Path, frames: list[float],
+                     width: int = 480) -> list[Path]:
+    """Render the current scene with Workbench at the given scene frames, one RGBA PNG each (``frame_0000.png``,
+    ... transparent background),
+    through a fixed orthographic camera framing every armature's body over the whole motion, a light floor
+    under the lowest foot and each rig's label above it. The camera, floor and labels are removed afterwards."""
+    scene = bpy.context.scene
+    bodies = [body_mesh(obj) for obj, _ in rigs]
+    if any(b is None for b in bodies):
+        raise ValueError("render_animation needs a body mesh on every armature (Add preview mannequin)")
+    sampled = frames[:: max(1, len(frames) // 16)] + [frames[-1]]
+    clouds = [np.concatenate([body_snapshot(b, f)[0][::5] for f in sampled]) for b in bodies]
+    top = max(float(c[:, 2].max()) for c in clouds)
+    mats = {"text": material("ReAlign text", COLOURS["text"]), "floor": material("ReAlign floor", FLOOR_COLOUR)}
+    added = [floor_object(scene, "ReAlign floor", np.concatenate(clouds), mats, "workbench")]
+    right = camera_rotation()[:, 0]
+    labels = []
+    for cloud, (_, label) in zip(clouds, rigs):
+        centre = cloud.mean(0)
+        added.append(text_object(scene, label, (centre[0], centre[1], top + 0.12), 0.09, "CENTER", mats["text"]))
+        half = 0.025 * len(label)
+        labels += [centre * [1, 1, 0] + [0, 0, top + 0.3] + k * half * right for k in (-1, 1)]
+    camera = bpy.data.objects.new("ReAlign GIF camera", bpy.data.cameras.new("ReAlign GIF camera"))
+    camera.data.type, camera.data.clip_end = "ORTHO", 200.0
+    camera.rotation_euler = (np.pi / 2 - ELEVATION, 0.0, AZIMUTH)
+    scene.collection.objects.link(camera)
+    added.append(camera)
+    previous_camera, scene.camera = scene.camera, camera
+    setup_workbench(scene)
+    frame_camera(scene, camera, np.concatenate(clouds + [np.array(labels)]), width, margin=0.08)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    try:
+        for i, f in enumerate(frames):
+            scene.frame_set(int(np.floor(f)), subframe=float(f - np.floor(f)))
+            scene.render.filepath = str(folder / f"frame_{i:04d}.png")
+            bpy.ops.render.render(write_still=True)
+            paths.append(Path(scene.render.filepath))
+    finally:
+        scene.camera = previous_camera
+        for obj in added:
+            bpy.data.objects.remove(obj)
+    return paths

@@ -27,8 +27,8 @@ def _keys(action, obj) -> dict[str, int]:
 
 def test_registers_ui_and_preferences(addon):
     assert bpy.types.REALIGN_PT_main.bl_category == "ReAlign"
-    for op in ("generate", "regenerate", "cancel", "dice", "check_server", "start_server", "create_skeleton",
-               "batch_bake", "batch_import_csv"):
+    for op in ("generate", "regenerate", "cancel", "dice", "check_server", "start_server", "stop_server",
+               "create_skeleton", "add_mannequin", "add_smpl_body", "batch_bake", "batch_import_csv"):
         assert hasattr(bpy.ops.realign, op)
     prefs = bpy.context.preferences.addons[addon.__name__].preferences
     assert (prefs.host, prefs.port) == ("127.0.0.1", 8765)

@@ -1,5 +1,6 @@
 """The main job's bake step (blender_addon/scripts/bake_demo.py) run as build.py runs it, in this bpy version:
-the saved .blend holds both rigs with their Actions and NLA strips, and the Cycles picture is written."""
+the saved .blend holds both rigs with their mannequins, Actions and NLA strips; the strip picture (Cycles
+here, Workbench in the main job) and the animation's Workbench frames are written."""
 from __future__ import annotations
 
 import json
@@ -28,7 +29,8 @@ def _run_script(tmp_path) -> tuple[dict, float]:
     cmd = [sys.executable, str(SCRIPT), "--zip", str(addon_zip()), "--motion", str(motion),
            "--prompt", "a person walks.", "--seed", "3", "--model", "test", "--blend", str(tmp_path / "walk.blend"),
            "--png", str(tmp_path / "walk.png"), "--report", str(tmp_path / "report.json"),
-           "--columns", "3", "--width", "240", "--samples", "2", "--no-denoise"]
+           "--columns", "3", "--width", "240", "--engine", "cycles", "--samples", "2", "--no-denoise",
+           "--gif-frames", str(tmp_path / "frames"), "--gif-width", "160", "--gif-fps", "2"]
     start = time.perf_counter()
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     took = time.perf_counter() - start
@@ -51,26 +53,31 @@ def _check_rig(addon, obj) -> None:
     assert len(rotations) == 4 * 22 and all(len(fc.keyframe_points) == FRAMES for fc in rotations)
 
 
-def _coloured_fraction(png) -> tuple[float, float]:
-    """Fractions of clearly blue and clearly red pixels in the picture."""
+def _pixels(png) -> np.ndarray:
     img = bpy.data.images.load(str(png))
     px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
     img.pixels.foreach_get(px)
-    rgb = px.reshape(-1, 4)[:, :3]
-    blue = np.mean(rgb[:, 2] > rgb[:, 0] + 0.3)
-    red = np.mean(rgb[:, 0] > rgb[:, 2] + 0.3)
-    return float(blue), float(red)
+    return px.reshape(-1, 4)
+
+
+def _mannequin_fraction(png) -> float:
+    """Fraction of the picture's pixels in the mannequin's warm wooden tone (red clearly above blue)."""
+    rgb = _pixels(png)[:, :3]
+    return float(np.mean((rgb[:, 0] > rgb[:, 2] + 0.08) & (rgb[:, 0] > 0.15)))
 
 
 def test_bake_demo_script_saves_both_rigs_and_renders_picture(addon, tmp_path):
     report, took = _run_script(tmp_path)
-    print(f"bake_demo.py in Blender {report['blender']}: {took:.1f} s "
-          f"(bake {report['bake_s']:.2f} s, Cycles {report['render_s']:.1f} s)")
+    print(f"bake_demo.py in Blender {report['blender']}: {took:.1f} s (bake {report['bake_s']:.2f} s, "
+          f"Cycles strip {report['render_s']:.1f} s, {report['gif_frames']} Workbench frames "
+          f"{report['gif_render_s']:.1f} s)")
     assert report["frames"] == FRAMES and [r["bones_driven"] for r in report["rigs"]] == [22, 22]
     bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "walk.blend"))
     arms = {o.name: o for o in bpy.data.objects if o.type == "ARMATURE"}
     assert set(arms) == {"ReAlign Skeleton", "Mixamo Rig"}
-    assert len(bpy.data.objects) == 2  # the picture's scene is not saved
+    assert len(bpy.data.objects) == 4  # two armatures and their mannequins; the pictures' objects are not saved
+    assert all(addon.body_objects.body_of(obj) is not None for obj in arms.values())
+    assert [b["vertex_groups"] for b in report["bodies"]] == [22, 22]
     mixamo = arms["Mixamo Rig"]
     assert "mixamorig:LeftHandIndex1" in mixamo.data.bones and mixamo.scale[0] == pytest.approx(0.01)
     assert json.loads(mixamo["realign_bone_map"])["right_wrist"] == "mixamorig:RightHand"
@@ -78,5 +85,10 @@ def test_bake_demo_script_saves_both_rigs_and_renders_picture(addon, tmp_path):
         _check_rig(addon, obj)
     img = bpy.data.images.load(str(tmp_path / "walk.png"))
     assert img.size[0] == 240 and img.size[1] > 60
-    blue, red = _coloured_fraction(tmp_path / "walk.png")
-    assert blue > 0.002 and red > 0.002, (blue, red)  # left (blue) and right (red) bones are in the picture
+    body = _mannequin_fraction(tmp_path / "walk.png")
+    assert body > 0.02, body  # the mannequins are in the picture
+    frames = sorted((tmp_path / "frames").glob("frame_*.png"))
+    assert len(frames) == report["gif_frames"] == 4  # 2 s of motion at 2 frames per second
+    first, last = _pixels(frames[0]), _pixels(frames[-1])
+    assert first.shape == last.shape and np.mean(first[:, 3] > 0.5) > 0.02  # bodies drawn (transparent film)
+    assert np.abs(first - last).mean() > 1e-3  # and they moved
