@@ -31,6 +31,7 @@ from realign_core.diffusion.sampling import (
     SamplerConfig,
     denoise_loop,
 )
+from realign_core.diffusion.schedulers import LIBRARY_SAMPLERS, LibraryConfig, LibraryScheduler
 from realign_core.guidance.reward_bank import RewardBank
 from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings, GuidanceTrace, RewardGuidance
 from realign_core.models.layout import bank_path, checkpoint_path, guidance_path
@@ -38,15 +39,22 @@ from realign_core.models.reward_model import load_reward_checkpoint
 from realign_core.motion.features import features_to_joints
 from realign_core.text.encoder import TextEncoder, load_text_encoder
 
-__all__ = ["MAX_FRAMES", "MotionOutput", "SamplingConfig", "TextToMotionPipeline"]
+__all__ = ["MAX_FRAMES", "SAMPLERS", "MotionOutput", "SamplingConfig", "TextToMotionPipeline"]
+
+SAMPLERS = ("ddim", "ddpm") + LIBRARY_SAMPLERS   # ours, then diffusers' (realign_core/diffusion/schedulers.py)
+# Default timestep spacing: "leading" (MLD's) for the one-step samplers; the multistep solvers start at T-1
+# ("trailing"), since a leading start (t = (n-1) T/n) moves their result more than their accuracy gains.
+SPACING = {"ddim": "leading", "ddpm": "leading", "diffusers-ddim": "leading", "dpmsolver++": "trailing",
+           "unipc": "trailing"}
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    sampler: str = "ddim"            # or "ddpm"
+    sampler: str = "ddim"            # one of SAMPLERS
     steps: int = 50
     cfg_scale: float | None = None   # None = the generator's default (MLD 7.5, MDM 2.5)
     eta: float = 0.0                 # DDIM's eta (not the M2M reward weight)
+    spacing: str | None = None       # timestep spacing "leading"/"trailing"; None = the sampler's (SPACING)
 
 
 @dataclass
@@ -126,14 +134,20 @@ class TextToMotionPipeline:
                            "(`realign bank`); these models have none, so eta must be 0")
         return None
 
-    def make_sampler(self, cfg: SamplingConfig):
-        kind = self.generator.prediction_type
+    def make_sampler(self, cfg: SamplingConfig, guided: bool = False):
+        """The sampler of ``cfg`` with its timesteps set; ``guided`` turns UniPC's corrector off (it would
+        drop the guidance update, see realign_core/diffusion/schedulers.py)."""
+        if cfg.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
+        common = {"prediction_type": self.generator.prediction_type,
+                  "timestep_spacing": cfg.spacing or SPACING[cfg.sampler]}
         if cfg.sampler == "ddim":
-            sampler = DDIMSampler(self.generator.schedule, DDIMConfig(prediction_type=kind, eta=cfg.eta))
+            sampler = DDIMSampler(self.generator.schedule, DDIMConfig(eta=cfg.eta, **common))
         elif cfg.sampler == "ddpm":
-            sampler = DDPMSampler(self.generator.schedule, SamplerConfig(prediction_type=kind))
+            sampler = DDPMSampler(self.generator.schedule, SamplerConfig(**common))
         else:
-            raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {cfg.sampler!r}")
+            sampler = LibraryScheduler(cfg.sampler, self.generator.schedule,
+                                       LibraryConfig(eta=cfg.eta, corrector=not guided, **common))
         sampler.set_timesteps(cfg.steps)
         return sampler
 
@@ -164,7 +178,7 @@ class TextToMotionPipeline:
         gen = self.generator
         text_emb = self.text.encode_sentences(captions).to(self.device)
         seeded = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        sampler = self.make_sampler(cfg)
+        sampler = self.make_sampler(cfg, guided=guidance is not None and guidance.active)
         lengths = torch.tensor([int(f) for f in frames], device=self.device)
         hook = self.make_guidance(list(captions), lengths, guidance, sampler.timesteps)
         cfg_scale = gen.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale

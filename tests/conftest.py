@@ -109,3 +109,14 @@ def tiny_guided(tiny_generator, synthetic_dataset, tmp_path_factory):
     ckpt = root / "reward" / "best.pt"
     build_bank(load_reward_model(ckpt), ckpt, synthetic_dataset, progress=False).save(bank_path(root))
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train faster on one thread (and do not fight other processes for cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

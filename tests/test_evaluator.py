@@ -180,14 +180,6 @@ def test_mean_ci():
 
 # ------------------------------------------------------------- training
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train faster on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_training_learns_to_retrieve(tmp_path, one_thread):
     data = write_synthetic_dataset(tmp_path / "data", clips_per_class=24, frames=(44, 72))

@@ -38,6 +38,9 @@ def test_eval_reports_every_measurement(tiny_stack, tmp_path):
     assert real["r1"][0] > 1 / 32 and real["fid"][0] >= 0          # fid = FID(train, test), the floor
     assert set(gen) == {"r1", "r2", "r3", "mm_dist", "diversity", "fid"}
     assert gen["fid"][1] >= 0 and gen["r1"][0] <= gen["r3"][0]
+    words = result["by_evaluator"]["evaluator_words"]             # the second, MiniLM-free evaluator
+    assert set(words["generator"]) == set(gen) and words["real"]["r1"][0] > 1 / 32
+    assert words["generator"]["fid"] != gen["fid"]               # its own embedding space, not a copy
     for kind in ("reward", "reward_plain"):
         table = result[f"{kind}_retrieval"]
         assert list(table) == ["0", "100", "300", "500", "700", "900"]
@@ -46,10 +49,11 @@ def test_eval_reports_every_measurement(tiny_stack, tmp_path):
     assert json.loads((tmp_path / "e.json").read_text())["test_prompts"] == 32
     text = format_result(result)
     assert "VAE test MPJPE" in text and "generator, no guidance" in text and "reward_plain" in text
+    assert "generator, no guidance [evaluator_words]" in text
 
     card = build_model_card(root, tmp_path / "e.json")
     assert "NSF EIA-0196217" in card and "| evaluator |" in card and "Generator without guidance" in card
-    assert "not trained yet" not in card
+    assert "not trained yet" not in card and "scored by evaluator_words" in card
 
 
 def test_export_halves_weights_and_keeps_models_usable(tiny_stack, tmp_path):
@@ -112,6 +116,9 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
         assert 0 <= row["r1"][0] <= row["r3"][0] <= 1, name
     assert "multimodality" in table["rows"]["mld baseline"]
     assert "| mdm baseline |" in format_table(table)
+    words = table["rows_by_evaluator"]["evaluator_words"]
+    assert list(words) == list(table["rows"]) and words["mld baseline"] != table["rows"]["mld baseline"]
+    assert "| mdm baseline |" in format_table(table, "evaluator_words")
 
 
 def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():

@@ -26,13 +26,7 @@ def text_model():
     return load_text_encoder()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded, and much faster when other jobs share the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models run fastest single-threaded (conftest.py)
 
 
 def tiny_model(step_aware: bool = True, downsample: int = 4, seed: int = 0, **kw) -> RewardModel:

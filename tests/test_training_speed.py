@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from realign_core.training.config import load_config
@@ -81,3 +82,33 @@ def test_judge_generator_on_val_is_seeded_and_uses_the_judge(tiny_guided, synthe
     assert first["split"] == "val" and first["judge"] == "reward" and first["guidance"] is None
     assert 0.0 <= first["judge_r1"] <= 1.0 and first["judge_fid"] >= 0.0
     assert (first["judge_r1"], first["judge_fid"]) == (again["judge_r1"], again["judge_fid"])
+
+
+def test_cosine_schedule_warms_up_decays_to_min_lr_and_resumes_on_the_same_curve(tiny_generator, synthetic_dataset,
+                                                                                 tmp_path):
+    root = tiny_generator[0]
+    section, cfg = load_config(TINY, "denoiser")
+    cfg = replace(cfg, epochs=4, lr=1e-3, min_lr=1e-4, lr_schedule="cosine", warmup_steps=2)
+    trainer = Trainer(make_task("denoiser", section, synthetic_dataset, root, "denoiser", cfg), synthetic_dataset,
+                      tmp_path / "cosine", cfg, progress=False)
+    total = cfg.epochs * len(trainer.train_loader())
+    rates = []
+    for step in range(total + 1):
+        trainer.step = step
+        rates.append(trainer.learning_rate())
+    assert rates[0] == pytest.approx(0.5 * (1e-4 + 0.9e-3 * 0.5 * (1 + np.cos(0))))     # warm-up: half of step 0's
+    assert rates[total // 2] == pytest.approx(1e-4 + 0.9e-3 * 0.5, rel=0.05)              # halfway: the midpoint
+    assert rates[-1] == pytest.approx(1e-4) and all(a >= b for a, b in zip(rates[2:], rates[3:]))
+    trainer.step = 0
+    assert Trainer(trainer.task, synthetic_dataset, tmp_path / "constant", replace(cfg, lr_schedule="constant"),
+                   progress=False).learning_rate() == pytest.approx(0.5e-3)
+
+
+def test_train_config_names_a_bad_schedule(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[denoiser.train]\nlr_schedule = "linear"\n')
+    with pytest.raises(ValueError, match=r"bad.toml \[denoiser.train\]: lr_schedule = 'linear'"):
+        load_config(bad, "denoiser")
+    bad.write_text('[denoiser.train]\nlr = 1e-4\nmin_lr = 1e-3\n')
+    with pytest.raises(ValueError, match="min_lr = 0.001 must lie in"):
+        load_config(bad, "denoiser")

@@ -1,7 +1,7 @@
 """``realign bench``: latency of sampling, or (``--server``) throughput of the generation server.
 
     realign bench --models DIR [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all] ...
-    realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
+    realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M] [--soak SECONDS]
     realign bench --train denoiser --data DIR --config FILE --models DIR [--train-steps N]
 
 One parser for both modes.  ``--models``, ``--device``, ``--frames`` and
@@ -32,7 +32,7 @@ MODE_DEFAULTS: dict[str, tuple[Any, Any]] = {"models": (None, "models/default"),
                                              "frames": (196, 60), "steps": (50, 10)}
 LATENCY_ONLY = ("generator", "batch", "guided", "placement", "amp", "threads", "repeats", "warmup", "strength",
                 "eta", "fidelity", "reward_variants", "json", "table_clock", "plot_quality", "plot_out")
-SERVER_ONLY = ("connect", "token", "clients", "requests", "prompt")
+SERVER_ONLY = ("connect", "token", "clients", "requests", "prompt", "soak")
 TRAIN_ONLY = ("data", "config", "train_steps")
 
 
@@ -91,6 +91,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     srv.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     srv.add_argument("--requests", type=int, default=4, help="requests per client (default 4)")
     srv.add_argument("--prompt", default=DEFAULT_PROMPT)
+    srv.add_argument("--soak", type=float, default=None, metavar="SECONDS",
+                     help="instead: a mixed load with bad actors for SECONDS (--clients generating clients); "
+                          "prints latency with/without them, RSS/threads/fds, results lost, cross-talk")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,12 +20,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+# What every command that reads training data needs (train, eval, tune-guidance, bank); generate and serve don't.
+DATA_HELP = ("dataset folder in HumanML3D layout, built by 'realign data build' or 'python3.11 build.py data' "
+             "from CMU mocap joints + KIT-ML + the HumanML3D index (not shipped in this repository; generate, "
+             "serve and the Blender add-on need only the models)")
+
+# realign_core.pipeline.SAMPLERS, copied so that parsing never imports torch (tests/test_schedulers.py checks)
+SAMPLER_CHOICES = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc")
+
 
 def add_eval_command(sub: argparse._SubParsersAction) -> None:
     """The ``realign eval`` sub-command."""
-    ev = sub.add_parser("eval", help="measure a trained model stack on the test split")
+    ev = sub.add_parser("eval", help="measure a trained model stack on the test split (needs a built dataset)",
+                        description="Measure a trained model stack on a built dataset's test split. " + DATA_HELP)
     ev.add_argument("--models", required=True, help="model root (vae/, denoiser/, reward/, reward_plain/, evaluator/)")
-    ev.add_argument("--data", required=True)
+    ev.add_argument("--data", required=True, help=DATA_HELP)
     ev.add_argument("--repeats", type=int, default=5, help="repeated generations (mean ± 95%% CI)")
     ev.add_argument("--real-repeats", type=int, default=20, help="reshuffles of the 32-sample groups for real data")
     ev.add_argument("--steps", type=int, default=50)
@@ -47,6 +56,9 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
                          "reward_plain, to choose checkpoints (writes MODELS/generator_val_judge.json)")
     ev.add_argument("--judge-models", default=None, help="--judge-val: root of the judge (default --models)")
     ev.add_argument("--generator", default="mld", choices=("mld", "mdm"), help="--judge-val: which generator")
+    ev.add_argument("--sampler", default="ddim", choices=SAMPLER_CHOICES, help="--judge-val: the sampler")
+    ev.add_argument("--spacing", default=None, choices=("leading", "trailing"),
+                    help="--judge-val: timestep spacing (default: the sampler's)")
     ev.add_argument("--parts", default="vae,real,generator,reward",
                     help="comma-separated subset of vae,real,generator,reward (a partial run updates the JSON)")
     ev.add_argument("--limit", type=int, default=None, help="a seeded random subset of N test prompts")
@@ -89,9 +101,10 @@ def _eval_judge_val(args: argparse.Namespace) -> int:
     from realign_core.evaluation.generator_selection import judge_generator, save
 
     result = judge_generator(args.models, args.data, args.generator, args.limit or 256, args.steps,
-                             pick_device(args.device), args.judge_models)
+                             pick_device(args.device), args.judge_models, sampler=args.sampler, spacing=args.spacing)
     out = save(result, Path(args.output) if args.output else Path(args.models) / "generator_val_judge.json")
-    print(f"{args.generator} unguided on {result['prompts']} val prompts: judge R@1 {result['judge_r1']:.3f}, "
+    print(f"{args.generator} unguided on {result['prompts']} val prompts, {args.sampler}-{args.steps} "
+          f"({result['spacing']}): judge R@1 {result['judge_r1']:.3f}, "
           f"judge FID {result['judge_fid']:.3f} ({result['seconds']:.0f} s) -> {out}")
     return 0
 
@@ -109,6 +122,8 @@ def _eval_table(args: argparse.Namespace) -> int:
     save_table(result, out)
     print(f"{result['prompts']} {result['split']} prompts, {result['repeats']} repeats, {result['steps']} steps")
     print(format_table(result))
+    for kind in result.get("rows_by_evaluator", {}):
+        print(f"\nscored by {kind}:\n{format_table(result, kind)}")
     print(f"written to {out}")
     return 0
 
@@ -173,6 +188,42 @@ def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
     if len(reports) == 2:
         out["difference"] = compare_reports(reports["baseline"], reports["guided"])
     return out
+
+
+def add_check_motion_command(sub: argparse._SubParsersAction) -> None:
+    """The ``realign check-motion`` sub-command: the model-free kinematic checks on one motion file."""
+    cm = sub.add_parser("check-motion", help="what a motion file does, by the model-free kinematic checks")
+    cm.add_argument("motion", type=Path, help="joints .npy (F, 22, 3) metres, Y up, 20 fps (realign generate's -o)")
+    cm.add_argument("--checks", default="", help="comma-separated check names (default: all)")
+    cm.add_argument("--json", type=Path, help="also write the measures and verdicts here")
+    cm.set_defaults(func=_check_motion)
+
+
+def _check_motion(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from realign_core.evaluation.kinematic.checks import MeasuredMotion, all_checks
+
+    checks = all_checks()
+    names = [n.strip() for n in args.checks.split(",") if n.strip()] or list(checks)
+    unknown = [n for n in names if n not in checks]
+    if unknown:
+        raise SystemExit(f"realign check-motion: unknown check(s) {unknown}; choose from {sorted(checks)}")
+    path = args.motion if args.motion.suffix == ".npy" else args.motion.with_name(args.motion.name + ".npy")
+    if not path.is_file():
+        raise SystemExit(f"realign check-motion: {path}: no such joints file")
+    motion = MeasuredMotion(np.load(path))
+    s = motion.summary
+    verdicts = {n: bool(checks[n](motion)) for n in names}
+    print(f"{path}: {len(motion.pos)} frames ({s.duration_s:.1f} s); pelvis {s.forward_m:+.2f} m forward, "
+          f"{s.left_m:+.2f} m left, path {s.path_length_m:.2f} m; turned {s.heading_change_deg:+.0f} deg")
+    for name, ok in verdicts.items():
+        print(f"  {name:14s} {'yes' if ok else 'no'}")
+    if args.json:
+        args.json.write_text(json.dumps({"motion": str(path), "forward_m": s.forward_m, "left_m": s.left_m,
+                                         "path_length_m": s.path_length_m,
+                                         "heading_change_deg": s.heading_change_deg, "checks": verdicts}, indent=1))
+    return 0
 
 
 def kinematic_main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@
     realign data add-bvh --bvh-dir DIR --captions CSV --out DIR
     realign data report DIR
     realign render MOTION.npy -o OUT.{gif,mp4,png}
+    realign check-motion MOTION.npy [--checks walk_forward,wave_right]   (model-free kinematic checks)
     realign check-representation --vectors humanml3d_reference_vectors.npz
     realign train {vae,denoiser,reward,reward_plain,evaluator,mdm} --data DIR --config FILE --out DIR
     realign eval --models DIR --data DIR [--table [--limit N] [--repeats R] | --kinematic | --judge-val]
@@ -12,10 +13,11 @@
     realign export --models DIR --out DIR
     realign generate "PROMPT" --seconds S --seed N --strength X [--mu --eta --cfg --steps --samples K] -o OUT
     realign bank --models DIR --data DIR
-    realign serve [--models DIR] [--host H] [--port P] [--allow-remote --token T]
+    realign serve [--models DIR] [--host H] [--port P] [--allow-remote] (token: $REALIGN_SERVER_TOKEN or --token-file)
     realign bench --models DIR [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all]   (latency)
     realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
     realign bench --train denoiser --models DIR --data DIR --config FILE   (training throughput)
+    realign gpu {pack,size,prepare,rehearse,restore,train,apply}   (the GPU one-shot; docs/models.md)
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from realign_core.cli import bench
-from realign_core.cli.evaluate import add_eval_command
+from realign_core.cli.evaluate import DATA_HELP, SAMPLER_CHOICES, add_check_motion_command, add_eval_command
+from realign_core.cli.gpu import add_gpu_command
 from realign_core.models.layout import KINDS as TRAIN_KINDS  # torch-free: parsing never imports torch
 from realign_core.models.layout import checkpoint_path, guidance_path
 
@@ -205,7 +208,8 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
                         "more = better FID, slower)")
     g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
     g.add_argument("--steps", type=int, default=50, help="sampler steps")
-    g.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    g.add_argument("--sampler", default="ddim", choices=SAMPLER_CHOICES,
+                   help="ours (ddim, ddpm) or diffusers' (diffusers-ddim, dpmsolver++, unipc)")
     g.add_argument("--ddim-eta", type=float, default=0.0, help="DDIM stochasticity (not the M2M weight)")
     g.add_argument("--device", default="auto")
     g.add_argument("--smpl", action="store_true", help="also write an AMASS-style SMPL .npz")
@@ -215,7 +219,7 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
 
     bk = sub.add_parser("bank", help="embed the training motions for the motion-to-motion reward")
     bk.add_argument("--models", required=True)
-    bk.add_argument("--data", required=True)
+    bk.add_argument("--data", required=True, help=DATA_HELP)
     bk.add_argument("--split", default="train")
     bk.add_argument("--kinds", nargs="+", default=["reward", "reward_plain"])
     bk.set_defaults(func=_bank)
@@ -277,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--fps", type=int, default=None)
     rd.set_defaults(func=_render)
 
-    tr = sub.add_parser("train", help="train one model kind (resumes from OUT/KIND/last.pt)")
+    tr = sub.add_parser("train", help="train one model kind on a built dataset (resumes from OUT/KIND/last.pt)",
+                        description="Train one model kind (resumable). Needs --data: " + DATA_HELP)
     tr.add_argument("kind", choices=TRAIN_KINDS)
-    tr.add_argument("--data", required=True, help="dataset folder (HumanML3D layout)")
+    tr.add_argument("--data", required=True, help=DATA_HELP)
     tr.add_argument("--config", required=True, help="TOML config, e.g. configs/tiny.toml")
     tr.add_argument("--out", required=True, help="model root folder; writes OUT/KIND/")
     tr.add_argument("--epochs", type=int, default=None, help="override [KIND.train] epochs")
@@ -288,10 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_train)
 
     add_eval_command(sub)
+    add_check_motion_command(sub)
 
     tg = sub.add_parser("tune-guidance", help="choose the guidance settings on the validation split")
     tg.add_argument("--models", required=True)
-    tg.add_argument("--data", required=True)
+    tg.add_argument("--data", required=True, help=DATA_HELP)
     tg.add_argument("--generator", default="mld", choices=["mld", "mdm"])
     tg.add_argument("--prompts", type=int, default=256, help="validation prompts (a seeded random subset)")
     tg.add_argument("--steps", type=int, default=50)
@@ -326,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr.set_defaults(func=_check_representation)
     _add_generation_commands(sub)
     _add_server_commands(sub)
+    add_gpu_command(sub)
     return parser
 
 

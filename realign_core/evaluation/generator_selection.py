@@ -17,26 +17,28 @@ from realign_core.evaluation.guidance_tuning import Judge
 from realign_core.evaluation.results_table import eval_subset, generate_set
 from realign_core.models.layout import checkpoint_path
 from realign_core.models.reward_model import load_reward_model
-from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+from realign_core.pipeline import SPACING, SamplingConfig, TextToMotionPipeline
 
 
 def judge_generator(models: str | Path, data: str | Path, generator: str = "mld", prompts: int = 256,
                     steps: int = 50, device: str = "cpu", judge_models: str | Path | None = None,
-                    judge_kind: str = "reward_plain") -> dict[str, Any]:
+                    judge_kind: str = "reward_plain", sampler: str = "ddim",
+                    spacing: str | None = None) -> dict[str, Any]:
     """Judge R@1 / FID of ``generator`` under ``models`` on ``prompts`` validation prompts, unguided.
 
     judge_models: the root holding ``reward_plain/best.pt`` (default ``models``), so that checkpoints
     of one generator kept in different roots are judged by the same judge; judge_kind: which reward
-    model judges (``reward_plain``; tests use a tiny ``reward``).
+    model judges (``reward_plain``; tests use a tiny ``reward``); sampler / spacing: as ``SamplingConfig``'s.
     """
     subset = eval_subset(Path(data), "val", prompts)
     judge = Judge(load_reward_model(checkpoint_path(judge_models or models, judge_kind), device), subset)
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind=None)
     start = time.perf_counter()
-    feats = generate_set(pipe, subset, list(range(len(subset.captions))), SamplingConfig(steps=steps), None,
-                         desc=f"{generator} on val")
+    sampling = SamplingConfig(sampler, steps, spacing=spacing)
+    feats = generate_set(pipe, subset, list(range(len(subset.captions))), sampling, None, desc=f"{generator} on val")
     return {"models": str(models), "generator": generator, "split": "val", "prompts": len(subset.captions),
-            "steps": steps, "guidance": None, "judge": judge_kind, **judge.score(feats),
+            "sampler": sampler, "spacing": spacing or SPACING[sampler], "steps": steps, "guidance": None,
+            "judge": judge_kind, **judge.score(feats),
             "seconds": round(time.perf_counter() - start, 1)}
 
 

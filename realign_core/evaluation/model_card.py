@@ -33,15 +33,20 @@ def _training_facts(folder: Path) -> dict[str, Any] | None:
     if not best.is_file():
         return None
     ckpt = torch.load(best, map_location="cpu", weights_only=False)
-    facts = {"config": ckpt.get("config", {}), "train_config": ckpt.get("train_config", {}),
+    config = dict(ckpt.get("config", {}))
+    if "vocabulary" in config:      # the word evaluator's learned vocabulary: its size, not every word
+        config["vocabulary"] = f"{len(config['vocabulary'])} words from the train captions"
+    facts = {"config": config, "train_config": ckpt.get("train_config", {}),
              "best_epoch": ckpt.get("epoch"), "best_metrics": ckpt.get("metrics", {}),
              "parameters": sum(v.numel() for v in ckpt["model"].values()),
              "size_mb": round(best.stat().st_size / 2 ** 20, 2)}
     history = ckpt.get("history", [])  # exported checkpoints carry it
     if not history and last.is_file():
         history = torch.load(last, map_location="cpu", weights_only=False).get("history", [])
-    facts["epochs"] = len(history)
-    facts["train_minutes"] = round(sum(h.get("epoch_seconds", 0.0) for h in history) / 60, 1)
+    facts["epochs"] = max((int(h.get("epoch", 0)) for h in history), default=0)   # GPU runs log several per epoch
+    cpu = sum(h.get("epoch_seconds", 0.0) for h in history if not h.get("gpu"))
+    gpu = sum(h.get("epoch_seconds", 0.0) for h in history if h.get("gpu"))
+    facts["train_minutes"] = f"{cpu / 60:.1f}" + (f" + {gpu / 60:.1f} on a GPU" if gpu else "")
     return facts
 
 
@@ -92,6 +97,11 @@ def build_model_card(models: Path, eval_json: Path | None = None) -> str:
                                    res["real"])
         if "generator" in res:
             lines += _metric_table("Generator without guidance", res["generator"])
+        for kind, parts in res.get("by_evaluator", {}).items():
+            if "real" in parts:
+                lines += _metric_table(f"Real test motions, scored by {kind}", parts["real"])
+            if "generator" in parts:
+                lines += _metric_table(f"Generator without guidance, scored by {kind}", parts["generator"])
         for kind in ("reward", "reward_plain"):
             table = res.get(f"{kind}_retrieval")
             if table:

@@ -7,6 +7,8 @@ Writes ``OUT/eval_models.json`` and prints a summary:
   floor FID(real train, real test);
 * generator without guidance: R@1/2/3, FID, MM-Dist, Diversity (mean ± 95 %
   CI over repeated generations);
+* the same two with the second evaluator (``evaluator_words``) when present, under
+  ``by_evaluator``;
 * reward models (step-aware and plain): T2M / M2T retrieval R@k on clean and
   noised test motions (batches of 32).
 """
@@ -23,8 +25,13 @@ from torch.utils.data import DataLoader
 from realign_core.data.dataset import MotionTextDataset, collate
 from realign_core.device import pick_device
 from realign_core.evaluation.results_table import eval_subset
-from realign_core.evaluation.scoring import format_metrics, generated_metrics, make_eval_set, real_metrics
-from realign_core.models.evaluator import load_evaluator
+from realign_core.evaluation.scoring import (
+    format_metrics,
+    generated_metrics,
+    load_evaluators,
+    make_eval_set,
+    real_metrics,
+)
 from realign_core.models.layout import checkpoint_path
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
 
@@ -92,18 +99,25 @@ def evaluate_models(models: Path, data: Path, repeats: int = 5, real_repeats: in
     else:
         result["skipped"]["vae"] = "no vae/best.pt"
 
-    if (checkpoint_path(models, "evaluator")).is_file():
-        evaluator = load_evaluator(checkpoint_path(models, "evaluator"), dev)
+    evaluators = load_evaluators(models, dev)
+    if "evaluator" in evaluators:
+        by_kind: dict[str, dict[str, Any]] = {kind: {} for kind in evaluators}
         if "real" in parts:
-            result["real"] = real_metrics(evaluator, test, make_eval_set(data, "train"), real_repeats)
+            train = make_eval_set(data, "train")
+            for kind, evaluator in evaluators.items():
+                by_kind[kind]["real"] = real_metrics(evaluator, test, train, real_repeats)
         if "generator" not in parts:
             pass
         elif (checkpoint_path(models, "denoiser")).is_file():
             pipe = TextToMotionPipeline.from_checkpoints(models, dev)
-            result["generator"] = generated_metrics(_generator(pipe, sampling), evaluator, test, repeats)
+            scores = generated_metrics(_generator(pipe, sampling), evaluators, test, repeats)
+            for kind, metrics in scores.items():
+                by_kind[kind]["generator"] = metrics
             result["sampling"] = sampling.__dict__
         else:
             result["skipped"]["generator"] = "no denoiser/best.pt"
+        result.update(by_kind.pop("evaluator"))
+        result["by_evaluator"] = by_kind
     else:
         result["skipped"]["evaluator"] = "no evaluator/best.pt (real and generator metrics need it)"
 
@@ -126,6 +140,10 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(format_metrics("real (fid = train vs test)", result["real"]))
     if "generator" in result:
         lines.append(format_metrics("generator, no guidance", result["generator"]))
+    for kind, parts in result.get("by_evaluator", {}).items():
+        for part, name in (("real", "real"), ("generator", "generator, no guidance")):
+            if part in parts:
+                lines.append(format_metrics(f"{name} [{kind}]", parts[part]))
     for kind in ("reward", "reward_plain"):
         table = result.get(f"{kind}_retrieval")
         if table:

@@ -1,4 +1,4 @@
-"""The paper's results tables on our data: baseline vs ReAlign variants, scored by the independent evaluator.
+"""The paper's results tables on our data: baseline vs ReAlign variants, scored by the independent evaluators.
 
 Rows (``table_methods``), each generated for the same prompts and seeds:
 
@@ -17,6 +17,10 @@ generations with different seeds) and MultiModality.  MultiModality uses the
 repeats as the samples of each prompt (S = repeats, not Guo et al.'s 30): its
 CI comes from bootstrap resampling of the prompts.
 
+Every row is scored by each evaluator present (:func:`~realign_core.evaluation.scoring.load_evaluators`) on
+the same generated motions: ``rows`` holds the primary evaluator's metrics, ``rows_by_evaluator`` the
+others' (e.g. ``evaluator_words``, which shares nothing with MiniLM or the reward model).
+
 Guidance settings are never tuned here: they come from the models'
 ``guidance.toml``, written by :mod:`realign_core.evaluation.guidance_tuning` from the
 validation split.
@@ -32,9 +36,17 @@ import numpy as np
 from tqdm import tqdm
 
 from realign_core.evaluation import metrics as M
-from realign_core.evaluation.scoring import EvalSet, embed_motions, embed_texts, make_eval_set, real_metrics, summarize
+from realign_core.evaluation.scoring import (
+    AnyEvaluator,
+    EvalSet,
+    embed_motions,
+    embed_texts,
+    load_evaluators,
+    make_eval_set,
+    real_metrics,
+    summarize,
+)
 from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings
-from realign_core.models.evaluator import Evaluator
 from realign_core.models.layout import checkpoint_path, generator_present, guidance_path
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
 
@@ -135,24 +147,28 @@ def generate_set(pipe: TextToMotionPipeline, prompts: EvalSet, seeds: list[int],
     return out
 
 
-def score_method(pipe: TextToMotionPipeline, method: Method, evaluator: Evaluator, prompts: EvalSet,
-                 repeats: int, sampling: SamplingConfig, batch: int = 32) -> MetricDict:
-    """Generate ``repeats`` times (seed = repeat * 1,000,003 + prompt index) and score every run."""
-    text = embed_texts(evaluator, prompts.captions)
-    real = embed_motions(evaluator, prompts.features)
-    runs, per_repeat = [], []
+def score_method(pipe: TextToMotionPipeline, method: Method, evaluators: dict[str, AnyEvaluator], prompts: EvalSet,
+                 repeats: int, sampling: SamplingConfig, batch: int = 32) -> dict[str, MetricDict]:
+    """Generate ``repeats`` times (seed = repeat * 1,000,003 + prompt index) and score every run with
+    every evaluator: {kind: metrics}."""
+    text = {k: embed_texts(e, prompts.captions) for k, e in evaluators.items()}
+    real = {k: embed_motions(e, prompts.features) for k, e in evaluators.items()}
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in evaluators}
+    per_repeat: dict[str, list[np.ndarray]] = {k: [] for k in evaluators}
     for rep in range(repeats):
         seeds = [rep * 1_000_003 + j for j in range(len(prompts.captions))]
         feats = generate_set(pipe, prompts, seeds, sampling, method.guidance, batch,
                              desc=f"{method.name} ({rep + 1}/{repeats})")
-        emb = embed_motions(evaluator, feats)
-        per_repeat.append(emb)
-        r = M.r_precision(text, emb, seed=rep)
-        runs.append({"r1": float(r[0]), "r2": float(r[1]), "r3": float(r[2]), "fid": M.fid(emb, real),
-                     "mm_dist": M.matching_score(text, emb), "diversity": M.diversity(emb, seed=rep)})
-    result = summarize(runs)
+        for k, evaluator in evaluators.items():
+            emb = embed_motions(evaluator, feats)
+            per_repeat[k].append(emb)
+            r = M.r_precision(text[k], emb, seed=rep)
+            runs[k].append({"r1": float(r[0]), "r2": float(r[1]), "r3": float(r[2]), "fid": M.fid(emb, real[k]),
+                            "mm_dist": M.matching_score(text[k], emb), "diversity": M.diversity(emb, seed=rep)})
+    result = {k: summarize(r) for k, r in runs.items()}
     if repeats >= 2:
-        result["multimodality"] = multimodality_ci(np.stack(per_repeat, axis=1))
+        for k in evaluators:
+            result[k]["multimodality"] = multimodality_ci(np.stack(per_repeat[k], axis=1))
     return result
 
 
@@ -169,25 +185,28 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
               batch: int = 32, curve: bool = False, generators: tuple[str, ...] = ("mld", "mdm")) -> dict[str, Any]:
     """Score Real and every method on the same prompts; returns a JSON-ready dict (with ``curve``,
     the quality rows of the quality-vs-latency plot, when ``curve``)."""
-    from realign_core.models.evaluator import load_evaluator
-
-    evaluator = load_evaluator(checkpoint_path(models, "evaluator"), device)
+    evaluators = load_evaluators(models, device)
+    if "evaluator" not in evaluators:
+        raise FileNotFoundError(f"{checkpoint_path(models, 'evaluator')}: the results table needs the evaluator")
     prompts = eval_subset(data, split, limit)
     methods = table_methods(models, generators, curve=curve) if methods is None else methods
-    rows: dict[str, Any] = {"Real": real_metrics(evaluator, prompts, None, repeats=20)}
+    by_kind: dict[str, dict[str, Any]] = {k: {"Real": real_metrics(e, prompts, None, repeats=20)}
+                                          for k, e in evaluators.items()}
     pipes: dict[tuple[str, str | None], TextToMotionPipeline] = {}
     for method in methods:
         key = (method.generator, method.reward_kind)
         if key not in pipes:
             pipes[key] = TextToMotionPipeline.from_checkpoints(models, device, generator=method.generator,
                                                                reward_kind=method.reward_kind)
-        rows[method.name] = score_method(pipes[key], method, evaluator, prompts, repeats,
-                                         SamplingConfig(steps=steps), batch)
+        scores = score_method(pipes[key], method, evaluators, prompts, repeats, SamplingConfig(steps=steps), batch)
+        for kind, metrics in scores.items():
+            by_kind[kind][method.name] = metrics
+    rows = by_kind.pop("evaluator")
     defaults = {g: asdict(GuidanceCalibration.load(guidance_path(models), g).defaults)
                 for g in sorted({m.generator for m in methods})}
     result = {"split": split, "prompts": len(prompts.captions), "repeats": repeats, "steps": steps,
               "device": device, "defaults": defaults, "methods": {m.name: _method_dict(m) for m in methods},
-              "rows": rows}
+              "rows": rows, "rows_by_evaluator": by_kind}
     if curve:
         result["curve"] = curve_rows(result, "mld", steps)
     return result
@@ -201,11 +220,16 @@ def _method_dict(m: Method) -> dict[str, Any]:
 METRIC_ORDER = ("r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality")
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """Markdown table of a ``run_table`` result."""
+def table_rows(result: dict[str, Any], evaluator: str = "evaluator") -> dict[str, MetricDict]:
+    """{method: metrics} of one evaluator in a ``run_table`` result ({} when it did not score it)."""
+    return result["rows"] if evaluator == "evaluator" else result.get("rows_by_evaluator", {}).get(evaluator, {})
+
+
+def format_table(result: dict[str, Any], evaluator: str = "evaluator") -> str:
+    """Markdown table of a ``run_table`` result as scored by ``evaluator``."""
     head = "| method | " + " | ".join(METRIC_ORDER) + " |"
     lines = [head, "|" + "---|" * (len(METRIC_ORDER) + 1)]
-    for name, row in result["rows"].items():
+    for name, row in table_rows(result, evaluator).items():
         cells = [f"{row[k][0]:.3f} ± {row[k][1]:.3f}" if k in row else "–" for k in METRIC_ORDER]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -220,11 +244,17 @@ def merge_tables(previous: dict[str, Any], new: dict[str, Any]) -> dict[str, Any
     merged = {**previous, **{k: v for k, v in new.items() if k not in ("methods", "rows", "defaults", "curve")}}
     merged["defaults"] = {**previous.get("defaults", {}), **new["defaults"]}
     methods = {**previous["methods"], **new["methods"]}
-    rows = {**previous["rows"], **new["rows"]}
     order = {"mld": 1, "mdm": 2}        # Real first, then each generator's rows in their own order
     rank = {name: order.get(m["generator"], 3) for name, m in methods.items()}
+
+    def ordered(old: dict[str, Any], new_rows: dict[str, Any]) -> dict[str, Any]:
+        return dict(sorted({**old, **new_rows}.items(), key=lambda kv: rank.get(kv[0], 0)))
+
     merged["methods"] = methods
-    merged["rows"] = dict(sorted(rows.items(), key=lambda kv: rank.get(kv[0], 0)))
+    merged["rows"] = ordered(previous["rows"], new["rows"])
+    kinds = set(previous.get("rows_by_evaluator", {})) | set(new.get("rows_by_evaluator", {}))
+    merged["rows_by_evaluator"] = {k: ordered(previous.get("rows_by_evaluator", {}).get(k, {}),
+                                              new.get("rows_by_evaluator", {}).get(k, {})) for k in sorted(kinds)}
     if "curve" in new:
         merged["curve"] = new["curve"]
     return merged

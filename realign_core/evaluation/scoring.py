@@ -1,4 +1,8 @@
-"""Scoring real and generated motions with the independent evaluator (Guo et al. protocol).
+"""Scoring real and generated motions with the independent evaluators (Guo et al. protocol).
+
+Two evaluators score every table when both are present (``load_evaluators``): ``evaluator`` (conv +
+GRU motion side, GRU over frozen MiniLM token states) and ``evaluator_words`` (temporal-convolution
+motion side, words learned from scratch: nothing shared with MiniLM or the reward model).
 
 An ``EvalSet`` fixes, for one split, one caption and one length per entry
 (seeded), so that every repeat and every method is scored on the same prompts.
@@ -17,9 +21,20 @@ from tqdm import tqdm
 
 from realign_core.data.dataset import MotionTextDataset, collate
 from realign_core.evaluation import metrics as M
-from realign_core.models.evaluator import Evaluator
+from realign_core.models.evaluator import MetricSpaceScorer, load_evaluator
+from realign_core.models.layout import checkpoint_path
+from realign_core.models.word_evaluator import load_word_evaluator
 
 MetricDict = dict[str, tuple[float, float]]  # name -> (mean, 95 % half-width)
+AnyEvaluator = MetricSpaceScorer        # Evaluator or WordEvaluator
+EVALUATOR_KINDS = ("evaluator", "evaluator_words")   # the first is the primary one (``rows`` of a table)
+
+
+def load_evaluators(models: str | Path, device: torch.device | str = "cpu") -> dict[str, AnyEvaluator]:
+    """{kind: evaluator} of the evaluator checkpoints present under ``models``, primary first."""
+    loaders = {"evaluator": load_evaluator, "evaluator_words": load_word_evaluator}
+    return {kind: loaders[kind](checkpoint_path(models, kind), device)
+            for kind in EVALUATOR_KINDS if checkpoint_path(models, kind).is_file()}
 
 
 @dataclass
@@ -50,13 +65,13 @@ def embed_feature_list(embed: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
     return np.concatenate(out)
 
 
-def embed_motions(evaluator: Evaluator, features: list[np.ndarray], batch: int = 64) -> np.ndarray:
+def embed_motions(evaluator: AnyEvaluator, features: list[np.ndarray], batch: int = 64) -> np.ndarray:
     """Metric-space embeddings (N, D) of normalised feature arrays."""
     return embed_feature_list(evaluator.embed_motions, features, batch)
 
 
 @torch.no_grad()
-def embed_texts(evaluator: Evaluator, captions: list[str], batch: int = 256) -> np.ndarray:
+def embed_texts(evaluator: AnyEvaluator, captions: list[str], batch: int = 256) -> np.ndarray:
     return np.concatenate([evaluator.embed_texts(captions[i:i + batch]).cpu().numpy()
                            for i in range(0, len(captions), batch)])
 
@@ -75,7 +90,7 @@ def summarize(runs: list[dict[str, float]]) -> MetricDict:
     return {k: M.mean_ci([r[k] for r in runs]) for k in runs[0]}
 
 
-def real_metrics(evaluator: Evaluator, test: EvalSet, train: EvalSet | None = None, repeats: int = 20) -> MetricDict:
+def real_metrics(evaluator: AnyEvaluator, test: EvalSet, train: EvalSet | None = None, repeats: int = 20) -> MetricDict:
     """Scores of the real test motions (repeats = reshuffles of the R-precision groups).
 
     With ``train`` given, ``fid`` is FID(real train, real test): the floor for generated motions.
@@ -89,20 +104,22 @@ def real_metrics(evaluator: Evaluator, test: EvalSet, train: EvalSet | None = No
 Generate = Callable[[list[str], list[int], list[int]], list[np.ndarray]]  # captions, lengths, seeds -> normalised feats
 
 
-def generated_metrics(generate: Generate, evaluator: Evaluator, test: EvalSet, repeats: int = 5,
-                      batch: int = 64, progress: bool = True) -> MetricDict:
-    """Generate one motion per test prompt ``repeats`` times (seeds differ per repeat) and score each run."""
-    text = embed_texts(evaluator, test.captions)
-    real = embed_motions(evaluator, test.features)
-    runs = []
+def generated_metrics(generate: Generate, evaluators: dict[str, AnyEvaluator], test: EvalSet, repeats: int = 5,
+                      batch: int = 64, progress: bool = True) -> dict[str, MetricDict]:
+    """Generate one motion per test prompt ``repeats`` times (seeds differ per repeat) and score each run
+    with every evaluator: {kind: metrics}."""
+    text = {k: embed_texts(e, test.captions) for k, e in evaluators.items()}
+    real = {k: embed_motions(e, test.features) for k, e in evaluators.items()}
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in evaluators}
     for rep in range(repeats):
         feats: list[np.ndarray] = []
         for i in tqdm(range(0, len(test.captions), batch), desc=f"generating (repeat {rep + 1}/{repeats})",
                       disable=not progress, leave=False):
             seeds = [rep * 1_000_003 + j for j in range(i, min(i + batch, len(test.captions)))]
             feats += generate(test.captions[i:i + batch], test.lengths[i:i + batch], seeds)
-        runs.append(_scores(text, embed_motions(evaluator, feats), real, seed=rep))
-    return summarize(runs)
+        for k, e in evaluators.items():
+            runs[k].append(_scores(text[k], embed_motions(e, feats), real[k], seed=rep))
+    return {k: summarize(r) for k, r in runs.items()}
 
 
 def format_metrics(name: str, m: MetricDict) -> str:

@@ -155,13 +155,47 @@ class TextGRUEncoder(nn.Module):
         return self.head(_final_hidden(self.gru, self.proj(states), lengths))
 
 
-class Evaluator(nn.Module):
-    """Text and motion encoders into one ``embed_dim`` space.
+class MetricSpaceScorer(nn.Module):
+    """What every evaluator shares: metric-space embeddings from its own ``token_states``,
+    ``encode_text`` and ``encode_motion`` (and ``config.metric_scale``).
 
-    ``encode_*`` give raw embeddings (with gradients, for training);
-    ``embed_*`` give metric-space embeddings (unit norm * ``metric_scale``)
-    under ``torch.no_grad()`` -- call ``.eval()`` first (``load_evaluator`` does).
+    ``encode_*`` give raw embeddings (with gradients, for training); ``embed_*`` give metric-space
+    embeddings (unit norm * ``metric_scale``) under ``torch.no_grad()`` -- call ``.eval()`` first.
     """
+
+    config: Any
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def token_states(self, captions: list[str]) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def encode_motion(self, features: Tensor, mask: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def encode_text(self, tokens: Tensor, token_mask: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def to_metric_space(self, raw: Tensor) -> Tensor:
+        """(B, D) raw -> (B, D) L2-normalised * metric_scale (the space all metrics use)."""
+        return F.normalize(raw, dim=-1) * self.config.metric_scale
+
+    @torch.no_grad()
+    def embed_motions(self, features: Tensor, mask: Tensor) -> Tensor:
+        """(B, T, 263) normalised features, (B, T) mask -> (B, D) metric-space embeddings."""
+        return self.to_metric_space(self.encode_motion(features.to(self.device), mask.to(self.device)))
+
+    @torch.no_grad()
+    def embed_texts(self, captions: list[str]) -> Tensor:
+        """B captions -> (B, D) metric-space embeddings."""
+        return self.to_metric_space(self.encode_text(*self.token_states(captions)))
+
+
+class Evaluator(MetricSpaceScorer):
+    """Text (GRU over frozen MiniLM token states) and motion (conv + GRU) encoders into one
+    ``embed_dim`` space; ``load_evaluator`` returns it in eval mode."""
 
     def __init__(self, config: EvaluatorConfig, text_model: "TextEncoder | None" = None) -> None:
         super().__init__()
@@ -169,10 +203,6 @@ class Evaluator(nn.Module):
         self.motion_encoder = MotionEncoder(config)
         self.text_encoder = TextGRUEncoder(config)
         object.__setattr__(self, "_text_model", text_model)   # not registered: stays out of state_dict
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def text_model(self) -> "TextEncoder":
         """The frozen MiniLM encoder (the given one, else the process-wide one on this device)."""
@@ -190,20 +220,6 @@ class Evaluator(nn.Module):
     def encode_text(self, states: Tensor, token_mask: Tensor) -> Tensor:
         """(B, L, 384) token states, (B, L) mask -> (B, D) raw embedding."""
         return self.text_encoder(states, token_mask)
-
-    def to_metric_space(self, raw: Tensor) -> Tensor:
-        """(B, D) raw -> (B, D) L2-normalised * metric_scale (the space all metrics use)."""
-        return F.normalize(raw, dim=-1) * self.config.metric_scale
-
-    @torch.no_grad()
-    def embed_motions(self, features: Tensor, mask: Tensor) -> Tensor:
-        """(B, T, 263) normalised features, (B, T) mask -> (B, D) metric-space embeddings."""
-        return self.to_metric_space(self.encode_motion(features.to(self.device), mask.to(self.device)))
-
-    @torch.no_grad()
-    def embed_texts(self, captions: list[str]) -> Tensor:
-        """B captions -> (B, D) metric-space embeddings."""
-        return self.to_metric_space(self.encode_text(*self.token_states(captions)))
 
 
 def build_evaluator(config: EvaluatorConfig | dict[str, Any]) -> Evaluator:

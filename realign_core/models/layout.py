@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "mdm")
+KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "evaluator_words", "mdm")
 GENERATOR_PARTS: dict[str, tuple[str, ...]] = {"mld": ("vae", "denoiser"), "mdm": ("mdm",)}
 BEST_FILE = "best.pt"
 LAST_FILE = "last.pt"

@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -24,6 +26,8 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"   # "constant" or "cosine" (to min_lr at the last step of `epochs`)
+    min_lr: float = 0.0             # cosine's floor
     grad_clip: float = 1.0
     seed: int = 0
     min_frames: int = 40
@@ -36,6 +40,12 @@ class TrainConfig:
     bucket_by_length: bool = False  # batches of similar lengths (less padding); still a new order every epoch
     cache_latents: bool = False     # denoiser: VAE posteriors encoded once per VAE checkpoint, not every step
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule = {self.lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
+        if not 0.0 <= self.min_lr <= self.lr:
+            raise ValueError(f"min_lr = {self.min_lr} must lie in [0, lr = {self.lr}]")
+
 
 def _check_keys(cls, section: dict, where: str) -> None:
     known = {f.name for f in fields(cls)}
@@ -47,7 +57,10 @@ def _check_keys(cls, section: dict, where: str) -> None:
 def build_dataclass(cls, section: dict, where: str):
     """cls(**section) with a clear error for unknown keys; lists become tuples."""
     _check_keys(cls, section, where)
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+    try:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
 
 
 def load_config(path: str | Path, kind: str) -> tuple[dict[str, Any], TrainConfig]:

@@ -1,7 +1,7 @@
 """Model kinds that ``realign train`` knows, and how each task is constructed.
 
 All kinds of one size share an output root: ``OUT/vae``, ``OUT/denoiser``,
-``OUT/reward``, ``OUT/reward_plain``, ``OUT/evaluator``, ``OUT/mdm``.  The denoiser is
+``OUT/reward``, ``OUT/reward_plain``, ``OUT/evaluator``, ``OUT/evaluator_words``, ``OUT/mdm``.  The denoiser is
 trained on the VAE found at ``OUT/vae/best.pt``; ``mdm`` (the MDM-style motion-space
 generator) needs nothing else.
 """
@@ -44,6 +44,10 @@ def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root
         from realign_core.training.tasks.evaluator import make_evaluator_task
 
         return make_evaluator_task(model_section, where)
+    if kind == "evaluator_words":
+        from realign_core.training.tasks.word_evaluator import make_word_evaluator_task
+
+        return make_word_evaluator_task(model_section, data_dir, where)
     if kind == "mdm":
         from realign_core.training.tasks.motion_denoiser import MotionDenoiserTask
 

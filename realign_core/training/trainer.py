@@ -82,6 +82,7 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.history: list[dict[str, float]] = []
         self.best: float | None = None
+        self._steps_per_epoch: int | None = None   # for the cosine schedule; found on first use
 
     # ------------------------------------------------------------------ data
     def _loader(self, dataset: MotionTextDataset, shuffle: bool, epoch: int) -> DataLoader:
@@ -156,13 +157,23 @@ class Trainer:
             fh.write(json.dumps(record) + "\n")
 
     # ----------------------------------------------------------------- loop
-    def _lr_factor(self) -> float:
-        return min(1.0, (self.step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
+    def learning_rate(self) -> float:
+        """This step's learning rate: linear warm-up, then constant or cosine down to ``min_lr`` at the
+        last step of ``cfg.epochs`` (so a resumed run continues the same curve)."""
+        warm = min(1.0, (self.step + 1) / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
+        if self.cfg.lr_schedule == "constant":
+            return self.cfg.lr * warm
+        if self._steps_per_epoch is None:
+            self._steps_per_epoch = len(self.train_loader())
+        total = max(1, self.cfg.epochs * self._steps_per_epoch)
+        progress = min(1.0, self.step / total)
+        return warm * (self.cfg.min_lr + (self.cfg.lr - self.cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def train_step(self, batch: dict[str, Any]) -> tuple[float, dict[str, float]]:
         """One optimiser step on a collated batch; returns (loss, named parts)."""
+        lr = self.learning_rate()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.cfg.lr * self._lr_factor()
+            group["lr"] = lr
         loss, parts = self.task.training_loss(self.model, to_device(batch, self.device), self.step)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{self.task.name}: non-finite loss at step {self.step}: {parts}")

@@ -8,7 +8,7 @@ loss at fixed noise and timesteps (the evaluator is never used here).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +17,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from realign_core.data.dataset import MotionTextDataset, collate
-from realign_core.diffusion.sampling import NoiseSchedule
 from realign_core.models.latent_denoiser import DenoiserConfig, LatentDenoiser
 from realign_core.models.motion_vae import MotionVAE, load_vae
 from realign_core.text.encoder import TextEncoder, load_text_encoder
 from realign_core.training.config import build_dataclass
+from realign_core.training.denoiser_objective import VALIDATION_SEED, DenoiserObjective, DiffusionConfig
 from realign_core.training.latent_cache import load_or_build
 
-
-@dataclass(frozen=True)
-class DiffusionConfig:
-    schedule: str = "scaled_linear"
-    num_train_steps: int = 1000
-    prediction_type: str = "epsilon"   # or "sample"
-    cond_drop: float = 0.1
-    latent_scale: float = 0.0          # 0 = estimate from the training data
+__all__ = ["DenoiserTask", "DiffusionConfig", "estimate_latent_scale"]
 
 
 @torch.no_grad()
@@ -61,7 +54,7 @@ class DenoiserTask:
         section = dict(model_section)
         diff = {k: section.pop(k) for k in list(section) if k in DiffusionConfig.__dataclass_fields__}
         self.diffusion = build_dataclass(DiffusionConfig, diff, where)
-        self.vae, vae_ckpt = load_vae(vae_path)
+        self.vae, _ = load_vae(vae_path)
         for p in self.vae.parameters():
             p.requires_grad_(False)
         self.vae_path = str(vae_path)
@@ -72,10 +65,11 @@ class DenoiserTask:
         if (self.cfg.latent_tokens, self.cfg.latent_dim) != (vcfg.latent_tokens, vcfg.latent_dim):
             raise ValueError(f"{where}: latent shape {(self.cfg.latent_tokens, self.cfg.latent_dim)} does not "
                              f"match the VAE's {(vcfg.latent_tokens, vcfg.latent_dim)} ({vae_path})")
-        self.schedule = NoiseSchedule.make(self.diffusion.schedule, self.diffusion.num_train_steps)
         self.text = text_encoder or load_text_encoder()
         self.latent_scale = self.diffusion.latent_scale or estimate_latent_scale(
             self.vae, MotionTextDataset(data_dir, "train", seed=0))
+        self.objective = DenoiserObjective(self.diffusion, self.latent_scale)
+        self.schedule = self.objective.schedule
         self.cache = load_or_build(self.vae, vae_path, data_dir, max_frames=max_frames) if cache_latents else None
 
     def build_model(self) -> LatentDenoiser:
@@ -99,37 +93,30 @@ class DenoiserTask:
         """Scaled VAE latents (B, Lz, D) and their token mask (B, Lz)."""
         with torch.no_grad():
             mu, logvar = self._posterior(batch)
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
             tokens = self.vae.latent_mask(batch["mask"])
-        return z * self.latent_scale * tokens[..., None], tokens
+            return self.objective.latents(mu, logvar, tokens, sample), tokens
 
     def _loss(self, model: LatentDenoiser, batch: dict, z0: Tensor, tokens: Tensor, t: Tensor, noise: Tensor,
               use_cond: Tensor) -> Tensor:
         text = self.text.encode_sentences(batch["captions"]).to(z0.device)
-        pred = model(self.schedule.add_noise(z0, noise, t), t, text, use_cond, tokens)
-        target = noise if self.diffusion.prediction_type == "epsilon" else z0
-        err = (pred - target).pow(2).mean(-1)
-        return (err * tokens).sum() / tokens.sum().clamp(min=1)
+        return self.objective.loss(model, z0, tokens, text, t, noise, use_cond)
 
     def training_loss(self, model: LatentDenoiser, batch: dict, step: int) -> tuple[Tensor, dict[str, float]]:
         z0, tokens = self._latents(batch, sample=True)
-        b, device = z0.shape[0], z0.device
-        t = torch.randint(0, self.schedule.num_train_steps, (b,), device=device)
-        use_cond = torch.rand(b, device=device) >= self.diffusion.cond_drop
-        loss = self._loss(model, batch, z0, tokens, t, torch.randn_like(z0), use_cond)
+        t, use_cond, noise = self.objective.training_draws(z0)
+        loss = self._loss(model, batch, z0, tokens, t, noise, use_cond)
         return loss, {"mse": loss.item()}
 
     @torch.no_grad()
     def validate(self, model: LatentDenoiser, loader: DataLoader) -> dict[str, float]:
         device = next(model.parameters()).device
-        gen = torch.Generator().manual_seed(1234)
+        gen = torch.Generator().manual_seed(VALIDATION_SEED)
         total, n = 0.0, 0
         for batch in loader:
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             z0, tokens = self._latents(batch, sample=False)
             b = z0.shape[0]
-            t = torch.randint(0, self.schedule.num_train_steps, (b,), generator=gen).to(device)
-            noise = torch.randn(z0.shape, generator=gen).to(device)
+            t, noise = (v.to(device) for v in self.objective.validation_draws(tuple(z0.shape), gen))
             use_cond = torch.ones(b, dtype=torch.bool, device=device)
             total += float(self._loss(model, batch, z0, tokens, t, noise, use_cond)) * b
             n += b

@@ -44,15 +44,21 @@ class EvaluatorTask:
     def training_loss(self, model: Evaluator, batch: dict[str, Any], step: int) -> tuple[Tensor, dict[str, float]]:
         """InfoNCE over the batch; logs the loss, in-batch top-1 accuracy and masked-negative fraction."""
         captions = batch["captions"]
-        text = model.encode_text(*model.token_states(captions))
+        tokens, token_mask = model.token_states(captions)
+        text = model.encode_text(tokens, token_mask)
         motion = model.encode_motion(batch["features"], batch["mask"])
-        sentences = model.text_model().encode_sentences(captions).to(text.device)
-        excluded = near_duplicate_mask(sentences, self.config.duplicate_threshold)
+        excluded = self.excluded_negatives(model, captions, tokens).to(text.device)
         loss, logits = info_nce_with_logits(text, motion, self.config.temperature, excluded)
         with torch.no_grad():
             accuracy = (logits.argmax(dim=1) == torch.arange(len(text), device=text.device)).float().mean()
             masked = excluded.float().mean()
-        return loss, {"info_nce": float(loss.detach()), "batch_top1": float(accuracy), "masked_negatives": float(masked)}
+        return loss, {"info_nce": float(loss.detach()), "batch_top1": float(accuracy),
+                      "masked_negatives": float(masked)}
+
+    def excluded_negatives(self, model: Evaluator, captions: list[str], tokens: Tensor) -> Tensor:
+        """(B, B) bool: pairs that are not negatives (MiniLM sentence cosine > duplicate_threshold)."""
+        sentences = model.text_model().encode_sentences(captions)
+        return near_duplicate_mask(sentences, self.config.duplicate_threshold)
 
     @torch.no_grad()
     def embed_loader(self, model: Evaluator, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,151 @@
+"""The ``diffusers`` library's schedulers behind our sampler interface (issue 13).
+
+``LibraryScheduler(name, schedule, config)`` wraps one diffusers scheduler and
+behaves like :class:`~realign_core.diffusion.sampling.DDIMSampler` for
+``denoise_loop`` and the reward-guidance hook: ``set_timesteps(n)`` returns the
+descending int timesteps (also ``self.timesteps``), and ``step(model_output, t,
+x_t, generator)`` returns ``StepOutput(prev_sample, pred_x0)``.
+
+Names (``LIBRARY_SAMPLERS``):
+
+* ``"diffusers-ddim"`` -- ``DDIMScheduler`` (no clipping, our eta and
+  set_alpha_to_one); same timesteps as our DDIM, and with eta > 0 the step
+  noise is drawn by our ``randn`` so the generator is consumed as ours does;
+* ``"dpmsolver++"`` -- ``DPMSolverMultistepScheduler`` (algorithm dpmsolver++,
+  order 2, lower order at the last steps, final sigma 0), given our exact
+  timesteps;
+* ``"unipc"`` -- ``UniPCMultistepScheduler`` (bh2, order 2, final sigma 0)
+  with the library's own spacing of ``config.timestep_spacing``: its
+  "leading" uses the ratio T // (n + 1), not ours T // n, so its timesteps are
+  reported as the library makes them (guidance reads ``self.timesteps``).
+
+The betas are ours (``trained_betas`` = ``schedule.betas``), so every schedule
+kind (scaled_linear, linear, cosine) is the same process; the library keeps
+them as float32, hence agreement with our float64 tables to float tolerance.
+
+Guidance and UniPC: UniPC's corrector rebuilds x_t from the *previous* step's
+sample (``last_sample``) and ignores the sample it is handed, so a guidance
+update made after a step would be thrown away at the next one.  With
+``corrector=False`` (what the pipeline sets when guidance is on) the corrector
+is off on every step (the predictor-only UniP-2).
+
+diffusers is imported on first use, so importing this module costs nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from realign_core.diffusion.sampling import (
+    GeneratorArg,
+    NoiseSchedule,
+    SamplerConfig,
+    StepOutput,
+    Timestep,
+    inference_timesteps,
+    randn,
+)
+
+LIBRARY_SAMPLERS = ("diffusers-ddim", "dpmsolver++", "unipc")
+
+
+@dataclass(frozen=True)
+class LibraryConfig(SamplerConfig):
+    """Options of the wrapped schedulers besides prediction type and spacing.
+
+    eta, set_alpha_to_one: DDIM's (see ``DDIMConfig``); solver_order: the
+    multistep solvers' order (1-3); corrector: UniPC's corrector (False for guided runs).
+    """
+
+    eta: float = 0.0
+    set_alpha_to_one: bool = True
+    solver_order: int = 2
+    corrector: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.eta < 0:
+            raise ValueError(f"eta must be >= 0, got {self.eta}")
+        if self.solver_order not in (1, 2, 3):
+            raise ValueError(f"solver_order must be 1, 2 or 3, got {self.solver_order}")
+
+
+def _build(name: str, schedule: NoiseSchedule, config: LibraryConfig, steps: int) -> Any:
+    """A fresh diffusers scheduler for ``name`` over our betas, its timesteps set for ``steps``."""
+    import diffusers
+
+    common = {"num_train_timesteps": schedule.num_train_steps, "trained_betas": schedule.betas.numpy(),
+              "prediction_type": config.prediction_type, "steps_offset": config.steps_offset}
+    ours = inference_timesteps(schedule.num_train_steps, steps, config)
+    if name == "diffusers-ddim":
+        sched = diffusers.DDIMScheduler(clip_sample=False, set_alpha_to_one=config.set_alpha_to_one,
+                                        timestep_spacing=config.timestep_spacing, **common)
+        sched.set_timesteps(steps)
+    elif name == "dpmsolver++":
+        sched = diffusers.DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=config.solver_order,
+                                                      final_sigmas_type="zero", **common)
+        sched.set_timesteps(timesteps=ours)
+    elif name == "unipc":
+        off = [] if config.corrector else list(range(steps))
+        sched = diffusers.UniPCMultistepScheduler(solver_order=config.solver_order, disable_corrector=off,
+                                                  timestep_spacing=config.timestep_spacing,
+                                                  final_sigmas_type="zero", **common)
+        sched.set_timesteps(steps)
+    else:
+        raise ValueError(f"unknown library sampler {name!r}; expected one of {LIBRARY_SAMPLERS}")
+    if name != "unipc" and [int(t) for t in sched.timesteps] != ours:
+        raise RuntimeError(f"{name}: the library's timesteps {sched.timesteps.tolist()} differ from ours {ours}")
+    return sched
+
+
+class LibraryScheduler:
+    """A diffusers scheduler with our sampler interface (see the module docstring).
+
+    Steps must come in the order of ``self.timesteps``; a step at the first
+    timestep starts a new run (the multistep history is reset).
+    """
+
+    def __init__(self, name: str, schedule: NoiseSchedule, config: LibraryConfig = LibraryConfig()) -> None:
+        if name not in LIBRARY_SAMPLERS:
+            raise ValueError(f"unknown library sampler {name!r}; expected one of {LIBRARY_SAMPLERS}")
+        self.name, self.schedule, self.config = name, schedule, config
+        self.timesteps: list[int] = []
+        self._sched: Any = None
+        self._index = 0
+
+    def set_timesteps(self, num_inference_steps: int) -> list[int]:
+        """Choose the descending inference timesteps (also kept as ``self.timesteps``)."""
+        self._sched = _build(self.name, self.schedule, self.config, num_inference_steps)
+        self.timesteps = [int(t) for t in self._sched.timesteps]
+        self._index = 0
+        return list(self.timesteps)
+
+    def _advance(self, t: int) -> None:
+        """Check that t is the next timestep; a step at the first timestep restarts the run."""
+        if not self.timesteps:
+            raise RuntimeError("call set_timesteps(num_inference_steps) before step()")
+        if t == self.timesteps[0] and self._index != 0:
+            self.set_timesteps(len(self.timesteps))
+        expected = self.timesteps[self._index] if self._index < len(self.timesteps) else None
+        if t != expected:
+            raise ValueError(f"{self.name}: got timestep {t}, expected {expected} (steps run in the order of "
+                             f"sampler.timesteps)")
+        self._index += 1
+
+    def step(self, model_output: torch.Tensor, t: Timestep, x_t: torch.Tensor,
+             generator: GeneratorArg = None) -> StepOutput:
+        """x_t (B, ...) and the denoiser output at t (B, ...) -> x_prev (B, ...) and the x0 estimate."""
+        t = int(t)
+        self._advance(t)
+        if self.config.prediction_type == "epsilon":
+            pred_x0 = self.schedule.predict_x0(x_t, model_output, t)
+        else:
+            pred_x0 = model_output
+        if self.name == "diffusers-ddim":
+            noise = randn(x_t.shape, generator, x_t.device, x_t.dtype) if self.config.eta > 0 else None
+            out = self._sched.step(model_output, t, x_t, eta=self.config.eta, variance_noise=noise)
+        else:
+            out = self._sched.step(model_output, t, x_t)
+        return StepOutput(out.prev_sample, pred_x0)
