@@ -87,13 +87,13 @@ def frame_mask(lengths: Tensor, frames: int) -> Tensor:
     return torch.arange(frames, device=lengths.device) < lengths[:, None]
 
 
-def _head(in_dim: int, hidden: int, out_dim: int, cfg: EvaluatorConfig) -> nn.Sequential:
+def mlp_head(in_dim: int, hidden: int, out_dim: int, dropout: float, leaky_slope: float = 0.2) -> nn.Sequential:
     """Linear -> LayerNorm -> LeakyReLU -> Dropout -> Linear."""
-    return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(cfg.leaky_slope),
-                         nn.Dropout(cfg.dropout), nn.Linear(hidden, out_dim))
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.LayerNorm(hidden), nn.LeakyReLU(leaky_slope),
+                         nn.Dropout(dropout), nn.Linear(hidden, out_dim))
 
 
-def _final_hidden(gru: nn.GRU, x: Tensor, lengths: Tensor) -> Tensor:
+def final_hidden(gru: nn.GRU, x: Tensor, lengths: Tensor) -> Tensor:
     """Packed bidirectional GRU: x (B, T, C), lengths (B,) >= 1 -> (B, 2H) [forward; backward]."""
     packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
     _, h_n = gru(packed)                      # (2, B, H), in the input order
@@ -131,13 +131,13 @@ class MotionEncoder(nn.Module):
         super().__init__()
         self.movement = MovementEncoder(cfg)
         self.gru = nn.GRU(cfg.movement_dim, cfg.motion_hidden, batch_first=True, bidirectional=True)
-        self.head = _head(2 * cfg.motion_hidden, cfg.motion_hidden, cfg.embed_dim, cfg)
+        self.head = mlp_head(2 * cfg.motion_hidden, cfg.motion_hidden, cfg.embed_dim, cfg.dropout, cfg.leaky_slope)
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         """features (B, T, F) normalised, mask (B, T) True on real frames -> (B, D)."""
         lengths = mask.sum(dim=1).clamp(min=1)
         codes, lengths = self.movement(features, lengths)
-        return self.head(_final_hidden(self.gru, codes, lengths))
+        return self.head(final_hidden(self.gru, codes, lengths))
 
 
 class TextGRUEncoder(nn.Module):
@@ -147,12 +147,12 @@ class TextGRUEncoder(nn.Module):
         super().__init__()
         self.proj = nn.Linear(token_dim, cfg.text_hidden)
         self.gru = nn.GRU(cfg.text_hidden, cfg.text_hidden, batch_first=True, bidirectional=True)
-        self.head = _head(2 * cfg.text_hidden, cfg.text_hidden, cfg.embed_dim, cfg)
+        self.head = mlp_head(2 * cfg.text_hidden, cfg.text_hidden, cfg.embed_dim, cfg.dropout, cfg.leaky_slope)
 
     def forward(self, states: Tensor, token_mask: Tensor) -> Tensor:
         """states (B, L, 384), token_mask (B, L) True on real tokens -> (B, D)."""
         lengths = token_mask.sum(dim=1).clamp(min=1)
-        return self.head(_final_hidden(self.gru, self.proj(states), lengths))
+        return self.head(final_hidden(self.gru, self.proj(states), lengths))
 
 
 class MetricSpaceScorer(nn.Module):

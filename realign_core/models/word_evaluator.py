@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from realign_core.models.evaluator import MetricSpaceScorer, _final_hidden, _head, frame_mask
+from realign_core.models.evaluator import MetricSpaceScorer, final_hidden, frame_mask, mlp_head
 from realign_core.text.words import FIRST_WORD_ID, PAD_ID, encode_words
 
 TASK_NAME = "evaluator_words"
@@ -92,7 +92,7 @@ class TemporalConvMotionEncoder(nn.Module):
         self.inp = nn.Conv1d(cfg.feature_dim, cfg.channels, 2 * cfg.downsample - 1, cfg.downsample,
                              padding=cfg.downsample - 1)
         self.blocks = nn.ModuleList(ConvBlock(cfg.channels, d, cfg.dropout) for d in cfg.dilations)
-        self.head = _head(2 * cfg.channels, cfg.channels, cfg.embed_dim, _HeadCfg(cfg.dropout))
+        self.head = mlp_head(2 * cfg.channels, cfg.channels, cfg.embed_dim, cfg.dropout)
 
     def forward(self, features: Tensor, mask: Tensor) -> Tensor:
         lengths = mask.sum(dim=1).clamp(min=1)
@@ -116,19 +116,11 @@ class WordTextEncoder(nn.Module):
         self.embed = nn.Embedding(FIRST_WORD_ID + len(cfg.vocabulary), cfg.word_dim, padding_idx=PAD_ID)
         self.drop = nn.Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.word_dim, cfg.text_hidden, batch_first=True, bidirectional=True)
-        self.head = _head(2 * cfg.text_hidden, cfg.text_hidden, cfg.embed_dim, _HeadCfg(cfg.dropout))
+        self.head = mlp_head(2 * cfg.text_hidden, cfg.text_hidden, cfg.embed_dim, cfg.dropout)
 
     def forward(self, ids: Tensor, token_mask: Tensor) -> Tensor:
         lengths = token_mask.sum(dim=1).clamp(min=1)
-        return self.head(_final_hidden(self.gru, self.drop(self.embed(ids)), lengths))
-
-
-@dataclass(frozen=True)
-class _HeadCfg:
-    """The two fields ``_head`` reads."""
-
-    dropout: float
-    leaky_slope: float = 0.2
+        return self.head(final_hidden(self.gru, self.drop(self.embed(ids)), lengths))
 
 
 class WordEvaluator(MetricSpaceScorer):
