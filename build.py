@@ -79,7 +79,7 @@ def run(cmd: list[str | Path], **kw) -> None:
 
 
 def setup() -> None:
-    """Create .venv and install the project with its test extras (idempotent)."""
+    """Create .venv and install the project with its test and ray extras (idempotent)."""
     if sys.version_info[:2] < (3, 11):
         raise SystemExit(f"Python >= 3.11 is required, this is {sys.version.split()[0]}")
     if not venv_python().exists():
@@ -90,7 +90,7 @@ def setup() -> None:
         return
     pip = [venv_python(), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     run(pip + [TORCH_PIN])
-    run(pip + ["-e", ".[test]", TORCH_PIN])
+    run(pip + ["-e", ".[test,ray]", TORCH_PIN])   # ray: the Ray tests of realign batch (docs/scale.md)
     STAMP.write_text(inputs)
 
 

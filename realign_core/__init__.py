@@ -9,9 +9,11 @@ inference imports ``training``, ``evaluation`` or ``cli``):
    (schedules, samplers, base generators)
 3. ``guidance`` (the reward-guidance hook and its embedding bank)
 4. ``pipeline.py`` -- the front door: ``TextToMotionPipeline`` (text -> ``MotionOutput``)
-5. ``evaluation`` (metrics, tuning, benchmarks); the generation server lives in ``server/``
-6. ``training`` (tasks, trainer, configs)
-7. ``cli`` (the ``realign`` command; the only place with argument parsers)
+5. ``control`` (paths, pose/keyframe constraints, loops and long sequences on top of the pipeline)
+6. ``evaluation`` (metrics, tuning, benchmarks), ``batch`` (jobs CSV -> motions + manifest, locally
+   or on a Ray cluster); the generation server lives in ``server/``
+7. ``training`` (tasks, trainer, configs)
+8. ``cli`` (the ``realign`` command; the only place with argument parsers)
 """
 from importlib.metadata import PackageNotFoundError, version
 

@@ -12,6 +12,11 @@ guidance trace of the run and, with ``return_joints=True``, per-sample joints
 seeded generator, so a sample does not depend on what else is in the batch, and
 changing only the guidance keeps the noise.  Guidance with strength 0 (or None)
 runs the plain sampler, bit-identical to an unguided pipeline.
+
+``control`` (a ``ControlSpec`` for every sample, or a list with one per sample, None = free) adds the
+constraint hook of :mod:`realign_core.guidance.constraints` after the reward hook (``guidance.compose``);
+the returned joints of a constrained sample are placed in the world frame of its targets
+(``ControlSpec.placement``); features stay canonical.  No control (or strength 0) adds no hook.
 """
 from __future__ import annotations
 
@@ -23,15 +28,11 @@ import torch
 from torch import Tensor
 
 from realign_core.diffusion.generators import MAX_FRAMES, BaseGenerator, load_generator
-from realign_core.diffusion.sampling import (
-    DDIMConfig,
-    DDIMSampler,
-    DDPMSampler,
-    NoiseSchedule,
-    SamplerConfig,
-    denoise_loop,
-)
+from realign_core.diffusion.sampling import NoiseSchedule, denoise_loop
 from realign_core.diffusion.schedulers import LIBRARY_SAMPLERS, LibraryConfig, LibraryScheduler
+from realign_core.guidance.compose import compose
+from realign_core.guidance.constraints import ConstraintGuidance, ConstraintSchedule, ConstraintTrace
+from realign_core.guidance.control_spec import ControlSpec
 from realign_core.guidance.reward_bank import RewardBank
 from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings, GuidanceTrace, RewardGuidance
 from realign_core.models.layout import bank_path, checkpoint_path, guidance_path
@@ -41,7 +42,7 @@ from realign_core.text.encoder import TextEncoder, load_text_encoder
 
 __all__ = ["MAX_FRAMES", "SAMPLERS", "MotionOutput", "SamplingConfig", "TextToMotionPipeline"]
 
-SAMPLERS = ("ddim", "ddpm") + LIBRARY_SAMPLERS   # ours, then diffusers' (realign_core/diffusion/schedulers.py)
+SAMPLERS = LIBRARY_SAMPLERS   # all diffusers' schedulers (realign_core/diffusion/schedulers.py)
 # Default timestep spacing: "leading" (MLD's) for the one-step samplers; the multistep solvers start at T-1
 # ("trailing"), since a leading start (t = (n-1) T/n) moves their result more than their accuracy gains.
 SPACING = {"ddim": "leading", "ddpm": "leading", "diffusers-ddim": "leading", "dpmsolver++": "trailing",
@@ -72,6 +73,7 @@ class MotionOutput:
     mask: Tensor
     guidance: GuidanceTrace | None = None
     joints: list[np.ndarray] | None = None
+    constraints: ConstraintTrace | None = None
 
     @property
     def lengths(self) -> list[int]:
@@ -141,13 +143,8 @@ class TextToMotionPipeline:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
         common = {"prediction_type": self.generator.prediction_type,
                   "timestep_spacing": cfg.spacing or SPACING[cfg.sampler]}
-        if cfg.sampler == "ddim":
-            sampler = DDIMSampler(self.generator.schedule, DDIMConfig(eta=cfg.eta, **common))
-        elif cfg.sampler == "ddpm":
-            sampler = DDPMSampler(self.generator.schedule, SamplerConfig(**common))
-        else:
-            sampler = LibraryScheduler(cfg.sampler, self.generator.schedule,
-                                       LibraryConfig(eta=cfg.eta, corrector=not guided, **common))
+        sampler = LibraryScheduler(cfg.sampler, self.generator.schedule,
+                                   LibraryConfig(eta=cfg.eta, corrector=not guided, **common))
         sampler.set_timesteps(cfg.steps)
         return sampler
 
@@ -165,10 +162,21 @@ class TextToMotionPipeline:
         return RewardGuidance(self.generator, reward, lengths, text_emb, ref_emb, settings,
                               self.calibration.scale, timesteps, self.reward.schedule)
 
+    def make_constraints(self, lengths: Tensor, control: ControlSpec | list[ControlSpec | None] | None,
+                         timesteps: list[int], schedule: ConstraintSchedule | None = None
+                         ) -> ConstraintGuidance | None:
+        """The constraint hook of these samples' ControlSpecs, or None when none is active."""
+        specs = control_list(control, len(lengths))
+        if not any(s is not None and s.active for s in specs):
+            return None
+        return ConstraintGuidance(self.generator, lengths, specs, timesteps, schedule or ConstraintSchedule())
+
     @torch.no_grad()
     def __call__(self, captions: list[str], frames: list[int], seeds: list[int],
                  cfg: SamplingConfig = SamplingConfig(), guidance: GuidanceSettings | None = None,
-                 callback=None, return_joints: bool = False) -> MotionOutput:
+                 callback=None, return_joints: bool = False,
+                 control: ControlSpec | list[ControlSpec | None] | None = None,
+                 constraint_schedule: ConstraintSchedule | None = None) -> MotionOutput:
         """Generate one motion per caption; frames are feature rows at 20 fps (see ``MotionOutput``)."""
         if not (len(captions) == len(frames) == len(seeds)):
             raise ValueError("captions, frames and seeds must have the same length")
@@ -181,19 +189,35 @@ class TextToMotionPipeline:
         sampler = self.make_sampler(cfg, guided=guidance is not None and guidance.active)
         lengths = torch.tensor([int(f) for f in frames], device=self.device)
         hook = self.make_guidance(list(captions), lengths, guidance, sampler.timesteps)
+        constraint = self.make_constraints(lengths, control, sampler.timesteps, constraint_schedule)
         cfg_scale = gen.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale
         x = denoise_loop(gen.model_fn(text_emb, lengths), sampler, gen.state_shape(len(captions)), seeded,
-                         cfg_scale, guidance=hook, callback=callback, device=self.device)
+                         cfg_scale, guidance=compose([hook, constraint]), callback=callback, device=self.device)
         feats = self.normalizer.denormalize(gen.to_features(x, lengths))
         mask = torch.arange(feats.shape[1], device=self.device)[None] < lengths[:, None]
         feats = feats * mask[..., None]
-        return MotionOutput(feats, mask, hook.trace if hook is not None else None,
-                            self.to_joints(feats, mask) if return_joints else None)
+        joints = None
+        if return_joints:
+            joints = self.to_joints(feats, mask)
+            specs = control_list(control, len(joints))
+            joints = [j if s is None else s.placement().to_world(j).astype(np.float32) for j, s in zip(joints, specs)]
+        return MotionOutput(feats, mask, hook.trace if hook is not None else None, joints,
+                            constraint.trace if constraint is not None else None)
 
     @staticmethod
     def to_joints(features: Tensor, mask: Tensor) -> list[np.ndarray]:
         """Per sample (F_i, 22, 3) float32 joints in metres, Y up, 20 fps."""
         return [features_to_joints(features[i, :int(mask[i].sum())].cpu().numpy()) for i in range(len(features))]
+
+
+def control_list(control: ControlSpec | list[ControlSpec | None] | None, batch: int) -> list[ControlSpec | None]:
+    """One ControlSpec (or None) per sample: a single spec applies to every sample."""
+    if control is None or isinstance(control, ControlSpec):
+        return [control] * batch
+    specs = list(control)
+    if len(specs) != batch:
+        raise ValueError(f"control: got {len(specs)} specs for {batch} motions")
+    return specs
 
 
 def load_reward_parts(root: Path, kind: str, device: str | torch.device) -> RewardParts | None:

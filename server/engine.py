@@ -52,6 +52,56 @@ def run_pipeline(pipeline: Any, captions: list[str], frames: list[int], seeds: l
     return [np.ascontiguousarray(j, dtype=np.float32) for j in out.joints]
 
 
+def control_spec(control: Any) -> Any:
+    """Protocol control fields (``control_fields.Control``) -> the library's ``ControlSpec``."""
+    from realign_core.guidance.control_spec import ControlSpec, Keyframes, Path
+
+    path = None
+    if control.path is not None:
+        path = Path.per_frame(control.path[1]) if control.path[0] == "frames" else \
+            Path.from_points(control.path[1], control.path[2])
+    keys = None
+    if control.keyframes:
+        keys = Keyframes.make([f for f, _ in control.keyframes], np.array([j for _, j in control.keyframes]))
+    return ControlSpec(path=path, keyframes=keys, loop=control.loop, strength=control.strength)
+
+
+def root_track_result(track: np.ndarray) -> dict[str, Any]:
+    """(F, 3) root track -> the result's ``root_track`` object."""
+    return {"translation_xz": np.round(track[:, :2].astype(np.float64), 5).tolist(),
+            "heading": np.round(track[:, 2].astype(np.float64), 5).tolist()}
+
+
+def run_controlled(pipeline: Any, request: Any, callback: ProgressCallback) -> list[tuple[np.ndarray, dict[str, Any]]]:
+    """One request with control fields or a sequence -> per motion (joints, extra result fields)."""
+    sampling = request.sampling
+    cfg, guidance = sampling_config(sampling), guidance_settings(sampling)
+    if request.sequence is not None:
+        from realign_core.control.sequence import Segment, generate_sequence
+
+        seq = generate_sequence(pipeline, [Segment(p, s) for p, s in request.sequence], request.seed, cfg, guidance,
+                                callback)
+        entries = [{"prompt": p, "seconds": s, "start": a, "end": b}
+                   for (p, s), (a, b) in zip(request.sequence, seq.segments)]
+        return [(np.ascontiguousarray(seq.joints, dtype=np.float32), {"sequence": entries})]
+    from realign_core.control.motion import generate_controlled
+
+    motions = request.motions
+    spec = control_spec(request.control)
+    done = generate_controlled(pipeline, [m.prompt for m in motions], [m.frames for m in motions],
+                               [m.seed for m in motions], [spec] * len(motions), cfg, guidance, callback,
+                               in_place=request.control.in_place)
+    out = []
+    for m in done:
+        extra: dict[str, Any] = {"control": request.control.as_dict()}
+        if m.root_track is not None:
+            extra["root_track"] = root_track_result(m.root_track)
+        if m.cycle is not None:
+            extra["cycle"] = m.cycle.as_dict()
+        out.append((np.ascontiguousarray(m.joints, dtype=np.float32), extra))
+    return out
+
+
 def has_reward(pipeline: Any) -> bool:
     """Whether the pipeline can guide (a reward model was loaded)."""
     return bool(getattr(pipeline, "has_reward", False))
@@ -153,6 +203,11 @@ class Engine:
                 "max_frames": self.max_frames, "max_steps": self.max_steps, "samplers": list(SAMPLERS),
                 "guidance": self.has_reward, "reference_bank": has_reference_bank(self.pipeline),
                 "defaults": self.defaults.as_dict()}
+
+    def generate_request(self, request: Any, callback: ProgressCallback) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """A request with control fields or a sequence -> per motion (joints (F, 22, 3) float32, extra result
+        fields: ``root_track``, ``cycle``, ``sequence``)."""
+        return run_controlled(self.pipeline, request, callback)
 
     def generate(self, motions: Sequence[MotionSpec], sampling: Sampling,
                  callback: ProgressCallback) -> list[np.ndarray]:

@@ -32,7 +32,8 @@ class Job:
         self.request, self.owner = request, owner
         self.id = request.id
         self.motions = request.motions
-        self.key = request.sampling.batch_key()
+        # a request with control fields or a sequence runs alone (its own key): its constraints are its own
+        self.key = ("controlled", id(self)) if request.controlled else request.sampling.batch_key()
         self.submitted = time.monotonic()
         self.started: float | None = None
         self.state = "queued"

@@ -25,7 +25,8 @@ FPS = 20
 COMMON_FIELDS = ("id", "op", "token")
 OP_FIELDS: dict[str, tuple[str, ...]] = {
     "hello": ("client",),
-    "generate": ("prompt", "prompts", "frames", "seconds", "seed", "samples", "guidance", "steps", "sampler"),
+    "generate": ("prompt", "prompts", "frames", "seconds", "seed", "samples", "guidance", "steps", "sampler",
+                 "path", "keyframes", "loop", "in_place", "control_strength", "sequence"),   # control: control_fields.py
     "cancel": ("target",),
     "status": (),
     "ping": (),
@@ -65,6 +66,11 @@ class Limits:
     max_queued_jobs: int = 64        # all clients together
     max_jobs_per_client: int = 16    # queued or running, per connection
     max_clients: int = 64
+    max_path_points: int = 1000      # path.points (a per-frame path has at most max_frames + 1)
+    max_keyframes: int = 200
+    max_control_strength: float = 10.0
+    max_sequence_entries: int = 64
+    max_sequence_seconds: float = 120.0
 
     def for_model(self, max_frames: int, max_steps: int) -> "Limits":
         """These limits with the model's frame and step maxima (never above the configured ones)."""
@@ -134,12 +140,22 @@ class GenerateRequest:
     seed: int
     samples: int
     sampling: Sampling
+    control: Any = None                                   # control_fields.Control: path, keyframes, loop ...
+    sequence: tuple[tuple[str, float], ...] | None = None  # (prompt, seconds) entries: one motion through them
     motions: tuple[MotionSpec, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        motions = tuple(MotionSpec(p, self.frames, (self.seed + s) % (2 ** 31), i, s)
-                        for i, p in enumerate(self.prompts) for s in range(self.samples))
+        if self.sequence is not None:
+            motions = (MotionSpec(" / ".join(p for p, _ in self.sequence), self.frames, self.seed, 0, 0),)
+        else:
+            motions = tuple(MotionSpec(p, self.frames, (self.seed + s) % (2 ** 31), i, s)
+                            for i, p in enumerate(self.prompts) for s in range(self.samples))
         object.__setattr__(self, "motions", motions)
+
+    @property
+    def controlled(self) -> bool:
+        """Whether this request has control fields or a sequence (then it runs alone, not batched)."""
+        return self.control is not None or self.sequence is not None
 
 
 # --------------------------------------------------------------------------- parsing
@@ -233,7 +249,15 @@ def parse_cancel(obj: dict[str, Any], limits: Limits) -> str | int:
 
 def parse_generate(obj: dict[str, Any], limits: Limits, defaults: Defaults) -> GenerateRequest:
     """Validate a ``generate`` request (after ``check_common``) against the limits."""
+    from .control_fields import parse_control, parse_sequence
+
     rid = request_id(obj, limits)
+    if "sequence" in obj:
+        sequence = parse_sequence(obj, limits)
+        frames = sum(round(s * FPS) for _, s in sequence)
+        seed = _seed(obj, limits)
+        return GenerateRequest(rid, tuple(p for p, _ in sequence), frames, seed, 1, _sampling(obj, limits, defaults),
+                               sequence=sequence)
     prompts = _prompts(obj, limits)
     frames = _frames(obj, limits, defaults)
     samples = _int(obj, "samples", 1, limits.max_samples, defaults.samples)
@@ -241,12 +265,19 @@ def parse_generate(obj: dict[str, Any], limits: Limits, defaults: Defaults) -> G
         raise ProtocolError("too_large", f"{len(prompts)} prompts x {samples} samples = {len(prompts) * samples} "
                             f"motions; at most {limits.max_motions} per request (fields 'prompts', 'samples')",
                             "samples")
+    seed = _seed(obj, limits)
+    return GenerateRequest(rid, prompts, frames, seed, samples, _sampling(obj, limits, defaults),
+                           control=parse_control(obj, frames, limits))
+
+
+def _seed(obj: dict[str, Any], limits: Limits) -> int:
+    """The request's seed, or a random one when it gives none."""
     seed = _int(obj, "seed", 0, limits.max_seed, None)
     if seed is None:
         import secrets
 
         seed = secrets.randbelow(limits.max_seed + 1)
-    return GenerateRequest(rid, prompts, frames, seed, samples, _sampling(obj, limits, defaults))
+    return seed
 
 
 def _prompts(obj: dict[str, Any], limits: Limits) -> tuple[str, ...]:

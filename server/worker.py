@@ -133,8 +133,13 @@ class Worker(threading.Thread):
 
         sampling = run.jobs[0].request.sampling
         motions = [m for job in run.jobs for m in job.motions]
+        extras: list = [{}] * len(motions)
         try:
-            joints = self.engine.generate(motions, sampling, run.callback)
+            if run.jobs[0].request.controlled:   # such a job runs alone (jobs.Job.key)
+                done = self.engine.generate_request(run.jobs[0].request, run.callback)
+                joints, extras = [j for j, _ in done], [e for _, e in done]
+            else:
+                joints = self.engine.generate(motions, sampling, run.callback)
         except Cancelled:
             run.live()
             return
@@ -148,9 +153,9 @@ class Worker(threading.Thread):
             return
         sampled = time.monotonic()
         self.motions += len(motions)
-        self._deliver(run, joints, sampled)
+        self._deliver(run, joints, sampled, extras)
 
-    def _deliver(self, run: BatchRun, joints: list, sampled: float) -> None:
+    def _deliver(self, run: BatchRun, joints: list, sampled: float, extras: list | None = None) -> None:
         """Send each remaining job its ``result`` (or ``cancelled`` if asked to stop after the last step)."""
         offset = 0
         for job in run.jobs:
@@ -163,7 +168,9 @@ class Worker(threading.Thread):
             if not all(np.isfinite(j).all() for j in mine):
                 self._fail([job], "internal", "the model produced non-finite joints for this request")
                 continue
-            packed = [motion_result(j, m.prompt, m.seed, m.sample, m.prompt_index) for j, m in zip(mine, job.motions)]
+            more = (extras or [{}] * len(joints))[offset - job.size:offset]
+            packed = [{**motion_result(j, m.prompt, m.seed, m.sample, m.prompt_index), **e}
+                      for j, m, e in zip(mine, job.motions, more)]
             now = time.monotonic()
             timing = {"queued_s": round(job.started - job.submitted, 4), "run_s": round(sampled - run.started, 4),
                       "encode_s": round(now - sampled, 4), "total_s": round(now - job.submitted, 4),

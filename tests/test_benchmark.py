@@ -128,6 +128,19 @@ def test_cli_prints_a_table_and_writes_json(tiny_guided, tmp_path, capsys):
     assert [r["guided_steps"] for r in payload["rows"]] == ["0", "all"]
     assert payload["meta"]["guidance"]["strength"] == 2.0
     assert len(payload["reward_variants"]) == 5
+    assert payload["meta"]["sampler"] == "ddim" and {r["sampler"] for r in payload["rows"]} == {"ddim"}
+
+
+def test_cli_times_another_sampler(tiny_guided, tmp_path, capsys):
+    out = tmp_path / "latency.json"
+    assert main(["--models", str(tiny_guided), "--batch", "1", "--steps", "4", "--frames", str(FRAMES),
+                 "--guided", "0", "all", "--repeats", "1", "--warmup", "0", "--sampler", "dpmsolver++",
+                 "--json", str(out)]) == 0
+    assert "4 dpmsolver++ steps" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["sampler"], r["steps"], r["guided_steps"]) for r in rows] == [("dpmsolver++", 4, "0"),
+                                                                          ("dpmsolver++", 4, "all")]
+    assert rows[1]["reward_calls"] > rows[0]["reward_calls"] == 0
 
 
 def test_reward_variants_are_timed(pipe):

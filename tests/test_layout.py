@@ -17,13 +17,14 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("realign_core.data", "realign_core.export", "realign_core.diffusion"),
     ("realign_core.guidance",),
     ("realign_core.pipeline",),
-    ("realign_core.evaluation", "server"),
+    ("realign_core.control",),
+    ("realign_core.evaluation", "server", "realign_core.batch"),
     ("realign_core.training",),
     ("realign_core.cli",),
 )
 INFERENCE = ("realign_core.motion", "realign_core.text", "realign_core.models", "realign_core.device",
              "realign_core.diffusion", "realign_core.guidance", "realign_core.pipeline", "realign_core.export",
-             "server")
+             "realign_core.control", "server")
 NOT_AT_INFERENCE = ("realign_core.training", "realign_core.evaluation", "realign_core.cli")
 
 

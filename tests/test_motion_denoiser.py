@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from realign_core.diffusion.sampling import DDIMConfig, DDIMSampler, NoiseSchedule, denoise_loop
+from realign_core.diffusion.sampling import NoiseSchedule, denoise_loop
+from realign_core.diffusion.schedulers import LibraryConfig, LibraryScheduler
 from realign_core.models.motion_denoiser import MotionDenoiser, MotionDenoiserConfig, load_motion_denoiser
 from realign_core.motion.normalization import Normalizer
 from realign_core.training.config import load_config
@@ -142,7 +143,7 @@ def test_trained_model_samples_with_the_shared_sampler(tiny_mdm):
     _, root, task, _, _ = tiny_mdm
     model, ckpt = load_motion_denoiser(root / "mdm" / "best.pt")
     schedule = NoiseSchedule.make(ckpt["config"]["schedule"], ckpt["config"]["num_train_steps"])
-    sampler = DDIMSampler(schedule, DDIMConfig(prediction_type=ckpt["config"]["prediction_type"]))
+    sampler = LibraryScheduler("ddim", schedule, LibraryConfig(prediction_type=ckpt["config"]["prediction_type"]))
     sampler.set_timesteps(5)
     text = task.text.encode_sentences(["a person walks forward.", "a person jumps."])
     mask = torch.arange(60)[None] < torch.tensor([60, 44])[:, None]

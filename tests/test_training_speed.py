@@ -82,6 +82,8 @@ def test_judge_generator_on_val_is_seeded_and_uses_the_judge(tiny_guided, synthe
     assert first["split"] == "val" and first["judge"] == "reward" and first["guidance"] is None
     assert 0.0 <= first["judge_r1"] <= 1.0 and first["judge_fid"] >= 0.0
     assert (first["judge_r1"], first["judge_fid"]) == (again["judge_r1"], again["judge_fid"])
+    ckpt = torch.load(tiny_guided / "denoiser" / "best.pt", map_location="cpu", weights_only=False)
+    assert first["epoch"] == ckpt["epoch"] is not None        # which checkpoint was judged, for the curves
 
 
 def test_cosine_schedule_warms_up_decays_to_min_lr_and_resumes_on_the_same_curve(tiny_generator, synthetic_dataset,

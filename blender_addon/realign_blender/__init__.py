@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import body_operators, jobs, map_operators, operators, props, server_launch, ui
+from . import batch_import, body_operators, jobs, map_operators, operators, props, server_launch, ui
 
-_CLASSES = operators.CLASSES + body_operators.CLASSES + map_operators.CLASSES + ui.CLASSES
+_CLASSES = (operators.CLASSES + body_operators.CLASSES + map_operators.CLASSES + batch_import.CLASSES
+            + ui.CLASSES)
 
 
 def register() -> None:

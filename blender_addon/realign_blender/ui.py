@@ -110,6 +110,7 @@ class REALIGN_PT_batch(_Panel, bpy.types.Panel):
         col.operator("realign.batch_remove", text="", icon="REMOVE")
         layout.operator("realign.batch_import_csv", icon="FILE")
         layout.operator("realign.batch_bake", icon="RENDER_ANIMATION")
+        layout.operator("realign.import_batch", icon="IMPORT")   # a realign batch manifest (docs/scale.md)
 
 
 CLASSES = (REALIGN_UL_batch, REALIGN_PT_main, REALIGN_PT_retarget, REALIGN_PT_batch)

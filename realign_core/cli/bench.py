@@ -19,6 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from realign_core.cli.evaluate import SAMPLER_CHOICES
 from server.bench import DEFAULT_PROMPT
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     lat = p.add_argument_group("latency benchmark (without --server)")
     lat.add_argument("--generator", default="mld", choices=("mld", "mdm"))
+    lat.add_argument("--sampler", default="ddim", choices=SAMPLER_CHOICES, help="sampler (default ddim)")
     lat.add_argument("--batch", type=int, nargs="+", default=[1, 16])
     lat.add_argument("--guided", type=_guided_arg, nargs="+", default=None,
                      help="guided-step counts: integers and/or 'all' (0 = unguided; default 0 5 10 25 all)")
@@ -195,12 +197,13 @@ def _run_latency(args: argparse.Namespace) -> int:
     pipeline = TextToMotionPipeline.from_checkpoints(args.models, device, generator=args.generator)
     base = _base_settings(pipeline, args)
     guided = bench_guidance(pipeline, None, "spread", base) if pipeline.has_reward else None
-    meta = {**machine_info(), "models": str(args.models), "generator": args.generator, "device": device,
+    meta = {**machine_info(), "models": str(args.models), "generator": args.generator, "sampler": args.sampler,
+            "device": device,
             "guidance": asdict(guided) if guided else None, "bank": bool(pipeline.reward and pipeline.reward.bank)}
     rows = bench_latency(pipeline, args.batch, args.frames, args.steps, guided_steps, args.repeats, args.warmup,
-                         args.placement, args.amp, args.threads, base, progress=_print_row)
+                         args.placement, args.amp, args.threads, base, progress=_print_row, sampler=args.sampler)
     fidelity, variants = _extras(pipeline, args, base)
-    print(f"# {args.generator} on {device}, {args.frames} frames, {args.steps} DDIM steps, "
+    print(f"# {args.generator} on {device}, {args.frames} frames, {args.steps} {args.sampler} steps, "
           f"guidance {meta['guidance']}; seconds per motion")
     print(format_table(rows, args.table_clock))
     _print_extras(fidelity, variants)

@@ -6,12 +6,20 @@ Per sample k (seed + k), with OUT the ``-o`` prefix (``_s{k}`` appended when K >
 * ``OUT_features.npy`` HumanML3D features (F, 263), un-normalised (one row per joint frame);
 * ``OUT.bvh``          the 22-joint skeleton (rotations by inverse kinematics);
 * ``OUT_smpl.npz``     AMASS-style SMPL parameters (``--smpl``);
-* ``OUT.gif``          a stick-figure animation (``--gif``).
+* ``OUT.gif``          a stick-figure animation (``--gif``);
+* ``OUT_root.npy``     the root track (F, 3): pelvis x, z (m) and heading (rad), with ``--in-place``;
+* ``OUT_cycle.json``   the per-cycle root offset of a ``--loop``;
+* ``OUT_sequence.json`` each prompt's frame range of a ``--sequence``.
+
+Control options (paths, keyed poses, loops, sequences) are parsed in ``control_args.py``; the motions
+come from ``realign_core.control`` (docs/control.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +43,10 @@ class GenerateRequest:
     eta: float | None = None
     sampling: SamplingConfig = SamplingConfig()
     guided_steps: int | str | None = None   # None = the validated default; "all" or a count of steps
+    control: Any = None                     # realign_core.guidance.control_spec.ControlSpec (path, keys, loop)
+    in_place: bool = False                  # root track apart (OUT_root.npy)
+    sequence: list | None = None            # realign_core.control.sequence.Segment list: one long motion
+    extras: list = field(default_factory=list, compare=False)   # filled by generate: per sample, extra files
 
 
 def frames_for(seconds: float, max_frames: int) -> int:
@@ -75,21 +87,58 @@ def resolve_guidance(pipe: TextToMotionPipeline, req: GenerateRequest) -> Guidan
 
 def generate(pipe: TextToMotionPipeline, req: GenerateRequest) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """-> (joints per sample (F, 22, 3), features per sample (F, 263)), F = seconds * 20."""
-    if not req.prompt.strip():
-        raise ValueError("the prompt is empty")
     if req.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {req.samples}")
-    frames = frames_for(req.seconds, pipe.max_frames)
     settings = resolve_guidance(pipe, req)
     seeds = [req.seed + k for k in range(req.samples)]
+    if req.sequence is not None:
+        return generate_sequence_takes(pipe, req, settings, seeds)
+    if not req.prompt.strip():
+        raise ValueError("the prompt is empty")
+    frames = frames_for(req.seconds, pipe.max_frames)
+    if req.control is not None or req.in_place:
+        from realign_core.control.motion import generate_controlled
+
+        done = generate_controlled(pipe, [req.prompt] * req.samples, [frames] * req.samples, seeds,
+                                   [req.control] * req.samples, req.sampling, settings, in_place=req.in_place)
+        req.extras[:] = [{"root": m.root_track, "cycle": m.cycle.as_dict() if m.cycle else None} for m in done]
+        return [m.joints for m in done], [m.features for m in done]
     out = pipe([req.prompt] * req.samples, [frames] * req.samples, seeds, req.sampling, settings)
     feats, mask = out.features, out.mask
     features = [feats[i, :frames].cpu().numpy() for i in range(req.samples)]
     return pipe.to_joints(feats, mask), features
 
 
+def generate_sequence_takes(pipe: TextToMotionPipeline, req: GenerateRequest, settings,
+                            seeds: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``--sequence``: one continuous motion per sample (seed + k)."""
+    from realign_core.control.sequence import generate_sequence
+
+    joints, features = [], []
+    for seed in seeds:
+        seq = generate_sequence(pipe, req.sequence, seed, req.sampling, settings)
+        joints.append(seq.joints)
+        features.append(seq.features())
+        req.extras.append({"sequence": [{"prompt": s.prompt, "seconds": s.seconds, "start": a, "end": b}
+                                        for s, (a, b) in zip(req.sequence, seq.segments)]})
+    return joints, features
+
+
+def write_extras(prefix: Path, extra: dict) -> list[Path]:
+    """The control outputs of one sample: OUT_root.npy, OUT_cycle.json, OUT_sequence.json."""
+    paths = []
+    if extra.get("root") is not None:
+        paths.append(prefix.with_name(prefix.name + "_root.npy"))
+        np.save(paths[-1], extra["root"].astype(np.float32))
+    for key in ("cycle", "sequence"):
+        if extra.get(key) is not None:
+            paths.append(prefix.with_name(f"{prefix.name}_{key}.json"))
+            paths[-1].write_text(json.dumps(extra[key], indent=1) + "\n")
+    return paths
+
+
 def write_outputs(joints: list[np.ndarray], features: list[np.ndarray], out: str | Path, prompt: str,
-                  smpl: bool = False, gif: bool = False) -> list[Path]:
+                  smpl: bool = False, gif: bool = False, extras: list[dict] | None = None) -> list[Path]:
     """Write every sample's files next to the prefix ``out``; returns the paths."""
     out = Path(out)
     paths: list[Path] = []
@@ -99,6 +148,8 @@ def write_outputs(joints: list[np.ndarray], features: list[np.ndarray], out: str
         feat_path = prefix.with_name(prefix.name + "_features.npy")
         np.save(feat_path, f.astype(np.float32))
         paths += [*written.values(), feat_path]
+        if extras:
+            paths += write_extras(prefix, extras[k])
         if gif:
             from realign_core.export.render import render_motion
 
@@ -112,4 +163,4 @@ def run_generate(models: str | Path, req: GenerateRequest, out: str | Path, gene
     dev = pick_device(device)
     pipe = TextToMotionPipeline.from_checkpoints(models, dev, generator=generator)
     joints, features = generate(pipe, req)
-    return write_outputs(joints, features, out, req.prompt, smpl, gif)
+    return write_outputs(joints, features, out, req.prompt, smpl, gif, req.extras)

@@ -10,10 +10,15 @@
     realign eval --models DIR --data DIR [--table [--limit N] [--repeats R] | --kinematic | --judge-val]
     realign tune-guidance --models DIR --data DIR [--generator mld|mdm]
     realign model-card --models DIR -o docs/MODEL_CARD.md
+    realign plot-training --log DIR/denoiser/log.jsonl --judged J.json ... -o PNG   (curves vs epochs and hours)
     realign export --models DIR --out DIR
     realign generate "PROMPT" --seconds S --seed N --strength X [--mu --eta --cfg --steps --samples K] -o OUT
+        [--path FILE] [--keyframes FILE] [--continue-from J.npy] [--end-pose P.npy] [--loop] [--in-place]
+        [--sequence SEQ.json]   (control; docs/control.md)
+    realign control-bench [--models DIR] [--parts path keyframes loop sequence]   (control measurements)
     realign bank --models DIR --data DIR
     realign serve [--models DIR] [--host H] [--port P] [--allow-remote] (token: $REALIGN_SERVER_TOKEN or --token-file)
+    realign batch JOBS.csv --out DIR [--ray auto|ADDRESS] [--models DIR]   (many motions; docs/scale.md)
     realign bench --models DIR [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all]   (latency)
     realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M]
     realign bench --train denoiser --models DIR --data DIR --config FILE   (training throughput)
@@ -27,7 +32,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from realign_core.cli import bench
+from realign_core.cli import batch, bench
+from realign_core.cli.control_args import add_control_arguments, add_control_bench
 from realign_core.cli.evaluate import DATA_HELP, SAMPLER_CHOICES, add_check_motion_command, add_eval_command
 from realign_core.cli.gpu import add_gpu_command
 from realign_core.models.layout import KINDS as TRAIN_KINDS  # torch-free: parsing never imports torch
@@ -149,6 +155,18 @@ def _model_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_training(args: argparse.Namespace) -> int:
+    from realign_core.evaluation.training_curves import load_epochs, load_judged, plot_training
+
+    try:
+        epochs, judged = load_epochs(args.log), load_judged(args.judged)
+    except (OSError, ValueError, KeyError) as err:
+        raise SystemExit(f"realign plot-training: {err}") from None
+    print(f"wrote {plot_training(epochs, judged, args.output, args.title)} ({len(epochs)} epochs, "
+          f"{len(judged)} judged checkpoints)")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from realign_core.models.checkpoint import export_models
 
@@ -163,10 +181,12 @@ def _generate(args: argparse.Namespace) -> int:
     from realign_core.cli.generate import GenerateRequest, run_generate
     from realign_core.pipeline import SamplingConfig
 
+    from realign_core.cli.control_args import control_fields
+
     sampling = SamplingConfig(args.sampler, args.steps, args.cfg, args.ddim_eta)
-    req = GenerateRequest(args.prompt, args.seconds, args.seed, args.samples, args.strength, args.mu, args.eta,
-                          sampling, args.guided_steps)
     try:
+        req = GenerateRequest(args.prompt, args.seconds, args.seed, args.samples, args.strength, args.mu, args.eta,
+                              sampling, args.guided_steps, **control_fields(args, round(args.seconds * 20)))
         paths = run_generate(args.models, req, args.output, args.generator, args.device, args.smpl, args.gif)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"realign generate: {err}")
@@ -215,7 +235,9 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--smpl", action="store_true", help="also write an AMASS-style SMPL .npz")
     g.add_argument("--gif", action="store_true", help="also render a stick-figure GIF")
     g.add_argument("-o", "--output", required=True, help="output prefix, e.g. out/walk")
+    add_control_arguments(g)
     g.set_defaults(func=_generate)
+    add_control_bench(sub)
 
     bk = sub.add_parser("bank", help="embed the training motions for the motion-to-motion reward")
     bk.add_argument("--models", required=True)
@@ -322,6 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("-o", "--output", required=True)
     mc.set_defaults(func=_model_card)
 
+    pt = sub.add_parser("plot-training", help="loss and the judged validation metric against epochs and hours")
+    pt.add_argument("--log", required=True, help="a trainer's log.jsonl (e.g. models/default/denoiser/log.jsonl)")
+    pt.add_argument("--judged", nargs="*", default=[], help="realign eval --judge-val JSON files (each with 'epoch')")
+    pt.add_argument("--title", default="latent denoiser")
+    pt.add_argument("-o", "--output", required=True, help="PNG path")
+    pt.set_defaults(func=_plot_training)
+
     ex = sub.add_parser("export", help="write fp16 shippable checkpoints of a trained stack")
     ex.add_argument("--models", required=True)
     ex.add_argument("--out", required=True)
@@ -332,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr.set_defaults(func=_check_representation)
     _add_generation_commands(sub)
     _add_server_commands(sub)
+    batch.add_command(sub)
     add_gpu_command(sub)
     return parser
 

@@ -1,4 +1,4 @@
-"""Noise schedules, DDPM/DDIM samplers and a classifier-free-guided denoising loop.
+"""Noise schedules, the sampler interface and a classifier-free-guided denoising loop.
 
 Split in the spirit of diffusers: denoisers are plain ``nn.Module`` s defined
 elsewhere; this module holds only the maths around them.
@@ -6,10 +6,13 @@ elsewhere; this module holds only the maths around them.
 * ``NoiseSchedule`` -- betas and alphas_cumprod (float64, CPU) with ``add_noise``
   (q_sample), ``predict_x0`` / ``predict_eps``, ``snr`` and training-timestep
   sampling.
-* ``DDPMSampler`` / ``DDIMSampler`` -- ``set_timesteps(n)`` then, for each ``t``
-  of ``sampler.timesteps`` (descending), ``step(model_output, t, x_t, generator)``
+* ``Sampler`` -- the interface: ``set_timesteps(n)`` then, for each ``t`` of
+  ``sampler.timesteps`` (descending), ``step(model_output, t, x_t, generator)``
   returning ``StepOutput(prev_sample, pred_x0)``.  The denoiser's output is read
   as ``config.prediction_type``: ``"epsilon"`` (the noise) or ``"sample"`` (x0).
+  The samplers themselves (DDIM, DDPM, DPM-Solver++, UniPC) are the ``diffusers``
+  library's, wrapped in ``realign_core.diffusion.schedulers.LibraryScheduler``;
+  ``SamplerConfig`` and ``inference_timesteps`` here hold the spacing they share.
 * ``cfg_combine`` and ``denoise_loop`` -- the full reverse process with
   classifier-free guidance, an optional guidance hook and a progress/cancel
   callback.
@@ -222,20 +225,6 @@ class SamplerConfig:
             raise ValueError(f"steps_offset must be >= 0, got {self.steps_offset}")
 
 
-@dataclass(frozen=True)
-class DDIMConfig(SamplerConfig):
-    """DDIM options: eta (0 = deterministic, 1 = DDPM-like variance); set_alpha_to_one: the
-    step after the last timestep uses abar = 1 (True) or abar_0 (False, as MLD's config)."""
-
-    eta: float = 0.0
-    set_alpha_to_one: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.eta < 0:
-            raise ValueError(f"eta must be >= 0, got {self.eta}")
-
-
 def inference_timesteps(num_train_steps: int, num_inference_steps: int, config: SamplerConfig) -> list[int]:
     """The descending list of ``num_inference_steps`` timesteps in [0, T)."""
     T, n = num_train_steps, num_inference_steps
@@ -249,99 +238,6 @@ def inference_timesteps(num_train_steps: int, num_inference_steps: int, config: 
     if steps[0] >= T:
         raise ValueError(f"steps_offset={config.steps_offset} pushes timestep {steps[0]} past T-1={T - 1}")
     return steps
-
-
-class _Sampler:
-    """Shared timestep bookkeeping and prediction-type conversion."""
-
-    config: SamplerConfig
-
-    def __init__(self, schedule: NoiseSchedule, config: SamplerConfig) -> None:
-        self.schedule = schedule
-        self.config = config
-        self.timesteps: list[int] = []
-        self._prev: dict[int, int] = {}
-
-    def set_timesteps(self, num_inference_steps: int) -> list[int]:
-        """Choose the descending inference timesteps (also kept as ``self.timesteps``)."""
-        self.timesteps = inference_timesteps(self.schedule.num_train_steps, num_inference_steps, self.config)
-        self._prev = dict(zip(self.timesteps, self.timesteps[1:] + [-1]))
-        return list(self.timesteps)
-
-    def prev_timestep(self, t: Timestep) -> int:
-        """The timestep after t in ``self.timesteps`` (-1 after the last)."""
-        if not self.timesteps:
-            raise RuntimeError("call set_timesteps(num_inference_steps) before step()")
-        if int(t) not in self._prev:
-            raise ValueError(f"timestep {int(t)} is not one of this sampler's timesteps")
-        return self._prev[int(t)]
-
-    def _x0_eps(self, model_output: torch.Tensor, t: int,
-                x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(pred_x0, pred_eps), each (B, ...), from the denoiser output read as ``prediction_type``."""
-        if self.config.prediction_type == "epsilon":
-            return self.schedule.predict_x0(x_t, model_output, t), model_output
-        return model_output, self.schedule.predict_eps(x_t, model_output, t)
-
-    def _abar(self, t: int, final: float = 1.0) -> float:
-        """abar_t as a Python float; ``final`` for t < 0 (past the last step)."""
-        return float(self.schedule.alphas_cumprod[t]) if t >= 0 else final
-
-
-class DDPMSampler(_Sampler):
-    """Ancestral sampling from the posterior q(x_prev | x_t, x0) with variance "fixed_small".
-
-    With skipped steps (n < T) the step t -> prev uses the effective beta
-    1 - abar_t / abar_prev, as diffusers does.  Noise is drawn only when prev >= 0.
-    """
-
-    def __init__(self, schedule: NoiseSchedule, config: SamplerConfig = SamplerConfig()) -> None:
-        super().__init__(schedule, config)
-
-    def step(self, model_output: torch.Tensor, t: Timestep, x_t: torch.Tensor,
-             generator: GeneratorArg = None) -> StepOutput:
-        """x_t (B, ...) and the denoiser output at t (B, ...) -> x_prev (B, ...)."""
-        t = int(t)
-        prev = self.prev_timestep(t)
-        pred_x0, _ = self._x0_eps(model_output, t, x_t)
-        abar_t, abar_prev = self._abar(t), self._abar(prev)
-        beta = 1 - abar_t / abar_prev
-        coef_x0 = abar_prev ** 0.5 * beta / (1 - abar_t)
-        coef_xt = (1 - beta) ** 0.5 * (1 - abar_prev) / (1 - abar_t)
-        sample = coef_x0 * pred_x0 + coef_xt * x_t
-        if prev >= 0:
-            variance = max((1 - abar_prev) / (1 - abar_t) * beta, 1e-20)
-            sample = sample + variance ** 0.5 * randn(x_t.shape, generator, x_t.device, x_t.dtype)
-        return StepOutput(sample, pred_x0)
-
-
-class DDIMSampler(_Sampler):
-    """DDIM (Song et al. 2021): x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z,
-    sigma = eta sqrt((1 - abar_prev)/(1 - abar_t)) sqrt(1 - abar_t/abar_prev).
-
-    With eta > 0 noise is drawn at every step (even when sigma is 0), so the
-    generator is consumed the same way for every schedule.
-    """
-
-    config: DDIMConfig
-
-    def __init__(self, schedule: NoiseSchedule, config: DDIMConfig = DDIMConfig()) -> None:
-        super().__init__(schedule, config)
-
-    def step(self, model_output: torch.Tensor, t: Timestep, x_t: torch.Tensor,
-             generator: GeneratorArg = None) -> StepOutput:
-        """x_t (B, ...) and the denoiser output at t (B, ...) -> x_prev (B, ...)."""
-        t = int(t)
-        prev = self.prev_timestep(t)
-        pred_x0, pred_eps = self._x0_eps(model_output, t, x_t)
-        final = 1.0 if self.config.set_alpha_to_one else self._abar(0)
-        abar_t, abar_prev = self._abar(t), self._abar(prev, final)
-        sigma = self.config.eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)) ** 0.5
-        direction = max(1 - abar_prev - sigma ** 2, 0.0) ** 0.5
-        sample = abar_prev ** 0.5 * pred_x0 + direction * pred_eps
-        if self.config.eta > 0:
-            sample = sample + sigma * randn(x_t.shape, generator, x_t.device, x_t.dtype)
-        return StepOutput(sample, pred_x0)
 
 
 class Sampler(Protocol):

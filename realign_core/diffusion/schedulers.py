@@ -1,16 +1,24 @@
-"""The ``diffusers`` library's schedulers behind our sampler interface (issue 13).
+"""The samplers: the ``diffusers`` library's schedulers behind our sampler interface (issue 13).
 
-``LibraryScheduler(name, schedule, config)`` wraps one diffusers scheduler and
-behaves like :class:`~realign_core.diffusion.sampling.DDIMSampler` for
+``LibraryScheduler(name, schedule, config)`` wraps one diffusers scheduler for
 ``denoise_loop`` and the reward-guidance hook: ``set_timesteps(n)`` returns the
 descending int timesteps (also ``self.timesteps``), and ``step(model_output, t,
 x_t, generator)`` returns ``StepOutput(prev_sample, pred_x0)``.
 
 Names (``LIBRARY_SAMPLERS``):
 
-* ``"diffusers-ddim"`` -- ``DDIMScheduler`` (no clipping, our eta and
-  set_alpha_to_one); same timesteps as our DDIM, and with eta > 0 the step
-  noise is drawn by our ``randn`` so the generator is consumed as ours does;
+* ``"ddim"`` -- ``DDIMScheduler`` (no clipping, our eta and set_alpha_to_one);
+  with eta > 0 the step noise is drawn by our ``randn``, so a list of per-sample
+  generators keeps every sample independent of its batch;
+* ``"ddpm"`` -- ancestral sampling from the posterior q(x_prev | x_t, x0) with
+  the "fixed_small" variance on the strided chain.  That is exactly DDIM with
+  eta = 1 (sigma_t^2 = (1 - abar_prev)/(1 - abar_t) (1 - abar_t/abar_prev), the
+  DDPM posterior variance, and the same mean), so it runs ``DDIMScheduler`` at
+  eta 1: diffusers' ``DDPMScheduler.step`` draws its noise from one generator,
+  which would tie each sample's noise to the rest of the batch;
+* ``"diffusers-ddim"`` -- the same as ``"ddim"``; the name is kept because
+  protocol v1 clients may send it (it named the library DDIM while our own
+  hand-written DDIM was the default; that one is gone);
 * ``"dpmsolver++"`` -- ``DPMSolverMultistepScheduler`` (algorithm dpmsolver++,
   order 2, lower order at the last steps, final sigma 0), given our exact
   timesteps;
@@ -21,7 +29,8 @@ Names (``LIBRARY_SAMPLERS``):
 
 The betas are ours (``trained_betas`` = ``schedule.betas``), so every schedule
 kind (scaled_linear, linear, cosine) is the same process; the library keeps
-them as float32, hence agreement with our float64 tables to float tolerance.
+them as float32.  ``tests/test_diffusion.py`` checks DDIM and DDPM against the
+closed-form steps on an oracle denoiser.
 
 Guidance and UniPC: UniPC's corrector rebuilds x_t from the *previous* step's
 sample (``last_sample``) and ignores the sample it is handed, so a guidance
@@ -48,14 +57,16 @@ from realign_core.diffusion.sampling import (
     randn,
 )
 
-LIBRARY_SAMPLERS = ("diffusers-ddim", "dpmsolver++", "unipc")
+LIBRARY_SAMPLERS = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc")
+_DDIM_FAMILY = ("ddim", "ddpm", "diffusers-ddim")
 
 
 @dataclass(frozen=True)
 class LibraryConfig(SamplerConfig):
     """Options of the wrapped schedulers besides prediction type and spacing.
 
-    eta, set_alpha_to_one: DDIM's (see ``DDIMConfig``); solver_order: the
+    eta: DDIM's (0 = deterministic; "ddpm" always runs at 1); set_alpha_to_one: the step after
+    the last timestep uses abar = 1 (True) or abar_0 (False, as MLD's config); solver_order: the
     multistep solvers' order (1-3); corrector: UniPC's corrector (False for guided runs).
     """
 
@@ -79,7 +90,7 @@ def _build(name: str, schedule: NoiseSchedule, config: LibraryConfig, steps: int
     common = {"num_train_timesteps": schedule.num_train_steps, "trained_betas": schedule.betas.numpy(),
               "prediction_type": config.prediction_type, "steps_offset": config.steps_offset}
     ours = inference_timesteps(schedule.num_train_steps, steps, config)
-    if name == "diffusers-ddim":
+    if name in _DDIM_FAMILY:
         sched = diffusers.DDIMScheduler(clip_sample=False, set_alpha_to_one=config.set_alpha_to_one,
                                         timestep_spacing=config.timestep_spacing, **common)
         sched.set_timesteps(steps)
@@ -111,6 +122,7 @@ class LibraryScheduler:
         if name not in LIBRARY_SAMPLERS:
             raise ValueError(f"unknown library sampler {name!r}; expected one of {LIBRARY_SAMPLERS}")
         self.name, self.schedule, self.config = name, schedule, config
+        self.eta = 1.0 if name == "ddpm" else config.eta
         self.timesteps: list[int] = []
         self._sched: Any = None
         self._index = 0
@@ -143,9 +155,9 @@ class LibraryScheduler:
             pred_x0 = self.schedule.predict_x0(x_t, model_output, t)
         else:
             pred_x0 = model_output
-        if self.name == "diffusers-ddim":
-            noise = randn(x_t.shape, generator, x_t.device, x_t.dtype) if self.config.eta > 0 else None
-            out = self._sched.step(model_output, t, x_t, eta=self.config.eta, variance_noise=noise)
+        if self.name in _DDIM_FAMILY:
+            noise = randn(x_t.shape, generator, x_t.device, x_t.dtype) if self.eta > 0 else None
+            out = self._sched.step(model_output, t, x_t, eta=self.eta, variance_noise=noise)
         else:
             out = self._sched.step(model_output, t, x_t)
         return StepOutput(out.prev_sample, pred_x0)

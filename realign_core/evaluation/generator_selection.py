@@ -36,10 +36,20 @@ def judge_generator(models: str | Path, data: str | Path, generator: str = "mld"
     start = time.perf_counter()
     sampling = SamplingConfig(sampler, steps, spacing=spacing)
     feats = generate_set(pipe, subset, list(range(len(subset.captions))), sampling, None, desc=f"{generator} on val")
-    return {"models": str(models), "generator": generator, "split": "val", "prompts": len(subset.captions),
+    return {"models": str(models), "generator": generator, "epoch": checkpoint_epoch(models, generator),
+            "split": "val", "prompts": len(subset.captions),
             "sampler": sampler, "spacing": spacing or SPACING[sampler], "steps": steps, "guidance": None,
             "judge": judge_kind, **judge.score(feats),
             "seconds": round(time.perf_counter() - start, 1)}
+
+
+def checkpoint_epoch(models: str | Path, generator: str = "mld") -> int | None:
+    """The training epoch stored in the generator's checkpoint (denoiser/ for mld, mdm/ for mdm), if any."""
+    import torch
+
+    ckpt = torch.load(checkpoint_path(models, "denoiser" if generator == "mld" else "mdm"), map_location="cpu",
+                      weights_only=False)
+    return int(ckpt["epoch"]) if ckpt.get("epoch") is not None else None
 
 
 def save(result: dict[str, Any], path: str | Path) -> Path:

@@ -208,13 +208,14 @@ class Trainer:
         resumed = self.resume()
         start = time.time()
         while self.epoch < self.cfg.epochs:
-            epoch_start = time.time()
+            epoch_start, cpu_start = time.time(), time.process_time()
             train_loss = self._train_epoch()
             self.model.eval()
             metrics = self.task.validate(self.model, self.val_loader())
             self.epoch += 1
             record = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
-                      "epoch_seconds": round(time.time() - epoch_start, 2), **metrics}
+                      "epoch_seconds": round(time.time() - epoch_start, 2),
+                      "epoch_cpu_seconds": round(time.process_time() - cpu_start, 2), **metrics}
             self.history.append(record)
             improved = self._save(metrics)
             self._log({"validation": True, "improved": improved, **record})
@@ -236,7 +237,8 @@ class Trainer:
 
         if not self.history:
             return
-        keys = [k for k in self.history[-1] if k not in ("epoch", "step", "train_loss", "epoch_seconds")]
+        keys = [k for k in self.history[-1]
+                if k not in ("epoch", "step", "train_loss", "epoch_seconds", "epoch_cpu_seconds")]
         epochs = [h["epoch"] for h in self.history]
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), dpi=90)
         axes[0].plot(epochs, [h["train_loss"] for h in self.history], marker=".")

@@ -162,9 +162,10 @@ def _row(cfg: BenchConfig, totals: list[Stamp], clock: PhaseClock, memory: dict[
 
 def bench_one(pipeline: TextToMotionPipeline, cfg: BenchConfig, frames: int = 196, steps: int = 50,
               repeats: int = 3, warmup: int = 1, base: GuidanceSettings | None = None,
-              prompts: Sequence[str] = DEFAULT_PROMPTS, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Measure one configuration -> one row (see the module docstring)."""
-    sampling = SamplingConfig(steps=steps)
+              prompts: Sequence[str] = DEFAULT_PROMPTS, meta: dict[str, Any] | None = None,
+              sampler: str = "ddim") -> dict[str, Any]:
+    """Measure one configuration -> one row (see the module docstring); ``sampler`` one of pipeline.SAMPLERS."""
+    sampling = SamplingConfig(sampler=sampler, steps=steps)
     guidance = bench_guidance(pipeline, cfg.guided_steps, cfg.placement, base)
     captions, lengths, seeds = _inputs(cfg.batch, frames, prompts)
     memory = MemoryProbe(torch.device(pipeline.device))
@@ -178,7 +179,8 @@ def bench_one(pipeline: TextToMotionPipeline, cfg: BenchConfig, frames: int = 19
         mem = memory.result()
     extra = {"strength": guidance.strength if guidance else 0.0, "mu": guidance.mu if guidance else 0.0,
              "eta": guidance.eta if guidance else 0.0}
-    return _row(cfg, totals, clock, mem, {**(meta or {}), "frames": frames, "steps": steps, **extra})
+    return _row(cfg, totals, clock, mem, {**(meta or {}), "frames": frames, "sampler": sampler, "steps": steps,
+                                          **extra})
 
 
 def add_slowdown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -196,7 +198,8 @@ def bench_latency(pipeline: TextToMotionPipeline, batch_sizes: Sequence[int] = (
                   warmup: int = 1, placements: Sequence[str] = ("spread",), amps: Sequence[str | None] = (None,),
                   threads: Sequence[int | None] = (None,), base: GuidanceSettings | None = None,
                   prompts: Sequence[str] = DEFAULT_PROMPTS,
-                  progress: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                  progress: Callable[[dict[str, Any]], None] | None = None,
+                  sampler: str = "ddim") -> list[dict[str, Any]]:
     """Per-motion latency and its denoiser/decoder/reward split for every configuration -> rows.
 
     guided_steps: counts of guided reverse steps (0 = unguided, None = all);
@@ -209,7 +212,7 @@ def bench_latency(pipeline: TextToMotionPipeline, batch_sizes: Sequence[int] = (
     meta = {"generator": pipeline.generator.name, "device": str(pipeline.device)}
     rows = []
     for cfg in plan_configs(batch_sizes, guided_steps, steps, placements, amps, threads):
-        rows.append(bench_one(pipeline, cfg, frames, steps, repeats, warmup, base, prompts, meta))
+        rows.append(bench_one(pipeline, cfg, frames, steps, repeats, warmup, base, prompts, meta, sampler))
         if progress is not None:
             progress(rows[-1])
     return add_slowdown(rows)

@@ -1,0 +1,58 @@
+"""realign plot-training: the trainer's validation records and judged checkpoints drawn against epochs and hours."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realign_core.cli.main import main
+from realign_core.evaluation.training_curves import hours_at, load_epochs, load_judged
+
+
+def _write_log(path, epochs):
+    lines = [{"step": 5, "epoch": 0, "loss": 1.0}]
+    for e, seconds, val in epochs:
+        lines.append({"validation": True, "improved": True, "epoch": e, "step": 10 * e, "train_loss": 2 * val,
+                      "epoch_seconds": seconds, "val_loss": val})
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+
+
+def test_records_hours_and_a_rerun_epoch(tmp_path):
+    log = tmp_path / "log.jsonl"
+    _write_log(log, [(1, 3600, 0.5), (2, 1800, 0.4), (2, 1800, 0.35), (3, 3600, 0.3)])   # epoch 2 ran twice
+    epochs = load_epochs(log)
+    assert [r.epoch for r in epochs] == [1, 2, 3]
+    assert [r.val_loss for r in epochs] == [0.5, 0.35, 0.3]            # the re-run's record wins
+    assert [r.hours for r in epochs] == pytest.approx([1.0, 2.0, 3.0])  # but both runs' time counts
+    assert hours_at(epochs, 2) == pytest.approx(2.0) and hours_at(epochs, 0) == 0.0
+
+
+def test_bad_inputs_name_the_file_and_field(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\nnot json\n')
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        load_epochs(log)
+    log.write_text('{"step": 1}\n')
+    with pytest.raises(ValueError, match="no validation records"):
+        load_epochs(log)
+    judged = tmp_path / "j.json"
+    judged.write_text(json.dumps({"judge_r1": 0.3, "judge_fid": 0.2}))
+    with pytest.raises(ValueError, match="'epoch' is missing"):
+        load_judged([judged])
+
+
+def test_cli_draws_the_png(tmp_path, capsys):
+    log = tmp_path / "log.jsonl"
+    _write_log(log, [(1, 100, 0.5), (2, 100, 0.4), (3, 100, 0.35)])
+    judged = []
+    for e, r1 in ((3, 0.4), (1, 0.2)):
+        judged.append(tmp_path / f"j{e}.json")
+        judged[-1].write_text(json.dumps({"epoch": e, "judge_r1": r1, "judge_fid": 0.3}))
+    out = tmp_path / "curves.png"
+    assert main(["plot-training", "--log", str(log), "--judged", *map(str, judged), "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    assert "3 epochs, 2 judged checkpoints" in capsys.readouterr().out
+    assert [j.epoch for j in load_judged(judged)] == [1, 3]
+    with pytest.raises(SystemExit, match="plot-training: .*no validation records"):
+        (tmp_path / "empty.jsonl").write_text("\n")
+        main(["plot-training", "--log", str(tmp_path / "empty.jsonl"), "-o", str(out)])
