@@ -316,7 +316,8 @@ def blender_test(pytest_args: list[str], zip_path: Path | None = None) -> int:
 def parse_bench_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="build.py blender-bench")
     parser.add_argument("--models", default=DEMO_MODELS, help=f"model folder of the server (default {DEMO_MODELS})")
-    parser.add_argument("--steps", type=int, default=50, help="sampler steps per motion (default 50)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="sampler steps per motion (default 0 = the server's: the models' validated setting)")
     parser.add_argument("--bpy", choices=sorted(BENCH_BPY), default="50", help="bpy 5.0.1 (50) or 4.5.15 (45)")
     return parser.parse_args(argv)
 

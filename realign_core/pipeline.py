@@ -3,7 +3,9 @@
 ``TextToMotionPipeline.from_checkpoints(root, generator="mld")`` loads the base
 generator (``mld``: root/vae + root/denoiser; ``mdm``: root/mdm), and, when
 present, the step-aware reward model root/reward/best.pt with its embedding
-bank root/reward/bank.pt and the calibration root/guidance.toml.
+bank root/reward/bank.pt and the calibration root/guidance.toml; for ``mld`` also the latent reward
+model root/latent_reward/best.pt (with root/latent_reward/bank.pt if built), which guidance uses when a
+request asks for ``GuidanceSettings.reward_space = "latent"`` (no VAE decode in the guided steps).
 
 ``pipeline(captions, frames, seeds, sampling, guidance)`` returns a
 ``MotionOutput``: un-normalised 263-dim features (B, T, 263), their mask, the
@@ -35,6 +37,7 @@ from realign_core.guidance.constraints import ConstraintGuidance, ConstraintSche
 from realign_core.guidance.control_spec import ControlSpec
 from realign_core.guidance.reward_bank import RewardBank
 from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings, GuidanceTrace, RewardGuidance
+from realign_core.models.latent_reward import check_matches_generator, load_latent_reward_checkpoint
 from realign_core.models.layout import bank_path, checkpoint_path, guidance_path
 from realign_core.models.reward_model import load_reward_checkpoint
 from realign_core.motion.features import features_to_joints
@@ -94,8 +97,10 @@ class TextToMotionPipeline:
     """Wires the frozen text encoder, a base generator, a sampler and (optionally) reward guidance."""
 
     def __init__(self, generator: BaseGenerator, text_encoder: TextEncoder | None = None,
-                 reward: RewardParts | None = None, calibration: GuidanceCalibration = GuidanceCalibration()):
+                 reward: RewardParts | None = None, calibration: GuidanceCalibration = GuidanceCalibration(),
+                 latent_reward: RewardParts | None = None):
         self.generator, self.reward, self.calibration = generator, reward, calibration
+        self.latent_reward = latent_reward   # the reward on the generator's latents (reward_space "latent")
         self.device = generator.device
         self.text = text_encoder or load_text_encoder(self.device)
         self.max_frames = generator.max_frames
@@ -109,7 +114,8 @@ class TextToMotionPipeline:
         root = Path(root)
         gen = load_generator(root, generator, device)
         reward = load_reward_parts(root, reward_kind, device) if reward_kind else None
-        return cls(gen, text_encoder, reward, GuidanceCalibration.load(guidance_path(root), generator))
+        latent = load_latent_reward_parts(root, gen, device) if reward_kind and generator == "mld" else None
+        return cls(gen, text_encoder, reward, GuidanceCalibration.load(guidance_path(root), generator), latent)
 
     @property
     def has_reward(self) -> bool:
@@ -124,16 +130,36 @@ class TextToMotionPipeline:
     def default_guidance(self) -> GuidanceSettings:
         return self.calibration.defaults
 
+    @property
+    def default_sampling(self) -> SamplingConfig:
+        """The sampler and step count the guidance calibration was validated with (guidance.toml
+        ``sampler``/``steps``), else :class:`SamplingConfig`'s (DDIM, 50 steps)."""
+        c = self.calibration
+        return SamplingConfig(sampler=c.sampler or SamplingConfig.sampler, steps=c.steps or SamplingConfig.steps)
+
     def guidance_problem(self, settings: GuidanceSettings | None) -> tuple[str, str] | None:
         """Why these models cannot run ``settings``, as (field, reason), or None when they can."""
         if settings is None or not settings.active:
             return None
+        if settings.reward_space == "latent":
+            return self._latent_problem(settings)
         if self.reward is None:
             return ("strength", "guidance needs a reward model (reward/best.pt) in the model folder; these "
                                 "models have none, so the strength must be 0")
         if settings.eta > 0 and self.reward.bank is None:
             return ("eta", "the motion-to-motion reward (eta > 0) needs the embedding bank reward/bank.pt "
                            "(`realign bank`); these models have none, so eta must be 0")
+        return None
+
+    def _latent_problem(self, settings: GuidanceSettings) -> tuple[str, str] | None:
+        """``guidance_problem`` of a request for the latent reward."""
+        if self.latent_reward is None:
+            return ("reward_space", ("the latent reward needs latent_reward/best.pt (`realign train "
+                                     "latent_reward`) beside an MLD generator; these models have none, so use "
+                                     "reward_space 'motion'"))
+        if settings.eta > 0 and self.latent_reward.bank is None:
+            return ("eta", ("the motion-to-motion reward of the latent reward (eta > 0) needs "
+                            "latent_reward/bank.pt; these models have none, so eta must be 0"))
         return None
 
     def make_sampler(self, cfg: SamplingConfig, guided: bool = False):
@@ -156,11 +182,12 @@ class TextToMotionPipeline:
         problem = self.guidance_problem(settings)
         if problem is not None:
             raise ValueError(f"guidance.{problem[0]}: {problem[1]}")
-        reward = self.reward.model
+        parts = self.latent_reward if settings.reward_space == "latent" else self.reward
+        reward = parts.model
         text_emb = reward.encode_text(captions)
-        ref_emb = self.reward.bank.retrieve(text_emb)[0] if settings.eta > 0 else None
+        ref_emb = parts.bank.retrieve(text_emb)[0] if settings.eta > 0 else None
         return RewardGuidance(self.generator, reward, lengths, text_emb, ref_emb, settings,
-                              self.calibration.scale, timesteps, self.reward.schedule)
+                              self.calibration.scale, timesteps, parts.schedule)
 
     def make_constraints(self, lengths: Tensor, control: ControlSpec | list[ControlSpec | None] | None,
                          timesteps: list[int], schedule: ConstraintSchedule | None = None
@@ -233,3 +260,18 @@ def load_reward_parts(root: Path, kind: str, device: str | torch.device) -> Rewa
     cfg = ckpt["config"]   # the reward's training noise schedule, which guidance matches by noise level
     return RewardParts(model, NoiseSchedule.make(cfg.get("schedule", "scaled_linear"),
                                                  cfg.get("num_train_steps", 1000)), bank)
+
+
+def load_latent_reward_parts(root: Path, generator: BaseGenerator, device: str | torch.device) -> RewardParts | None:
+    """Latent reward model root/latent_reward/best.pt (with its bank if built) for this MLD generator;
+    None when absent.  A checkpoint trained on another VAE / latent scale is an error naming the file."""
+    path = checkpoint_path(root, "latent_reward")
+    if not path.is_file():
+        return None
+    model, ckpt = load_latent_reward_checkpoint(path, device)
+    cfg = ckpt["config"]
+    check_matches_generator(cfg, generator.latent_scale, generator.state_shape(1)[1:], path)
+    model.requires_grad_(False)
+    bank_file = bank_path(root, "latent_reward")
+    bank = RewardBank.load(bank_file, path) if bank_file.is_file() else None
+    return RewardParts(model, NoiseSchedule.make(cfg["schedule"], cfg["num_train_steps"]), bank)

@@ -13,6 +13,7 @@ motion-to-motion reward weight, ``GuidanceSettings.eta``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,20 +33,22 @@ def sampling_config(sampling: Sampling) -> Any:
     return SamplingConfig(sampler=sampling.sampler, steps=sampling.steps, cfg_scale=sampling.cfg)
 
 
-def guidance_settings(sampling: Sampling) -> Any | None:
-    """Protocol guidance -> ``GuidanceSettings``, or None when strength is 0 (the plain sampler)."""
+def guidance_settings(sampling: Sampling, pipeline: Any = None) -> Any | None:
+    """Protocol guidance -> ``GuidanceSettings``, or None when strength is 0 (the plain sampler).
+    The fields the protocol does not carry (which steps are guided) are the pipeline's validated ones."""
     if sampling.strength <= 0:
         return None
     from realign_core.guidance.reward_guidance import GuidanceSettings
 
-    return GuidanceSettings(strength=sampling.strength, mu=sampling.mu, eta=sampling.eta)
+    base = pipeline.default_guidance if has_reward(pipeline) else GuidanceSettings()
+    return replace(base, strength=sampling.strength, mu=sampling.mu, eta=sampling.eta)
 
 
 def run_pipeline(pipeline: Any, captions: list[str], frames: list[int], seeds: list[int],
                  sampling: Sampling, callback: ProgressCallback) -> list[np.ndarray]:
     """One sampling run -> per-sample (F_i, 22, 3) float32 joints.  Guidance is passed only when on."""
     kwargs: dict[str, Any] = {"cfg": sampling_config(sampling), "callback": callback}
-    guidance = guidance_settings(sampling)
+    guidance = guidance_settings(sampling, pipeline)
     if guidance is not None:
         kwargs["guidance"] = guidance
     out = pipeline(captions, frames, seeds, return_joints=True, **kwargs)
@@ -75,7 +78,7 @@ def root_track_result(track: np.ndarray) -> dict[str, Any]:
 def run_controlled(pipeline: Any, request: Any, callback: ProgressCallback) -> list[tuple[np.ndarray, dict[str, Any]]]:
     """One request with control fields or a sequence -> per motion (joints, extra result fields)."""
     sampling = request.sampling
-    cfg, guidance = sampling_config(sampling), guidance_settings(sampling)
+    cfg, guidance = sampling_config(sampling), guidance_settings(sampling, pipeline)
     if request.sequence is not None:
         from realign_core.control.sequence import Segment, generate_sequence
 
@@ -124,7 +127,9 @@ def model_defaults(pipeline: Any) -> Defaults:
         mu, eta = float(getattr(g, "mu", mu)), float(getattr(g, "eta", eta))
         if not has_reference_bank(pipeline):
             eta = 0.0
-    return Defaults(cfg=cfg, strength=strength, mu=mu, eta=eta)
+    sampling = getattr(pipeline, "default_sampling", None)
+    steps, sampler = (sampling.steps, sampling.sampler) if sampling is not None else (Defaults.steps, Defaults.sampler)
+    return Defaults(cfg=cfg, strength=strength, mu=mu, eta=eta, steps=steps, sampler=sampler)
 
 
 def model_max_steps(pipeline: Any) -> int:
@@ -188,7 +193,7 @@ class Engine:
 
     def check(self, sampling: Sampling) -> None:
         """Refuse settings this model cannot run (the pipeline says why: no reward model, or no bank)."""
-        problem = self.pipeline.guidance_problem(guidance_settings(sampling))
+        problem = self.pipeline.guidance_problem(guidance_settings(sampling, self.pipeline))
         if problem is not None:
             field, reason = problem
             raise ProtocolError("bad_request", f"field 'guidance.{field}': {reason}", f"guidance.{field}")

@@ -18,7 +18,9 @@ waits until a job runs and ``wait_until`` polls a condition.
 """
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
@@ -96,3 +98,19 @@ def long_job(client: Client, **fields):
     """A job that runs for many seconds on the tiny model (32 motions x 1000 DDPM steps): a blocker."""
     return client.submit(prompts=["a person stands still.", "a person waves."], samples=16, frames=196,
                          steps=1000, sampler="ddpm", seed=0, **fields)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BPY = {"5.0.1": REPO_ROOT / ".venv-bpy50", "4.5.15": REPO_ROOT / ".venv-bpy45"}
+
+
+def bpy_python(version: str) -> tuple[Path, Path]:
+    """(python of the bpy ``version`` environment, newest built add-on zip); skips when either is absent."""
+    venv = BPY[version]
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    if not python.exists():
+        pytest.skip(f"{venv} is absent: 'python build.py test' (or 'build.py blender-test') creates it")
+    zips = sorted((REPO_ROOT / "dist").glob("realign_blender-*.zip"), key=lambda p: p.stat().st_mtime)
+    if not zips:
+        pytest.skip("no dist/realign_blender-*.zip: run 'python build.py addon' first")
+    return python, zips[-1]

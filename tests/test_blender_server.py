@@ -14,9 +14,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.server_fixtures import launch_tiny_server
+from tests.server_fixtures import BPY, bpy_python, launch_tiny_server
 
-BPY = {"5.0.1": REPO_ROOT / ".venv-bpy50", "4.5.15": REPO_ROOT / ".venv-bpy45"}
 SCRIPT = REPO_ROOT / "tests" / "blender" / "drive_real_server.py"
 
 
@@ -27,21 +26,10 @@ def guided_server(tiny_guided, tmp_path_factory):
     process.stop()
 
 
-def _bpy_python(version: str):
-    venv = BPY[version]
-    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-    if not python.exists():
-        pytest.skip(f"{venv} is absent: 'python build.py test' (or 'build.py blender-test') creates it")
-    zips = sorted((REPO_ROOT / "dist").glob("realign_blender-*.zip"), key=lambda p: p.stat().st_mtime)
-    if not zips:
-        pytest.skip("no dist/realign_blender-*.zip: run 'python build.py addon' first")
-    return python, zips[-1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("version", list(BPY))
 def test_addon_generates_regenerates_cancels_and_batch_bakes(version, guided_server, tmp_path):
-    python, zip_path = _bpy_python(version)
+    python, zip_path = bpy_python(version)
     out = tmp_path / "report.json"
     cmd = [str(python), str(SCRIPT), "--zip", str(zip_path), "--port", str(guided_server.port), "--out", str(out),
            "--blend", str(tmp_path / "takes.blend")]

@@ -115,6 +115,12 @@ def test_settings_and_calibration_errors_name_the_field(tmp_path):
     path.write_text("[mld]\nscale = 40.0\nstrenght = 2\n")
     with pytest.raises(ValueError, match="strenght"):
         GuidanceCalibration.load(path, "mld")
+    path.write_text('[mld]\nscale = 40.0\nsampler = "ddim"\nsteps = 10\n')
+    cal = GuidanceCalibration.load(path, "mld")
+    assert (cal.sampler, cal.steps) == ("ddim", 10)
+    path.write_text("[mld]\nscale = 40.0\nsteps = 0\n")
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        GuidanceCalibration.load(path, "mld")
 
 
 def test_realign_generate_writes_every_format(tiny_guided, tmp_path):

@@ -94,9 +94,12 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     assert len(result["stages"][0]) == 2 and result["prompts"] == 32
     assert result["winner"]["judge_fid"] <= result["baseline"]["judge_fid"] or \
         all(r["judge_fid"] > result["baseline"]["judge_fid"] for s in result["stages"] for r in s)
-    write_guidance_toml(root / "guidance.toml", "mld", result["winner"])
+    kin = result["baseline"]["kin_pass"]
+    assert (kin is None) == (not result["kinematic_prompts"]) and (kin is None or 0.0 <= kin <= 1.0)
+    write_guidance_toml(root / "guidance.toml", "mld", result["winner"], {"sampler": "ddim", "steps": 4})
     cal = GuidanceCalibration.load(root / "guidance.toml", "mld")
     assert cal.scale == result["winner"]["scale"] and cal.defaults.strength == 1.0
+    assert (cal.sampler, cal.steps) == ("ddim", 4)
     from realign_core.evaluation.guidance_tuning import format_tuning
     assert format_tuning(result).count("**") >= 4
 
@@ -141,6 +144,56 @@ def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():
     assert cheapest_keeping_gain(rows, base, TuningConfig(keep_gain=1.0, steps=50)) is rows[0]
 
 
+def test_stage3_tries_each_set_of_guided_steps_once():
+    from realign_core.evaluation.guidance_tuning import TuningConfig, stage3_schedules
+
+    cfg = TuningConfig(steps=10, guided_steps_options=(1, 2, 10), placements=("spread", "late"))
+    # one guided step is the last step either way; 10 of 10 is "all" (stage 2 has it)
+    assert stage3_schedules(cfg) == [(1, "spread"), (2, "spread"), (2, "late")]
+
+
+def test_the_kinematic_guard_rejects_candidates_that_stop_doing_the_motion():
+    from realign_core.evaluation.guidance_tuning import TuningConfig, cheapest_keeping_gain
+
+    def row(k, r1, kin):
+        return {"judge_r1": r1, "judge_fid": 0.1, "scale": 30.0, "kin_pass": kin,
+                "settings": {"strength": 1.0, "mu": 1.0, "eta": 0.0, "guided_steps": k, "placement": "spread"}}
+
+    base = {"judge_r1": 0.2, "judge_fid": 0.3, "kin_pass": 0.40}
+    rows = [row(None, 0.70, 0.20), row(10, 0.60, 0.39), row(5, 0.58, 0.45), row(2, 0.30, 0.41)]
+    cfg = TuningConfig(keep_gain=0.9, steps=50, kin_slack=0.03)
+    # the best judge R@1 (0.70) fails the guard (0.20 < 0.40 - 0.03): the gain is measured among the rest
+    # (best 0.60 -> 90 % = R@1 >= 0.56), and the fewest guided steps keeping it is 5
+    assert cheapest_keeping_gain(rows, base, cfg) is rows[2]
+    # with the guard off (slack 1) the 0.70 row sets the bar (R@1 >= 0.65) and wins
+    assert cheapest_keeping_gain(rows, base, TuningConfig(keep_gain=0.9, steps=50, kin_slack=1.0)) is rows[0]
+    # nothing meets the guard: the candidate that keeps the most of the motion
+    worse = [row(None, 0.70, 0.10), row(5, 0.60, 0.30)]
+    assert cheapest_keeping_gain(worse, base, cfg) is worse[1]
+
+
+def test_validation_kinematic_prompts_come_from_the_split_captions(tmp_path):
+    import re
+
+    from realign_core.evaluation.kinematic.labels import LABELS
+    from realign_core.evaluation.kinematic.val_prompts import split_prompts
+    from tests.synthetic import walking_motion, write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path, clips_per_class=3, frames=(44, 60))
+    prompts = split_prompts(data, "val", max_per_label=1)
+    by_label = {lab.name: lab for lab in LABELS}
+    names = [p.name for p in prompts]
+    assert "walk_forward/0" in names and "walk_backward/0" in names and len(set(names)) == len(names)
+    for p in prompts:
+        assert re.search(by_label[p.name.split("/")[0]].positive, p.caption), p
+    # a prompt's check is its label's: a forward walk passes "walks forward" and fails "walks backward"
+    walk = walking_motion(frames=80, speed=1.2)
+    check = {p.name: p.matches(walk) for p in prompts}
+    assert check["walk_forward/0"] and not check["walk_backward/0"]
+    with pytest.raises(FileNotFoundError, match="nosuch.txt"):
+        split_prompts(data, "nosuch")
+
+
 def test_tuning_reuses_only_candidates_scored_on_the_same_prompts_and_sampler(tmp_path):
     from realign_core.evaluation.guidance_tuning import TuningConfig, candidate_key, reusable_rows
     from realign_core.guidance.reward_guidance import GuidanceSettings
@@ -150,7 +203,8 @@ def test_tuning_reuses_only_candidates_scored_on_the_same_prompts_and_sampler(tm
     base = {"judge_r1": 0.1, "judge_fid": 0.3, "scale": 0.0, "settings": None}
     cfg = TuningConfig(steps=50, batch=32)
     path = tmp_path / "guidance_tuning_mld.json"
-    path.write_text(json.dumps({"generator": "mld", "prompts": 128, "config": {"steps": 50, "batch": 32},
+    path.write_text(json.dumps({"generator": "mld", "prompts": 128,
+                                "config": {"steps": 50, "batch": 32, "sampler": "ddim", "kin_samples": 4},
                                 "baseline": base, "stages": [[row]]}))
     known = reusable_rows(path, "mld", 128, cfg)
     assert known[candidate_key(30.0, g)] is not None and known[candidate_key(0.0, None)]["judge_r1"] == 0.1
@@ -158,6 +212,8 @@ def test_tuning_reuses_only_candidates_scored_on_the_same_prompts_and_sampler(tm
     assert reusable_rows(path, "mld", 64, cfg) == {}                      # other prompts
     assert reusable_rows(path, "mdm", 128, cfg) == {}                     # other generator
     assert reusable_rows(path, "mld", 128, TuningConfig(steps=20)) == {}  # other sampler
+    assert reusable_rows(path, "mld", 128, TuningConfig(sampler="unipc")) == {}
+    assert reusable_rows(path, "mld", 128, TuningConfig(kin_samples=2)) == {}  # other kinematic guard
     assert reusable_rows(tmp_path / "missing.json", "mld", 128, cfg) == {}
 
 

@@ -60,3 +60,21 @@ def test_guidance_defaults_and_checks_follow_the_reward_parts(tiny_guided):
         engine.check(guided)
     assert err.value.field == "guidance.eta" and "bank" in err.value.message
     engine.check(Sampling("ddim", FAST_STEPS, 7.5, strength=1.0, mu=1.0, eta=0.0))
+
+
+def test_the_validated_sampling_and_guided_steps_are_the_server_defaults(tiny_guided, tmp_path):
+    """guidance.toml's sampler/steps become the request defaults, and a guided request runs the validated
+    guided steps (the protocol carries strength, mu and eta only)."""
+    import shutil
+
+    from server.engine import guidance_settings
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_guided, root)
+    (root / "guidance.toml").write_text('[mld]\nscale = 3.0\nmu = 1.0\neta = 1.0\nplacement = "late"\n'
+                                        'guided_steps = 2\nsampler = "ddim"\nsteps = 7\n')
+    engine = Engine.load(root, "cpu")
+    assert (engine.defaults.steps, engine.defaults.sampler, engine.defaults.strength) == (7, "ddim", 1.0)
+    settings = guidance_settings(Sampling("ddim", 7, 7.5, strength=0.5, mu=1.0, eta=0.0), engine.pipeline)
+    assert (settings.guided_steps, settings.placement, settings.strength, settings.eta) == (2, "late", 0.5, 0.0)
+    assert guidance_settings(Sampling("ddim", 7, 7.5, strength=0.0, mu=1.0, eta=1.0), engine.pipeline) is None

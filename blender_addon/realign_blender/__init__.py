@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import batch_import, body_operators, jobs, map_operators, operators, props, server_launch, ui
+from . import batch_import, body_operators, control_ops, jobs, map_operators, operators, props, server_launch, ui
 
 _CLASSES = (operators.CLASSES + body_operators.CLASSES + map_operators.CLASSES + batch_import.CLASSES
-            + ui.CLASSES)
+            + control_ops.CLASSES + ui.CLASSES)
 
 
 def register() -> None:

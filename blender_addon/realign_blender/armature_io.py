@@ -137,6 +137,18 @@ def bake(obj: bpy.types.Object, joints: np.ndarray, meta: dict, start_frame: flo
     result = control_rigs.retarget_object(obj, rig, joints, get_bone_map(obj), options, contacts)
     scene = bpy.context.scene
     frames = frame_times(len(joints), scene.render.fps / scene.render.fps_base, start_frame)
+    channels = take_channels(obj, result)
+    laps.lap("retarget_s")
+    action = new_take_action(obj, meta)
+    keying.write_curves(action, obj, frames, channels)
+    laps.lap("keying_s")
+    strip = add_strip(obj, action, start_frame)
+    laps.lap("nla_s")
+    return action, strip, result
+
+
+def take_channels(obj: bpy.types.Object, result) -> list[tuple[str, int, str, np.ndarray]]:
+    """The channels to key for a RetargetResult: (data_path, index, group, values (F,))."""
     channels = list(result.properties)
     for b in np.flatnonzero(result.driven):
         pbone = obj.pose.bones[result.names[b]]
@@ -145,25 +157,25 @@ def bake(obj: bpy.types.Object, joints: np.ndarray, meta: dict, start_frame: flo
         root = result.names[result.root]
         channels += [(f'pose.bones["{bpy.utils.escape_identifier(root)}"].location', i, root,
                       result.locations[:, result.root, i]) for i in range(3)]
-    laps.lap("retarget_s")
+    return channels
+
+
+def new_take_action(obj: bpy.types.Object, meta: dict) -> bpy.types.Action:
+    """A new Action (fake user) named after the prompt, with the scalar ``meta`` as custom properties."""
     action = bpy.data.actions.new(take_name(str(meta.get("prompt", "")), obj))
     action.use_fake_user = True
     for key, value in meta.items():
         if isinstance(value, (int, float, str)):
             action[key] = value
     action["realign_fps"] = FPS
-    keying.write_curves(action, obj, frames, channels)
-    laps.lap("keying_s")
-    strip = add_strip(obj, action, start_frame)
-    laps.lap("nla_s")
-    return action, strip, result
+    return action
 
 
-def add_strip(obj: bpy.types.Object, action: bpy.types.Action, start_frame: float):
-    """Put an action on a new NLA track of obj (older ReAlign tracks muted); returns the strip."""
+def add_strip(obj: bpy.types.Object, action: bpy.types.Action, start_frame: float, mute_older: bool = True):
+    """Put an action on a new NLA track of obj (older ReAlign tracks muted when mute_older); returns the strip."""
     anim = obj.animation_data or obj.animation_data_create()
     for track in anim.nla_tracks:
-        if track.name.startswith(TRACK_PREFIX):
+        if mute_older and track.name.startswith(TRACK_PREFIX):
             track.mute = True
     track = anim.nla_tracks.new()
     track.name = (TRACK_PREFIX + action.name)[:63]

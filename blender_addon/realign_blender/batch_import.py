@@ -7,7 +7,7 @@ be empty), ``start_frame``, ``prompt``, ``seed``, ``settings``, ``model``...; a
 later line for the same name replaces an earlier one (a rerun).
 
 Each motion becomes a new Action with an NLA strip on a new track of its
-armature (``armature_io.bake``, as *Bake batch* does).  Targets: the
+armature (``control_bake.bake_joints``, as *Bake batch* does).  Targets: the
 ``armature`` column (``source="column"``; rows naming no armature, or one the
 scene lacks, go to ``fallback`` when given, else are reported), or every motion
 on one chosen armature (``source="chosen"``).  Layout: ``"rows"`` puts each take
@@ -25,7 +25,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature_io
+from . import control_bake
 from .retarget import RetargetOptions, frame_times
 
 MANIFEST = "manifest.jsonl"
@@ -136,7 +136,7 @@ def import_results(context: bpy.types.Context, manifest: str | Path, source: str
             continue
         begin = float(entry.get("start_frame") or 1.0) if layout == "rows" else next_start.get(obj.name, start)
         try:
-            action, _, _ = armature_io.bake(obj, joints, action_meta(entry), begin, options)
+            action, _, _ = control_bake.bake_joints(obj, joints, action_meta(entry), begin, options)
         except (ValueError, KeyError, RuntimeError) as exc:   # e.g. a bone map naming a bone the rig lacks
             report.problems.append(f"{entry['name']} on {obj.name}: {exc}")
             continue

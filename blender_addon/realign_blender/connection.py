@@ -50,8 +50,18 @@ def hello(host: str, port: int, token: str = "", timeout: float = 2.0) -> dict:
 
 def _fields(request: dict) -> dict:
     """submit() keyword arguments of a generate request dict."""
-    keys = ("prompt", "prompts", "frames", "seconds", "seed", "samples", "guidance", "steps", "sampler", "id")
+    keys = ("prompt", "prompts", "frames", "seconds", "seed", "samples", "guidance", "steps", "sampler", "id",
+            *CONTROL_KEYS)
     return {k: request[k] for k in keys if k in request}
+
+
+# Protocol v1 extension fields of ``generate`` (server/control_fields.py) that client.submit() has no keyword for.
+CONTROL_KEYS = ("path", "keyframes", "loop", "in_place", "control_strength", "sequence")
+
+
+def _submit(c: client.Client, request: dict) -> client.Job:
+    """Submit one generate request (control fields included)."""
+    return c.submit(**_fields(request))
 
 
 def stream(host: str, port: int, requests: list[dict], token: str = "",
@@ -62,7 +72,7 @@ def stream(host: str, port: int, requests: list[dict], token: str = "",
     ends with an ``error`` event whose code is ``cancelled``.
     """
     with open_client(host, port, token) as c:
-        jobs = [c.submit(**_fields(r)) for r in requests]
+        jobs = [_submit(c, r) for r in requests]
         asked = False
         while not all(j.done for j in jobs):
             if cancel is not None and cancel.is_set() and not asked:

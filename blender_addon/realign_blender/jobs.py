@@ -6,6 +6,7 @@ timers never fire in module mode).
 """
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import armature_io, connection
+from . import armature_io, connection, control_bake
 from .retarget import RetargetOptions
 from .skeleton import FPS
 
@@ -27,10 +28,12 @@ LAST_TIMING: dict[str, float] = {}
 
 @dataclass
 class Target:
-    """Where the motions of one request go: armature object name and start frame per motion."""
+    """Where the motions of one request go: armature object name and start frame per motion; control: the
+    bake flags of a control take (``control_bake``), None for a plain take."""
 
     armature: str
     start_frame: float
+    control: dict | None = None
 
 
 @dataclass
@@ -72,6 +75,31 @@ def generate_request(settings, prompt: str, seconds: float, seed: int, samples: 
     if settings.steps > 0:
         req["steps"] = int(settings.steps)
     return req
+
+
+def remember(settings, request: dict, target: Target) -> None:
+    """Keep a generation click's whole request and where its takes went (scene settings, saved with the
+    .blend): Regenerate resends it."""
+    settings.last_take = json.dumps({"request": {k: v for k, v in request.items() if k != "id"},
+                                     "armature": target.armature, "start_frame": float(target.start_frame),
+                                     "control": target.control})
+
+
+def regenerate_request(settings, strength: float) -> tuple[dict, Target]:
+    """The last generation's request again -- prompt or sequence, duration, seed, sampler, control fields --
+    as one take (its first seed) with guidance strength ``strength``, and its target: the same armature,
+    start frame and bake flags (*Root track* as the panel says now). LookupError when nothing was generated."""
+    if not settings.last_take:
+        raise LookupError("Nothing generated yet in this scene")
+    last = json.loads(settings.last_take)
+    req = {**last["request"], "id": connection.new_id("regen")}
+    req["guidance"] = {**req.get("guidance", {}), "strength": float(strength)}
+    if "samples" in req:
+        req["samples"] = 1
+    control = {k: v for k, v in (last.get("control") or {}).items() if k != "root_track"}
+    if control and settings.root_motion == "root_track":
+        control["root_track"] = True
+    return req, Target(last["armature"], float(last["start_frame"]), control or None)
 
 
 def submit(job: Job) -> int:
@@ -222,8 +250,12 @@ def _bake_result(context, settings, job: Job, event: dict) -> None:
                 "cfg": float(_req_guidance(job, event).get("cfg", 0.0)),
                 "model": str(event.get("model", settings.model)), "server_version": settings.server_version}
         try:
-            action, _, _ = armature_io.bake(obj, motion["joints"], meta, target.start_frame, options,
-                                            motion["contacts"], job.timing)
+            if target.control is not None:
+                action, _, _ = control_bake.bake(obj, motion, meta, target.start_frame, options, target.control,
+                                                 settings.loop_cycles, job.timing)
+            else:
+                action, _, _ = control_bake.bake_joints(obj, motion["joints"], meta, target.start_frame, options,
+                                                        motion["contacts"], job.timing)
         except (ValueError, KeyError, RuntimeError) as exc:   # e.g. a hand-made map naming a bone the rig lacks
             job.errors.append(f"{obj.name}: {exc}")
             continue

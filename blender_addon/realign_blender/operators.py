@@ -11,7 +11,18 @@ import numpy as np
 from bpy.props import BoolProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import armature_io, body_objects, bone_maps, jobs, map_operators, rig_maps, server_launch
+from . import (
+    armature_io,
+    body_objects,
+    bone_maps,
+    control_bake,
+    control_ops,
+    jobs,
+    map_operators,
+    rig_maps,
+    server_launch,
+)
+from .control_input import ControlInputError
 from .props import preferences
 
 SERVER_PROCESS: list[subprocess.Popen] = []
@@ -44,13 +55,15 @@ class REALIGN_OT_generate(_NeedsArmature, bpy.types.Operator):
     def execute(self, context):
         s, obj = context.scene.realign, _armature(context)
         req = jobs.generate_request(s, s.prompt, s.seconds, s.seed, s.takes)
-        s.last_prompt, s.last_seed, s.last_seconds = s.prompt, s.seed, s.seconds
-        _start(context, [req], {req["id"]: [jobs.Target(obj.name, s.start_frame)] * s.takes})
+        target = jobs.Target(obj.name, s.start_frame, control_ops.control_flags(s, req) or None)   # Loop, Root track
+        jobs.remember(s, req, target)
+        _start(context, [req], {req["id"]: [target] * s.takes})
         return {"FINISHED"}
 
 
-class REALIGN_OT_regenerate(_NeedsArmature, bpy.types.Operator):
-    """Same prompt and seed as the last generation, another guidance strength: a new take beside the old"""
+class REALIGN_OT_regenerate(bpy.types.Operator):
+    """The last generation again with another guidance strength (same request: prompt, seed, path, keyed poses,
+    loop, sequence), one new take beside the old on the same armature"""
 
     bl_idname = "realign.regenerate"
     bl_label = "Regenerate with strength"
@@ -58,13 +71,17 @@ class REALIGN_OT_regenerate(_NeedsArmature, bpy.types.Operator):
     strength: FloatProperty(name="Strength", default=-1.0)
 
     def execute(self, context):
-        s, obj = context.scene.realign, _armature(context)
-        if not s.last_prompt:
-            self.report({"ERROR"}, "Nothing generated yet in this scene")
-            return {"CANCELLED"}
+        s = context.scene.realign
         strength = s.regenerate_strength if self.strength < 0 else self.strength
-        req = jobs.generate_request(s, s.last_prompt, s.last_seconds, s.last_seed, 1, strength)
-        _start(context, [req], {req["id"]: [jobs.Target(obj.name, s.start_frame)]})
+        try:
+            req, target = jobs.regenerate_request(s, strength)
+        except LookupError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if bpy.data.objects.get(target.armature) is None:
+            self.report({"ERROR"}, f"armature '{target.armature}' of the last generation is gone")
+            return {"CANCELLED"}
+        _start(context, [req], {req["id"]: [target]})
         return {"FINISHED"}
 
 
@@ -181,7 +198,7 @@ class REALIGN_OT_bake_file(_NeedsArmature, bpy.types.Operator, ImportHelper):
             return {"CANCELLED"}
         meta = {"prompt": Path(self.filepath).stem, "seed": -1, "strength": 0.0, "cfg": 0.0, "model": "file",
                 "server_version": ""}
-        action, _, _ = armature_io.bake(obj, joints, meta, s.start_frame, jobs.retarget_options(s))
+        action, _, _ = control_bake.bake_joints(obj, joints, meta, s.start_frame, jobs.retarget_options(s))
         self.report({"INFO"}, f"baked {action.name}")
         return {"FINISHED"}
 
@@ -240,7 +257,7 @@ class REALIGN_OT_load_bone_map(_NeedsArmature, bpy.types.Operator, ImportHelper)
 
 
 class REALIGN_OT_batch_add(bpy.types.Operator):
-    """Add a batch row (uses the current prompt and active armature)"""
+    """Add a batch row (uses the current prompt, active armature, and the Control panel's Loop and Path)"""
 
     bl_idname = "realign.batch_add"
     bl_label = "Add row"
@@ -249,7 +266,7 @@ class REALIGN_OT_batch_add(bpy.types.Operator):
         s = context.scene.realign
         row = s.batch.add()
         row.prompt, row.seconds, row.strength, row.start_frame = s.prompt, s.seconds, s.strength, s.start_frame
-        row.armature = _armature(context)
+        row.armature, row.loop, row.path_target = _armature(context), s.loop, s.path_target
         s.batch_index = len(s.batch) - 1
         return {"FINISHED"}
 
@@ -269,7 +286,7 @@ class REALIGN_OT_batch_remove(bpy.types.Operator):
 
 
 class REALIGN_OT_batch_import_csv(bpy.types.Operator, ImportHelper):
-    """Import batch rows from CSV: header prompt,armature,start_frame,seconds,strength"""
+    """Import batch rows from CSV: header prompt,armature,start_frame,seconds,strength[,loop,path]"""
 
     bl_idname = "realign.batch_import_csv"
     bl_label = "Import CSV"
@@ -287,9 +304,21 @@ class REALIGN_OT_batch_import_csv(bpy.types.Operator, ImportHelper):
             row.prompt, row.start_frame, row.seconds, row.strength = r["prompt"], r["start_frame"], r["seconds"], \
                 r["strength"]
             row.armature = bpy.data.objects.get(r["armature"]) if r["armature"] else _armature(context)
+            row.loop, row.path_target = r["loop"], bpy.data.objects.get(r["path"]) if r["path"] else None
         self.report({"WARNING"} if problems else {"INFO"},
                     f"{len(rows)} row(s) imported" + (f"; {problems[0]}" if problems else ""))
         return {"FINISHED"}
+
+
+YES, NO = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def _flag(text: str | None) -> bool:
+    """A CSV yes/no cell (empty = no); ValueError naming the value otherwise."""
+    value = (text or "").strip().lower()
+    if value not in YES + NO:
+        raise ValueError(f"loop must be yes/no, true/false, 1/0, on/off or empty, got {text!r}")
+    return value in YES
 
 
 def read_batch_csv(path: str) -> tuple[list[dict], list[str]]:
@@ -305,29 +334,37 @@ def read_batch_csv(path: str) -> tuple[list[dict], list[str]]:
                 rows.append({"prompt": prompt, "armature": (rec.get("armature") or "").strip(),
                              "start_frame": int(float(rec.get("start_frame") or 1)),
                              "seconds": float(rec.get("seconds") or 4.0),
-                             "strength": float(rec.get("strength") or 1.0)})
+                             "strength": float(rec.get("strength") or 1.0), "loop": _flag(rec.get("loop")),
+                             "path": (rec.get("path") or "").strip()})
             except ValueError as exc:
                 problems.append(f"line {n}: {exc}")
     return rows, problems
 
 
 class REALIGN_OT_batch_bake(bpy.types.Operator):
-    """Send every batch row to the server together and key the results as NLA strips"""
+    """Send every batch row to the server together and key the results as NLA strips (each row's Loop and Path;
+    the panel's seed, CFG, steps, control strength and retarget options)"""
 
     bl_idname = "realign.batch_bake"
     bl_label = "Bake batch"
 
     def execute(self, context):
         s = context.scene.realign
-        rows = [r for r in s.batch if r.armature is not None and r.prompt.strip()]
+        rows = [(i, r) for i, r in enumerate(s.batch, start=1) if r.armature is not None and r.prompt.strip()]
         if not rows:
             self.report({"ERROR"}, "No batch row has both a prompt and an armature")
             return {"CANCELLED"}
         requests, targets = [], {}
-        for r in rows:
+        for i, r in rows:
             req = jobs.generate_request(s, r.prompt, r.seconds, s.seed, 1, r.strength)
+            try:
+                control = control_ops.row_control(context, s, r, req)
+            except ControlInputError as exc:
+                s.message = f"error: batch row {i}: {exc}"
+                self.report({"ERROR"}, f"batch row {i}: {exc}")
+                return {"CANCELLED"}
             requests.append(req)
-            targets[req["id"]] = [jobs.Target(r.armature.name, r.start_frame)]
+            targets[req["id"]] = [jobs.Target(r.armature.name, r.start_frame, control)]
         _start(context, requests, targets)
         return {"FINISHED"}
 

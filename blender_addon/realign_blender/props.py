@@ -19,6 +19,10 @@ def _is_armature(_self, obj) -> bool:
     return obj.type == "ARMATURE"
 
 
+def _is_path(_self, obj) -> bool:
+    return obj.type in ("CURVE", "EMPTY")
+
+
 class RealignPreferences(bpy.types.AddonPreferences):
     """Where the generation server is and how to start it."""
 
@@ -56,6 +60,17 @@ class RealignBatchRow(bpy.types.PropertyGroup):
     start_frame: IntProperty(name="Start", default=1)
     seconds: FloatProperty(name="Seconds", default=4.0, min=1.0, max=10.0)
     strength: FloatProperty(name="Strength", default=1.0, min=0.0, max=100.0)
+    loop: BoolProperty(name="Loop", default=False, description="A seamless cycle (the Control panel's Loop)")
+    path_target: PointerProperty(name="Path", type=bpy.types.Object, poll=_is_path,
+                                 description="A curve to walk along, or an empty to walk to (the Control panel's "
+                                             "Path); empty: no path")
+
+
+class RealignSequenceRow(bpy.types.PropertyGroup):
+    """One entry of a long sequence: a prompt and how long it lasts."""
+
+    prompt: StringProperty(name="Prompt", default="a person walks forward")
+    seconds: FloatProperty(name="Seconds", default=4.0, min=1.0, max=60.0)
 
 
 class RealignSettings(bpy.types.PropertyGroup):
@@ -78,8 +93,11 @@ class RealignSettings(bpy.types.PropertyGroup):
 
     root_motion: EnumProperty(name="Root motion", default="full", items=[
         ("full", "Full", "Travel as generated"),
-        ("in_place", "In place", "Remove horizontal travel, keep height"),
-        ("axes", "Per axis", "Keep only the chosen world axes")])
+        ("in_place", "In place (discard travel)", "Remove horizontal travel, keep height"),
+        ("axes", "Per axis", "Keep only the chosen world axes"),
+        # appended last: saved files store the item's index
+        ("root_track", "Root track", ("In place; the horizontal travel goes onto a root track: a root bone above "
+                                      "the hips when the rig has one, else the armature object (own NLA track)"))])
     root_x: BoolProperty(name="X", default=True)
     root_y: BoolProperty(name="Y", default=True)
     root_z: BoolProperty(name="Z", default=True)
@@ -97,15 +115,28 @@ class RealignSettings(bpy.types.PropertyGroup):
     progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     eta_s: FloatProperty(default=0.0)
     message: StringProperty(default="")
-    last_prompt: StringProperty(default="")
-    last_seed: IntProperty(default=0)
-    last_seconds: FloatProperty(default=4.0)
+    last_take: StringProperty(default="", description="The last generation (JSON: its request, armature, start "
+                                                      "frame and bake flags); Regenerate resends it")
 
     batch: CollectionProperty(type=RealignBatchRow)
     batch_index: IntProperty(default=0)
 
+    # control (docs/control.md, "In Blender")
+    path_target: PointerProperty(name="Path", type=bpy.types.Object, poll=_is_path,
+                                 description="A curve to walk along, or an empty to walk to from the armature")
+    path_from_current: BoolProperty(name="From current frame", default=False,
+                                    description="Follow path starts in the armature's pose at the current frame "
+                                                "(as Continue does) and walks from its hips onto the path")
+    control_strength: FloatProperty(name="Control strength", default=1.0, min=0.0, max=10.0,
+                                    description="How hard paths, key poses and loops pull (0 = no constraint guidance)")
+    loop: BoolProperty(name="Loop", default=False,
+                       description="A seamless cycle: Cycles modifiers on the baked F-curves")
+    loop_cycles: IntProperty(name="Cycles", default=4, min=1, max=1000, description="Cycles the NLA strip plays")
+    sequence: CollectionProperty(type=RealignSequenceRow)
+    sequence_index: IntProperty(default=0)
 
-CLASSES = (RealignPreferences, RealignBatchRow, RealignSettings)
+
+CLASSES = (RealignPreferences, RealignBatchRow, RealignSequenceRow, RealignSettings)
 
 
 def preferences(context: bpy.types.Context) -> RealignPreferences:

@@ -68,7 +68,14 @@ class RetargetOptions:
     contact_height (m above the clip's lowest point, both of the unscaled
     generated motion) detect contacts (``kinematics.planted_feet``, the rule the
     server's ``foot_contacts`` use) when none are given; pin_blend: frames over
-    which pinning fades in and out. Pinning first moves the whole body against
+    which pinning fades in and out; world_xy: the generated ground track is
+    already in the world (a control take: path or key poses sent in world
+    metres / ``scale``, see ``control_input``), so it is kept (times ``scale``,
+    about the world origin) instead of starting at the rig's rest hips;
+    lock_travel: foot locking may shorten the horizontal travel (off for
+    control takes, whose root must stay on the path / keys). "root_track"
+    bakes the body like "full"; ``control_bake`` moves its travel onto a root
+    track. Pinning first moves the whole body against
     the slide of its planted feet and, with ground_snap, to keep them on the
     ground (``feet.lock_root``: no bone turns), so the leg IK bends the legs
     only for what is left.
@@ -83,16 +90,18 @@ class RetargetOptions:
     contact_speed: float = PLANTED_SPEED_MPS
     contact_height: float = PLANTED_HEIGHT_M
     pin_blend: int = 3
+    world_xy: bool = False
+    lock_travel: bool = True
 
     def kept_axes(self) -> np.ndarray:
         """(3,) bool: which world axes of the root path are kept."""
-        if self.root_motion == "full":
+        if self.root_motion in ("full", "root_track"):
             return np.ones(3, bool)
         if self.root_motion == "in_place":
             return np.array([False, False, True])
         if self.root_motion == "axes":
             return np.array(self.root_axes, bool)
-        raise ValueError(f"root_motion must be 'full', 'in_place' or 'axes', not {self.root_motion!r}")
+        raise ValueError(f"root_motion must be 'full', 'in_place', 'axes' or 'root_track', not {self.root_motion!r}")
 
 
 # ----------------------------------------------------------------- placement
@@ -136,7 +145,8 @@ def place_source(plan: Plan, world: np.ndarray, scale: float, options: RetargetO
     pelvis = world[:, J["pelvis"]]
     rest_hips = (obj @ np.append(plan.rig.heads[plan.root], 1.0))[:3] if plan.root >= 0 else obj[:3, 3]
     path = np.empty_like(pelvis)
-    path[:, :2] = rest_hips[:2] + scale * (pelvis[:, :2] - pelvis[:1, :2])
+    start = np.zeros(2) if options.world_xy else rest_hips[:2] - scale * pelvis[0, :2]
+    path[:, :2] = start + scale * pelvis[:, :2]
     path[:, 2] = obj[2, 3] + scale * pelvis[:, 2]
     kept = options.kept_axes()
     path[:, ~kept] = rest_hips[~kept]
@@ -296,7 +306,8 @@ def retarget(joints: np.ndarray, rig: Rig, bone_map: dict[str, str], options: Re
     if options.ground_snap:
         pose = ground_snap(plan, pose, contacts)
     if options.pin_feet:
-        pose = lock_root(plan, pose, contacts, options.kept_axes(), options.ground_snap, 2 * options.pin_blend + 1)
+        kept = options.kept_axes() & np.array([options.lock_travel, options.lock_travel, True])
+        pose = lock_root(plan, pose, contacts, kept, options.ground_snap, 2 * options.pin_blend + 1)
         pose = pin_feet(plan, pose, contacts, options.pin_blend)
     basis = basis_from_pose(plan, pose)
     quats = make_continuous(matrix_to_quaternion(basis[..., :3, :3]))

@@ -7,7 +7,7 @@ from . import map_operators
 
 
 class REALIGN_UL_batch(bpy.types.UIList):
-    """Batch rows: prompt, armature, start frame, seconds, strength."""
+    """Batch rows: prompt, armature, start frame, seconds, strength, loop, path."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
         row = layout.row(align=True)
@@ -16,6 +16,17 @@ class REALIGN_UL_batch(bpy.types.UIList):
         row.prop(item, "start_frame", text="")
         row.prop(item, "seconds", text="")
         row.prop(item, "strength", text="")
+        row.prop(item, "loop", text="", icon="LOOP_FORWARDS")
+        row.prop(item, "path_target", text="")
+
+
+class REALIGN_UL_sequence(bpy.types.UIList):
+    """Sequence rows: prompt, seconds."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+        row = layout.row(align=True)
+        row.prop(item, "prompt", text="", emboss=False)
+        row.prop(item, "seconds", text="")
 
 
 class _Panel:
@@ -113,4 +124,36 @@ class REALIGN_PT_batch(_Panel, bpy.types.Panel):
         layout.operator("realign.import_batch", icon="IMPORT")   # a realign batch manifest (docs/scale.md)
 
 
-CLASSES = (REALIGN_UL_batch, REALIGN_PT_main, REALIGN_PT_retarget, REALIGN_PT_batch)
+class REALIGN_PT_control(_Panel, bpy.types.Panel):
+    """Paths, continue, in-between, sequences, loops and root tracks (docs/control.md, "In Blender")."""
+
+    bl_label = "Control"
+    bl_parent_id = "REALIGN_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        s, layout = context.scene.realign, self.layout
+        col = layout.column(align=True)
+        col.prop(s, "control_strength")
+        row = col.row(align=True)
+        row.prop(s, "loop", toggle=True)
+        row.prop(s, "loop_cycles")
+        col.prop(s, "root_motion")
+        layout.prop(s, "path_target")
+        row = layout.row(align=True)
+        row.operator("realign.follow_path", icon="CURVE_PATH")
+        row.prop(s, "path_from_current", toggle=True)
+        layout.operator("realign.continue_take", icon="FRAME_NEXT")
+        layout.operator("realign.inbetween", icon="KEYFRAME")
+        layout.label(text="Sequence (one Action):")
+        row = layout.row()
+        row.template_list("REALIGN_UL_sequence", "", s, "sequence", s, "sequence_index", rows=3)
+        col = row.column(align=True)
+        col.operator("realign.sequence_add", text="", icon="ADD")
+        col.operator("realign.sequence_remove", text="", icon="REMOVE")
+        total = sum(r.seconds for r in s.sequence)
+        layout.operator("realign.generate_sequence", text=f"Generate sequence ({total:g} s)", icon="SEQUENCE")
+
+
+CLASSES = (REALIGN_UL_batch, REALIGN_UL_sequence, REALIGN_PT_main, REALIGN_PT_retarget, REALIGN_PT_control,
+           REALIGN_PT_batch)

@@ -1,6 +1,7 @@
 """``realign bench``: latency of sampling, or (``--server``) throughput of the generation server.
 
-    realign bench --models DIR [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all] ...
+    realign bench --models DIR [--generator mld|mdm] [--batch 1 16] [--guided 0 5 10 25 all]
+                  [--reward-space motion latent] [--untrained-latent-reward CONFIG] ...
     realign bench --server [--connect HOST:PORT | --models DIR] [--clients N] [--requests M] [--soak SECONDS]
     realign bench --train denoiser --data DIR --config FILE --models DIR [--train-steps N]
 
@@ -32,7 +33,8 @@ DESCRIPTION = ("Per-motion latency of unguided and ReAlign-guided sampling; with
 MODE_DEFAULTS: dict[str, tuple[Any, Any]] = {"models": (None, "models/default"), "device": (None, "auto"),
                                              "frames": (196, 60), "steps": (50, 10)}
 LATENCY_ONLY = ("generator", "batch", "guided", "placement", "amp", "threads", "repeats", "warmup", "strength",
-                "eta", "fidelity", "reward_variants", "json", "table_clock", "plot_quality", "plot_out")
+                "eta", "fidelity", "reward_variants", "json", "table_clock", "plot_quality", "plot_out",
+                "reward_space", "untrained_latent_reward")
 SERVER_ONLY = ("connect", "token", "clients", "requests", "prompt", "soak")
 TRAIN_ONLY = ("data", "config", "train_steps")
 
@@ -73,6 +75,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lat.add_argument("--fidelity", action="store_true", help="also report reward/gradient/motion changes under --amp")
     lat.add_argument("--reward-variants", action="store_true",
                      help="also time one reward pass of cheaper architectures (fewer layers, narrower, down-sampling)")
+    lat.add_argument("--reward-space", nargs="+", default=["motion"], choices=("motion", "latent"),
+                     help="one series of guided rows per reward model: motion (decoded motion) and/or latent "
+                          "(latent_reward/best.pt: no decoder in the guided steps; MLD only)")
+    lat.add_argument("--untrained-latent-reward", metavar="CONFIG", default=None,
+                     help="without latent_reward/best.pt in --models: time an untrained latent reward of CONFIG's "
+                          "[latent_reward.model] size (random weights: cost only, not quality)")
     lat.add_argument("--json", help="write {meta, rows, fidelity, reward_variants} here")
     lat.add_argument("--table-clock", default="wall", choices=("wall", "cpu"),
                      help="split the table's time in wall seconds or process CPU seconds (robust on a busy CPU)")
@@ -152,7 +160,7 @@ def _base_settings(pipeline: TextToMotionPipeline, args: argparse.Namespace) -> 
 
 
 def _print_row(row: dict[str, Any]) -> None:
-    print(f"  B={row['batch']} guided={row['guided_steps']} {row['placement']} {row['amp']} "
+    print(f"  B={row['batch']} guided={row['guided_steps']} {row.get('reward_space', '-')} {row['placement']} {row['amp']} "
           f"thr={row['threads']}: {row['per_motion_s']:.3f} s/motion wall, {row['per_motion_cpu_s']:.3f} CPU",
           file=sys.stderr, flush=True)
 
@@ -195,13 +203,16 @@ def _run_latency(args: argparse.Namespace) -> int:
     device = args.device or pick_device("auto")
     guided_steps = list(DEFAULT_GUIDED) if args.guided is None else args.guided
     pipeline = TextToMotionPipeline.from_checkpoints(args.models, device, generator=args.generator)
+    latent_source = _latent_reward_source(pipeline, args)
     base = _base_settings(pipeline, args)
     guided = bench_guidance(pipeline, None, "spread", base) if pipeline.has_reward else None
     meta = {**machine_info(), "models": str(args.models), "generator": args.generator, "sampler": args.sampler,
             "device": device,
-            "guidance": asdict(guided) if guided else None, "bank": bool(pipeline.reward and pipeline.reward.bank)}
+            "guidance": asdict(guided) if guided else None, "bank": bool(pipeline.reward and pipeline.reward.bank),
+            "latent_reward": latent_source}
     rows = bench_latency(pipeline, args.batch, args.frames, args.steps, guided_steps, args.repeats, args.warmup,
-                         args.placement, args.amp, args.threads, base, progress=_print_row, sampler=args.sampler)
+                         args.placement, args.amp, args.threads, base, progress=_print_row, sampler=args.sampler,
+                         reward_spaces=args.reward_space)
     fidelity, variants = _extras(pipeline, args, base)
     print(f"# {args.generator} on {device}, {args.frames} frames, {args.steps} {args.sampler} steps, "
           f"guidance {meta['guidance']}; seconds per motion")
@@ -212,6 +223,30 @@ def _run_latency(args: argparse.Namespace) -> int:
     if args.plot_quality:
         print(f"wrote {plot_quality_vs_latency(rows, args.plot_quality, args.plot_out)}")
     return 0
+
+
+def _latent_reward_source(pipeline: TextToMotionPipeline, args: argparse.Namespace) -> str | None:
+    """Where the latent reward of the 'latent' series comes from; with ``--untrained-latent-reward`` and
+    none in the folder, an untrained one of that config's size is attached to ``pipeline`` (cost only)."""
+    if pipeline.latent_reward is not None:
+        return "latent_reward/best.pt"
+    if args.untrained_latent_reward is None:
+        return None
+    from realign_core.models.latent_reward import LatentRewardModel, LatentRewardModelConfig
+    from realign_core.pipeline import RewardParts
+    from realign_core.training.config import build_dataclass, load_config
+
+    if args.generator != "mld":
+        raise SystemExit("realign bench: error: --untrained-latent-reward needs --generator mld")
+    section, _ = load_config(args.untrained_latent_reward, "latent_reward")
+    vae = pipeline.generator.vae.cfg
+    section.update(feature_dim=vae.latent_dim, latent_tokens=vae.latent_tokens, frames_per_token=vae.downsample)
+    names = LatentRewardModelConfig.__dataclass_fields__
+    cfg = build_dataclass(LatentRewardModelConfig, {k: v for k, v in section.items() if k in names},
+                          f"{args.untrained_latent_reward} [latent_reward.model]")
+    model = LatentRewardModel(cfg, pipeline.text).to(pipeline.device).eval().requires_grad_(False)
+    pipeline.latent_reward = RewardParts(model, pipeline.generator.schedule, None)
+    return f"untrained, {args.untrained_latent_reward} [latent_reward.model] (cost only)"
 
 
 def _run_training(args: argparse.Namespace) -> int:

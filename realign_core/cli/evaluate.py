@@ -37,7 +37,8 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", required=True, help=DATA_HELP)
     ev.add_argument("--repeats", type=int, default=5, help="repeated generations (mean ± 95%% CI)")
     ev.add_argument("--real-repeats", type=int, default=20, help="reshuffles of the 32-sample groups for real data")
-    ev.add_argument("--steps", type=int, default=50)
+    ev.add_argument("--steps", type=int, default=None,
+                    help="sampler steps (default: the models' validated setting in guidance.toml; --judge-val: 50)")
     ev.add_argument("--cfg", type=float, default=7.5)
     ev.add_argument("--table", action="store_true",
                     help="the results table: baseline vs ReAlign variants on both generators")
@@ -67,8 +68,18 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(func=run_eval)
 
 
+def validated_steps(models: str | Path, generator: str = "mld") -> int:
+    """The sampler steps the models' guidance calibration was chosen with (guidance.toml), else 50."""
+    from realign_core.guidance.reward_guidance import GuidanceCalibration
+    from realign_core.models.layout import guidance_path
+
+    return GuidanceCalibration.load(guidance_path(Path(models)), generator).steps or 50
+
+
 def run_eval(args: argparse.Namespace) -> int:
     """``realign eval``: the model measurements, or ``--table`` / ``--kinematic``."""
+    if args.steps is None:
+        args.steps = 50 if args.judge_val else validated_steps(args.models, args.generator)
     if args.table:
         return _eval_table(args)
     if args.kinematic:
@@ -159,7 +170,7 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=10, help="samples per prompt")
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--strength", type=float, default=None, help="guidance strength (default: the models' default)")
-    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the models' validated setting)")
     p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
@@ -179,7 +190,8 @@ def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
     from realign_core.evaluation.kinematic.checks import select_prompts
     from realign_core.evaluation.kinematic.report import compare_reports, evaluate_generator, format_reports
 
-    reports = evaluate_generator(args.models, args.generator, args.samples, args.seconds, args.strength, args.steps,
+    steps = args.steps if args.steps is not None else validated_steps(args.models, args.generator)
+    reports = evaluate_generator(args.models, args.generator, args.samples, args.seconds, args.strength, steps,
                                  args.cfg, args.seed, args.batch_size, args.device, select_prompts(args.prompts))
     print(format_reports(reports))
     if "guided" not in reports:

@@ -47,6 +47,7 @@ class GenerateRequest:
     in_place: bool = False                  # root track apart (OUT_root.npy)
     sequence: list | None = None            # realign_core.control.sequence.Segment list: one long motion
     extras: list = field(default_factory=list, compare=False)   # filled by generate: per sample, extra files
+    sampling_given: set = field(default_factory=lambda: {"sampler", "steps"})  # the others: the models' defaults
 
 
 def frames_for(seconds: float, max_frames: int) -> int:
@@ -85,10 +86,20 @@ def resolve_guidance(pipe: TextToMotionPipeline, req: GenerateRequest) -> Guidan
     return settings
 
 
+def resolve_sampling(pipe: TextToMotionPipeline, req: GenerateRequest) -> GenerateRequest:
+    """The request with the sampler/steps it did not set taken from the models' validated sampling."""
+    default = pipe.default_sampling
+    changes = {k: getattr(default, k) for k in ("sampler", "steps") if k not in req.sampling_given}
+    if req.sampling.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {req.sampling.steps}")
+    return replace(req, sampling=replace(req.sampling, **changes)) if changes else req
+
+
 def generate(pipe: TextToMotionPipeline, req: GenerateRequest) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """-> (joints per sample (F, 22, 3), features per sample (F, 263)), F = seconds * 20."""
     if req.samples < 1:
         raise ValueError(f"--samples must be >= 1, got {req.samples}")
+    req = resolve_sampling(pipe, req)
     settings = resolve_guidance(pipe, req)
     seeds = [req.seed + k for k in range(req.samples)]
     if req.sequence is not None:

@@ -130,13 +130,15 @@ def _tune_guidance(args: argparse.Namespace) -> int:
     if any(len(m) != 2 for m in mixes):
         raise SystemExit(f"realign tune-guidance: --mixes takes MU,ETA pairs, got {args.mixes}")
     cfg = TuningConfig(scales=tuple(args.scales), mixes=mixes, guided_steps_options=tuple(args.guided_steps),
-                       stage3_scale_factors=tuple(args.stage3_scale_factors), keep_gain=args.keep_gain,
-                       prompts=args.prompts, steps=args.steps)
+                       stage3_scale_factors=tuple(args.stage3_scale_factors), placements=tuple(args.placements),
+                       keep_gain=args.keep_gain, kin_slack=args.kin_slack, kin_samples=args.kin_samples,
+                       prompts=args.prompts, steps=args.steps, sampler=args.sampler)
     out = models / f"guidance_tuning_{args.generator}.json"
     result = tune(models, Path(args.data), args.generator, cfg, pick_device(args.device),
                   reuse=None if args.fresh else out)
     save_table(result, out)
-    write_guidance_toml(guidance_path(models), args.generator, result["winner"])
+    write_guidance_toml(guidance_path(models), args.generator, result["winner"],
+                        {"sampler": args.sampler, "steps": args.steps})
     print(format_tuning(result))
     w = result["winner"]
     print(f"winner: scale {w['scale']:g}, {w['settings']}: judge R@1 {w['judge_r1']:.3f} "
@@ -183,10 +185,12 @@ def _generate(args: argparse.Namespace) -> int:
 
     from realign_core.cli.control_args import control_fields
 
-    sampling = SamplingConfig(args.sampler, args.steps, args.cfg, args.ddim_eta)
+    sampling = SamplingConfig(args.sampler or SamplingConfig.sampler,
+                              SamplingConfig.steps if args.steps is None else args.steps, args.cfg, args.ddim_eta)
     try:
         req = GenerateRequest(args.prompt, args.seconds, args.seed, args.samples, args.strength, args.mu, args.eta,
-                              sampling, args.guided_steps, **control_fields(args, round(args.seconds * 20)))
+                              sampling, args.guided_steps, **control_fields(args, round(args.seconds * 20)),
+                              sampling_given={k for k in ("sampler", "steps") if getattr(args, k) is not None})
         paths = run_generate(args.models, req, args.output, args.generator, args.device, args.smpl, args.gif)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"realign generate: {err}")
@@ -227,9 +231,11 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
                    help="how many sampler steps are guided: a count or 'all' (default: the validated setting; "
                         "more = better FID, slower)")
     g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
-    g.add_argument("--steps", type=int, default=50, help="sampler steps")
-    g.add_argument("--sampler", default="ddim", choices=SAMPLER_CHOICES,
-                   help="ours (ddim, ddpm) or diffusers' (diffusers-ddim, dpmsolver++, unipc)")
+    g.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default: the models' validated setting, guidance.toml)")
+    g.add_argument("--sampler", default=None, choices=SAMPLER_CHOICES,
+                   help="ddim, ddpm (DDIM eta 1), diffusers-ddim, dpmsolver++, unipc (all diffusers' schedulers; "
+                        "default: the models' validated setting)")
     g.add_argument("--ddim-eta", type=float, default=0.0, help="DDIM stochasticity (not the M2M weight)")
     g.add_argument("--device", default="auto")
     g.add_argument("--smpl", action="store_true", help="also write an AMASS-style SMPL .npz")
@@ -322,7 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     tg.add_argument("--data", required=True, help=DATA_HELP)
     tg.add_argument("--generator", default="mld", choices=["mld", "mdm"])
     tg.add_argument("--prompts", type=int, default=256, help="validation prompts (a seeded random subset)")
-    tg.add_argument("--steps", type=int, default=50)
+    tg.add_argument("--steps", type=int, default=50, help="sampler steps the calibration is for")
+    tg.add_argument("--sampler", default="ddim", help="sampler the calibration is for (realign generate --sampler)")
     tg.add_argument("--scales", type=float, nargs="+", default=[3.0, 10.0, 30.0, 100.0],
                     help="stage 1: step scales tried with mu = eta = 1")
     tg.add_argument("--mixes", nargs="*", default=["1,0", "0,1"],
@@ -331,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stage 3: guided-step counts tried besides all steps")
     tg.add_argument("--stage3-scale-factors", type=float, nargs="+", default=[1.0, 3.0],
                     help="stage 3: each guided-step count is tried at the chosen scale times these")
+    tg.add_argument("--placements", nargs="+", default=["spread"], choices=["spread", "early", "late"],
+                    help="stage 3: where the guided steps sit")
+    tg.add_argument("--kin-samples", type=int, default=4,
+                    help="samples per validation kinematic prompt (the model-free guard; 0 = off)")
+    tg.add_argument("--kin-slack", type=float, default=0.03,
+                    help="a candidate may lower the validation kinematic pass rate by at most this fraction")
     tg.add_argument("--fresh", action="store_true",
                     help="re-score every candidate (default: reuse matching ones from the earlier JSON)")
     tg.add_argument("--keep-gain", type=float, default=0.9,

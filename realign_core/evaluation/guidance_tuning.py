@@ -7,7 +7,11 @@ guide never sees, scores clean generated motions of validation prompts:
 
 * judge R@1: text-to-motion retrieval in groups of 32 (cosine);
 * judge FID: Frechet distance between generated and real validation motions
-  in the judge's embedding space (realism guard against reward hacking).
+  in the judge's embedding space (realism guard against reward hacking);
+* kinematic pass rate: the model-free checks of
+  :mod:`realign_core.evaluation.kinematic` on prompts taken from the validation
+  split's own human captions (:func:`~realign_core.evaluation.kinematic.val_prompts.split_prompts`),
+  a guard no learned model shares with the guide (a walk must still walk).
 
 Search (each candidate generates the same prompts with the same seeds):
 
@@ -18,7 +22,9 @@ Search (each candidate generates the same prompts with the same seeds):
    guided steps may need a stronger push per step).
 
 Rule: a candidate qualifies if its judge FID is at most ``fid_slack`` x the
-baseline's.  Stages 1 and 2: among qualifying ones the highest judge R@1 wins.
+baseline's and its kinematic pass rate is at least the baseline's minus
+``kin_slack`` (if none does, those meeting the kinematic guard alone; if none
+does either, the candidate with the highest pass rate).  Stages 1 and 2: among qualifying ones the highest judge R@1 wins.
 Stage 3 (speed): the *fewest* guided steps whose judge R@1 gain over the
 baseline is at least ``keep_gain`` of the best qualifying gain (ties: lower
 judge FID, as R@1 differences within the kept gain are noise) -- ReAlign's
@@ -28,6 +34,8 @@ quality at the least extra latency.  The winner is written to
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,9 +43,12 @@ from typing import Any
 import numpy as np
 
 from realign_core.evaluation import metrics as M
+from realign_core.evaluation.kinematic.checks import KinematicPrompt
+from realign_core.evaluation.kinematic.report import kinematic_alignment, pipeline_generator
+from realign_core.evaluation.kinematic.val_prompts import split_prompts
 from realign_core.evaluation.results_table import eval_subset, generate_set
 from realign_core.evaluation.scoring import EvalSet, embed_feature_list
-from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings
+from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings, guided_step_indices
 from realign_core.models.layout import checkpoint_path
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
 
@@ -48,10 +59,14 @@ class TuningConfig:
     mixes: tuple[tuple[float, float], ...] = ((1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
     guided_steps_options: tuple[int, ...] = (5, 10, 25)
     stage3_scale_factors: tuple[float, ...] = (1.0, 3.0)
+    placements: tuple[str, ...] = ("spread",)   # stage 3: where the guided steps sit
     keep_gain: float = 0.9
     fid_slack: float = 1.0
+    kin_slack: float = 0.03        # allowed drop of the validation kinematic pass rate (fraction)
+    kin_samples: int = 4           # samples per validation kinematic prompt (0 = no kinematic guard)
     prompts: int = 256
     steps: int = 50
+    sampler: str = "ddim"
     batch: int = 32
 
 
@@ -95,37 +110,60 @@ def reusable_rows(previous: Path | None, generator: str, prompts: int, cfg: Tuni
     if previous is None or not previous.is_file():
         return {}
     old = json.loads(previous.read_text())
+    old_cfg = old.get("config", {})
     same = (old.get("generator") == generator and old.get("prompts") == prompts
-            and old.get("config", {}).get("steps") == cfg.steps and old.get("config", {}).get("batch") == cfg.batch)
+            and all(old_cfg.get(k) == getattr(cfg, k) for k in ("steps", "batch", "sampler", "kin_samples")))
     rows = [old["baseline"], *(r for stage in old.get("stages", []) for r in stage)] if same else []
-    return {candidate_key(r["scale"], r["settings"]): r for r in rows}
+    # settings re-read through GuidanceSettings, so fields added since (at their defaults) still match
+    return {candidate_key(r["scale"], GuidanceSettings(**r["settings"]) if r["settings"] else None): r for r in rows}
+
+
+def _describe(row: dict[str, Any]) -> str:
+    kin = f", kinematic {100 * row['kin_pass']:.1f} %" if row.get("kin_pass") is not None else ""
+    return (f"  scale {row['scale']:g} {row['settings']}: judge R@1 {row['judge_r1']:.3f}, "
+            f"FID {row['judge_fid']:.3f}{kin}, {row['seconds_per_motion']:.3f} s/motion")
 
 
 def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSet, settings: GuidanceSettings | None,
-                       scale: float, cfg: TuningConfig, known: dict[str, dict] | None = None) -> dict[str, Any]:
-    """Generate the prompts with these settings and score them with the judge (or reuse ``known``)."""
+                       scale: float, cfg: TuningConfig, known: dict[str, dict] | None = None,
+                       kin_prompts: Sequence[KinematicPrompt] = ()) -> dict[str, Any]:
+    """Generate the prompts with these settings and score them with the judge and the validation
+    kinematic checks (or reuse ``known``).  ``seconds_per_motion``: wall time of the judge prompts'
+    generation per prompt (a load-sensitive indication; ``realign bench`` measures latency)."""
     key = candidate_key(scale, settings)
     if known and key in known:
-        row = known[key]
-        print(f"  scale {scale:g} {row['settings']}: judge R@1 {row['judge_r1']:.3f}, FID {row['judge_fid']:.3f} "
-              f"(scored by an earlier run)", flush=True)
-        return row
+        print(_describe(known[key]) + " (scored by an earlier run)", flush=True)
+        return known[key]
     pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
-    seeds = list(range(len(prompts.captions)))
-    feats = generate_set(pipe, prompts, seeds, SamplingConfig(steps=cfg.steps), settings, cfg.batch)
-    row = judge.score(feats)
+    sampling = SamplingConfig(sampler=cfg.sampler, steps=cfg.steps)
+    start = time.perf_counter()
+    feats = generate_set(pipe, prompts, list(range(len(prompts.captions))), sampling, settings, cfg.batch)
+    row: dict[str, Any] = {"seconds_per_motion": (time.perf_counter() - start) / len(prompts.captions),
+                           **judge.score(feats), "kin_pass": None, "kin_matched": None}
+    if kin_prompts and cfg.kin_samples > 0:
+        report = kinematic_alignment(pipeline_generator(pipe, sampling, settings), kin_prompts, cfg.kin_samples,
+                                     batch_size=cfg.batch)
+        row.update({"kin_pass": report.overall, "kin_matched": report.matched})
     row.update({"scale": scale, "settings": asdict(settings) if settings else None})
-    print(f"  scale {scale:g} {row['settings']}: judge R@1 {row['judge_r1']:.3f}, FID {row['judge_fid']:.3f}",
-          flush=True)
+    print(_describe(row), flush=True)
     return row
 
 
-def _qualifying(rows: list[dict[str, Any]], baseline: dict[str, Any], slack: float) -> list[dict[str, Any]]:
-    return [r for r in rows if r["judge_fid"] <= slack * baseline["judge_fid"]] or rows
+def _meets_kinematics(row: dict[str, Any], baseline: dict[str, Any], slack: float) -> bool:
+    if row.get("kin_pass") is None or baseline.get("kin_pass") is None:
+        return True
+    return row["kin_pass"] >= baseline["kin_pass"] - slack - 1e-9
 
 
-def _best(rows: list[dict[str, Any]], baseline: dict[str, Any], slack: float) -> dict[str, Any]:
-    return max(_qualifying(rows, baseline, slack), key=lambda r: r["judge_r1"])
+def _qualifying(rows: list[dict[str, Any]], baseline: dict[str, Any], cfg: TuningConfig) -> list[dict[str, Any]]:
+    """Rows meeting both guards; else those meeting the kinematic one; else the best by kinematics."""
+    kin_ok = [r for r in rows if _meets_kinematics(r, baseline, cfg.kin_slack)]
+    both = [r for r in kin_ok if r["judge_fid"] <= cfg.fid_slack * baseline["judge_fid"]]
+    return both or kin_ok or [max(rows, key=lambda r: r.get("kin_pass") or 0.0)]
+
+
+def _best(rows: list[dict[str, Any]], baseline: dict[str, Any], cfg: TuningConfig) -> dict[str, Any]:
+    return max(_qualifying(rows, baseline, cfg), key=lambda r: r["judge_r1"])
 
 
 def _guided_count(row: dict[str, Any], steps: int) -> int:
@@ -136,10 +174,24 @@ def _guided_count(row: dict[str, Any], steps: int) -> int:
 def cheapest_keeping_gain(rows: list[dict[str, Any]], baseline: dict[str, Any], cfg: TuningConfig) -> dict[str, Any]:
     """The stage-3 rule: fewest guided steps keeping ``keep_gain`` of the best R@1 gain (FID within
     slack); among those, the most realistic (lowest judge FID)."""
-    ok = _qualifying(rows, baseline, cfg.fid_slack)
+    ok = _qualifying(rows, baseline, cfg)
     best_gain = max(r["judge_r1"] for r in ok) - baseline["judge_r1"]
     enough = [r for r in ok if r["judge_r1"] - baseline["judge_r1"] >= cfg.keep_gain * best_gain]
     return min(enough, key=lambda r: (_guided_count(r, cfg.steps), r["judge_fid"], -r["judge_r1"]))
+
+
+def stage3_schedules(cfg: TuningConfig) -> list[tuple[int, str]]:
+    """(guided steps, placement) pairs of stage 3, one per distinct set of guided steps (one guided step
+    is the last one whether spread or late)."""
+    seen: set[frozenset[int]] = set()
+    out = []
+    for k in cfg.guided_steps_options:
+        for p in cfg.placements:
+            steps = frozenset(guided_step_indices(cfg.steps, k, p))
+            if k < cfg.steps and steps not in seen:
+                seen.add(steps)
+                out.append((k, p))
+    return out
 
 
 def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = TuningConfig(),
@@ -152,43 +204,55 @@ def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = T
     from realign_core.models.reward_model import load_reward_model
 
     prompts = eval_subset(data, "val", cfg.prompts)
+    kin_prompts = split_prompts(data, "val") if cfg.kin_samples > 0 else []
     known = reusable_rows(reuse, generator, len(prompts.captions), cfg)
     judge = Judge(load_reward_model(checkpoint_path(models, "reward_plain"), device), prompts)
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind="reward")
 
     def score(settings: GuidanceSettings | None, scale: float) -> dict[str, Any]:
-        return evaluate_candidate(pipe, judge, prompts, settings, scale, cfg, known)
+        return evaluate_candidate(pipe, judge, prompts, settings, scale, cfg, known, kin_prompts)
 
     baseline = score(None, 0.0)
     both = GuidanceSettings(strength=1.0)
     stage1 = [score(both, s) for s in cfg.scales]
-    scale = _best(stage1, baseline, cfg.fid_slack)["scale"]
+    scale = _best(stage1, baseline, cfg)["scale"]
     stage2 = [score(replace(both, mu=mu, eta=eta), scale)
               for mu, eta in cfg.mixes if (mu, eta) != (1.0, 1.0)] + [r for r in stage1 if r["scale"] == scale]
-    mix = GuidanceSettings(**_best(stage2, baseline, cfg.fid_slack)["settings"])
-    stage3 = [score(replace(mix, guided_steps=k), scale * f)
-              for k in cfg.guided_steps_options if k < cfg.steps for f in cfg.stage3_scale_factors]
+    mix = GuidanceSettings(**_best(stage2, baseline, cfg)["settings"])
+    stage3 = [score(replace(mix, guided_steps=k, placement=p), scale * f)
+              for k, p in stage3_schedules(cfg) for f in cfg.stage3_scale_factors]
     stage3 += [r for r in stage2 if GuidanceSettings(**r["settings"]) == mix]
     winner = cheapest_keeping_gain(stage3, baseline, cfg)
     return {"generator": generator, "split": "val", "prompts": len(prompts.captions), "config": asdict(cfg),
-            "baseline": baseline, "stages": [stage1, stage2, stage3], "winner": winner}
+            "kinematic_prompts": [{"name": p.name, "caption": p.caption} for p in kin_prompts],
+            "baseline": baseline, "stages": [stage1, stage2, stage3], "winner": winner,
+            "guards_met": _meets_kinematics(winner, baseline, cfg.kin_slack)
+            and winner["judge_fid"] <= cfg.fid_slack * baseline["judge_fid"]}
 
 
 def format_tuning(result: dict[str, Any]) -> str:
     """Markdown table of every scored candidate of a ``tune`` result, the winner in bold."""
-    lines = ["| stage | scale | mu | eta | guided steps | judge R@1 | judge FID |", "|---|---|---|---|---|---|---|"]
+    lines = ["| stage | scale | mu | eta | guided steps | judge R@1 | judge FID | kinematic % | s/motion |",
+             "|---|---|---|---|---|---|---|---|---|"]
     b = result["baseline"]
-    lines.append(f"| baseline (no guidance) | – | – | – | – | {b['judge_r1']:.3f} | {b['judge_fid']:.3f} |")
+    lines.append(f"| baseline (no guidance) | – | – | – | – | {b['judge_r1']:.3f} | {b['judge_fid']:.3f} | "
+                 f"{_kin(b)} | {b.get('seconds_per_motion', float('nan')):.3f} |")
     win = candidate_key(result["winner"]["scale"], result["winner"]["settings"])
     for stage, rows in enumerate(result["stages"], 1):
         for r in rows:
             s, bold = r["settings"], "**" if candidate_key(r["scale"], r["settings"]) == win else ""
-            lines.append(f"| {stage} | {r['scale']:g} | {s['mu']:g} | {s['eta']:g} | {s['guided_steps'] or 'all'} | "
-                         f"{bold}{r['judge_r1']:.3f}{bold} | {bold}{r['judge_fid']:.3f}{bold} |")
+            where = "" if s["placement"] == "spread" or s["guided_steps"] is None else f" ({s['placement']})"
+            lines.append(f"| {stage} | {r['scale']:g} | {s['mu']:g} | {s['eta']:g} | {s['guided_steps'] or 'all'}{where} "
+                         f"| {bold}{r['judge_r1']:.3f}{bold} | {bold}{r['judge_fid']:.3f}{bold} | {_kin(r)} | "
+                         f"{r.get('seconds_per_motion', float('nan')):.3f} |")
     return "\n".join(lines)
 
 
-def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any]) -> None:
+def _kin(row: dict[str, Any]) -> str:
+    return "–" if row.get("kin_pass") is None else f"{100 * row['kin_pass']:.1f}"
+
+
+def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any], sampling: dict[str, Any] | None = None) -> None:
     """Write/replace table [generator] of guidance.toml with the winner (keeps other tables)."""
     import tomllib
 
@@ -198,7 +262,8 @@ def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any]) -> N
     s = winner["settings"]
     tables[generator] = {"scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
                          "placement": s["placement"],
-                         **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {})}
+                         **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {}),
+                         **(sampling or {})}
     lines = ["# ReAlign guidance calibration, chosen on the validation split by realign_core.evaluation.guidance_tuning",
              "# (judge: the non-step-aware reward model; the evaluator is never used). strength 1 = this setting."]
     for name, table in tables.items():

@@ -26,6 +26,11 @@ At a guided step with new sample x (the sampler's x_prev, at noise level s)::
   bit-identical to the baseline; 1 = the validated setting).
 * ``guided_steps`` k < all guides only k of the reverse steps (spread evenly,
   or the first/last k) -- the main lever on guidance cost.
+* ``reward_space``: "motion" (default, any generator) scores the decoded motion as above; "latent"
+  uses a reward model that reads the latent generator's state itself
+  (:class:`~realign_core.models.latent_reward.LatentRewardModel`, ``space = "latent"``):
+  ``z = reward.encode_motion(x, token_mask, t)``, no decoder call in the guided steps, and its
+  schedule is the generator's (t_r(s) = s).
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from torch import Tensor
 from realign_core.diffusion.sampling import NoiseSchedule
 
 PLACEMENTS = ("spread", "early", "late")
+REWARD_SPACES = ("motion", "latent")
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,8 @@ class GuidanceSettings:
 
     strength: multiplier of the calibrated step (0 = off); mu / eta: weights of
     the text-to-motion and motion-to-motion rewards; guided_steps: how many
-    reverse steps are guided (None = all); placement: which ones.
+    reverse steps are guided (None = all); placement: which ones; reward_space: which reward model
+    scores the steps ("motion": the decoded motion; "latent": the generator's latent, MLD only).
     """
 
     strength: float = 0.0
@@ -56,6 +63,7 @@ class GuidanceSettings:
     eta: float = 1.0
     guided_steps: int | None = None
     placement: str = "spread"
+    reward_space: str = "motion"
 
     def __post_init__(self) -> None:
         for name in ("strength", "mu", "eta"):
@@ -69,6 +77,8 @@ class GuidanceSettings:
             raise ValueError(f"guidance.guided_steps must be None or >= 0, got {self.guided_steps!r}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"guidance.placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if self.reward_space not in REWARD_SPACES:
+            raise ValueError(f"guidance.reward_space must be one of {REWARD_SPACES}, got {self.reward_space!r}")
 
     @property
     def active(self) -> bool:
@@ -80,10 +90,13 @@ class GuidanceCalibration:
     """Per generator: the step ``scale`` that strength 1 means, and the validated defaults.
 
     Without a calibration (no guidance.toml table) requests default to strength 0 (unguided):
-    guidance is on by default only once a setting has been validated."""
+    guidance is on by default only once a setting has been validated.  ``sampler``/``steps``: the
+    sampling the setting was validated with (keys of the same table; None = not recorded)."""
 
     scale: float = 1.0
     defaults: GuidanceSettings = GuidanceSettings()
+    sampler: str | None = None
+    steps: int | None = None
 
     @classmethod
     def load(cls, path: str | Path, generator: str) -> "GuidanceCalibration":
@@ -98,13 +111,16 @@ class GuidanceCalibration:
         if table is None:
             return cls()
         known = set(GuidanceSettings.__dataclass_fields__)
-        unknown = set(table) - known - {"scale"}
+        unknown = set(table) - known - {"scale", "sampler", "steps"}
         if unknown:
             raise ValueError(f"{path}: [{generator}] has unknown keys {sorted(unknown)}; "
-                             f"allowed: scale, {', '.join(sorted(known))}")
+                             f"allowed: scale, sampler, steps, {', '.join(sorted(known))}")
         defaults = GuidanceSettings(**{k: v for k, v in table.items() if k in known and k != "strength"},
                                     strength=float(table.get("strength", 1.0)))
-        return cls(float(table.get("scale", 1.0)), defaults)
+        steps = table.get("steps")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"{path}: [{generator}] steps must be a positive integer, got {steps!r}")
+        return cls(float(table.get("scale", 1.0)), defaults, table.get("sampler"), steps)
 
 
 def guided_step_indices(total: int, guided: int | None, placement: str = "spread") -> set[int]:
@@ -142,7 +158,8 @@ class RewardGuidance:
     """The ``guidance(step_index, t, x_prev, pred_x0) -> x_prev`` hook of ``denoise_loop``.
 
     generator: a :class:`~realign_core.diffusion.generators.BaseGenerator`; reward: a
-    :class:`~realign_core.models.reward_model.RewardModel`; lengths (B,) frames;
+    :class:`~realign_core.models.reward_model.RewardModel` (or a latent one, whose ``space`` is
+    "latent": it then reads the state x directly); lengths (B,) frames;
     text_emb, ref_emb (B, D) unit embeddings (ref_emb may be None when eta = 0);
     timesteps: the sampler's descending timesteps.
     """
@@ -159,12 +176,16 @@ class RewardGuidance:
         nxt = list(timesteps[1:]) + [-1]          # noise level of x_prev after step i
         reward_t = matching_timesteps(generator.schedule, reward_schedule, nxt)
         self.reward_t = reward_t if reward.step_aware else [0] * len(reward_t)
-        self.mask = torch.arange(int(lengths.max()), device=lengths.device)[None] < lengths[:, None]
+        self.latent = getattr(reward, "space", "motion") == "latent"
+        if self.latent:       # mask of the state's latent tokens; x is scored as it is, never decoded
+            self.mask = reward.token_mask(lengths, generator.state_shape(1)[1])
+        else:
+            self.mask = torch.arange(int(lengths.max()), device=lengths.device)[None] < lengths[:, None]
         self.trace = GuidanceTrace()
 
     def rewards(self, x: Tensor, reward_t: int) -> tuple[Tensor, Tensor, Tensor | None]:
         """(R, R_t2m, R_m2m), each (B,), of states x (B, ...) -- differentiable w.r.t. x."""
-        feats = self.generator.to_features(x, self.lengths)
+        feats = x if self.latent else self.generator.to_features(x, self.lengths)
         z = self.reward.encode_motion(feats, self.mask, reward_t)
         t2m = (z * self.text_emb).sum(-1)
         m2m = (z * self.ref_emb).sum(-1) if self.ref_emb is not None else None

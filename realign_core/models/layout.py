@@ -3,13 +3,14 @@
 A model root (``models/default``, or the ``--out`` of ``realign train``) holds one folder
 per kind, ``ROOT/KIND/best.pt`` (selected by validation; fp16 when exported), the training
 ``last.pt``, ``log.jsonl`` and ``curves.png``, plus for reward kinds the embedding bank
-``ROOT/KIND/bank.pt`` and, at the root, the guidance calibration ``guidance.toml``.
+``ROOT/KIND/bank.pt`` and, at the root, the guidance calibration ``guidance.toml``.  ``latent_reward``
+(the reward model that reads the MLD generator's latents) is trained after ``vae`` and ``denoiser``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "evaluator_words", "mdm")
+KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "evaluator_words", "mdm", "latent_reward")
 GENERATOR_PARTS: dict[str, tuple[str, ...]] = {"mld": ("vae", "denoiser"), "mdm": ("mdm",)}
 BEST_FILE = "best.pt"
 LAST_FILE = "last.pt"

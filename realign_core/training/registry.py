@@ -1,9 +1,10 @@
 """Model kinds that ``realign train`` knows, and how each task is constructed.
 
 All kinds of one size share an output root: ``OUT/vae``, ``OUT/denoiser``,
-``OUT/reward``, ``OUT/reward_plain``, ``OUT/evaluator``, ``OUT/evaluator_words``, ``OUT/mdm``.  The denoiser is
-trained on the VAE found at ``OUT/vae/best.pt``; ``mdm`` (the MDM-style motion-space
-generator) needs nothing else.
+``OUT/reward``, ``OUT/reward_plain``, ``OUT/evaluator``, ``OUT/evaluator_words``, ``OUT/mdm``,
+``OUT/latent_reward``.  The denoiser is trained on the VAE found at ``OUT/vae/best.pt``; the latent
+reward on the latents of ``OUT/vae`` scaled and noised as ``OUT/denoiser`` sees them; ``mdm`` (the
+MDM-style motion-space generator) needs nothing else.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ __all__ = ["KINDS", "make_task"]   # KINDS: the model folder's kinds, one traini
 def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root: Path, where: str,
               train: TrainConfig | None = None) -> TrainingTask:
     """Construct the task of one kind from its [kind.model] table (``train``: its [kind.train] settings,
-    of which the denoiser reads ``cache_latents``)."""
+    of which the denoiser and latent reward read ``cache_latents``)."""
     if kind == "vae":
         from realign_core.training.tasks.vae import VAETask
 
@@ -40,6 +41,12 @@ def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root
         from realign_core.training.tasks.reward import make_reward_task
 
         return make_reward_task(kind, model_section, where)
+    if kind == "latent_reward":
+        from realign_core.training.tasks.latent_reward import make_latent_reward_task
+
+        return make_latent_reward_task(model_section, out_root, data_dir, where,
+                                       cache_latents=train is not None and train.cache_latents,
+                                       max_frames=train.max_frames if train else 196)
     if kind == "evaluator":
         from realign_core.training.tasks.evaluator import make_evaluator_task
 

@@ -321,3 +321,13 @@ def test_batch_csv_import(addon, tmp_path):
     rows = bpy.context.scene.realign.batch
     assert [r.prompt for r in rows] == ["a person walks", "a person jumps"]
     assert rows[1].start_frame == 100 and rows[1].armature.name == "ReAlign Skeleton"
+    assert not rows[0].loop and rows[0].path_target is None
+
+    curve = bpy.data.objects.new("Road", bpy.data.curves.new("Road", "CURVE"))
+    bpy.context.scene.collection.objects.link(curve)
+    csv_path.write_text("prompt,armature,start_frame,seconds,strength,loop,path\n"
+                        "a person runs,,1,3,1.0,yes,Road\n"
+                        "a person hops,,1,3,1.0,maybe,\n")
+    assert bpy.ops.realign.batch_import_csv(filepath=str(csv_path)) == {"FINISHED"}
+    assert (rows[2].prompt, rows[2].loop, rows[2].path_target.name) == ("a person runs", True, "Road")
+    assert len(rows) == 3      # line 3's loop value is refused (reported), the row skipped

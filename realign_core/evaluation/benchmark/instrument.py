@@ -3,7 +3,8 @@
 Timing.  :func:`instrumented` temporarily replaces three *instance* attributes
 with timing wrappers that call the originals unchanged: ``generator.model_fn``
 (its returned function is timed: the denoiser), ``generator.to_features`` (the
-decoder) and ``reward_model.encode_motion`` (the reward).  The backward pass of
+decoder) and ``reward_model.encode_motion`` (the reward; the latent reward model's too, whose
+backward ends at the sampler's state since no decoder runs).  The backward pass of
 a guided step is split with two gradient hooks that return None (so gradients
 are untouched): one on the decoded features (fires when the backward through
 the reward model has finished) and one on the decoder's input (fires when the
@@ -165,7 +166,24 @@ def instrumented(pipeline: TextToMotionPipeline, clock: PhaseClock | None = None
             model = pipeline.reward.model
             timed = clock.timed("reward", model.encode_motion, _record_forward_end(clock))
             stack.enter_context(patched_attribute(model, "encode_motion", timed))
+        latent = getattr(pipeline, "latent_reward", None)
+        if latent is not None:
+            model = latent.model
+            stack.enter_context(patched_attribute(model, "encode_motion", _timed_latent_reward(clock, model)))
         yield clock
+
+
+def _timed_latent_reward(clock: PhaseClock, model: Any) -> Callable[..., Tensor]:
+    """The latent reward's ``encode_motion`` timed; under autograd a hook on its input (the sampler's
+    state) ends the reward phase when the backward through the reward model has finished."""
+    timed = clock.timed("reward", model.encode_motion, _record_forward_end(clock))
+
+    def encode_motion(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        out = timed(x, *args, **kwargs)
+        if out.requires_grad and x.requires_grad:
+            x.register_hook(clock.features_grad_hook)
+        return out
+    return encode_motion
 
 
 # ---------------------------------------------------------------------------------------------- levers

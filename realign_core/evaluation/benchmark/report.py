@@ -21,7 +21,8 @@ import torch
 from realign_core.evaluation.benchmark.instrument import PHASES
 
 KEY_COLUMNS = (("generator", "gen", "{}"), ("device", "dev", "{}"), ("batch", "B", "{}"),
-               ("guided_steps", "guided", "{}"), ("placement", "place", "{}"), ("amp", "reward", "{}"),
+               ("guided_steps", "guided", "{}"), ("reward_space", "space", "{}"), ("placement", "place", "{}"),
+               ("amp", "reward", "{}"),
                ("threads", "thr", "{}"))
 TIME_COLUMNS = (("per_motion_s", "s/motion", "{:.3f}"), ("slowdown", "x unguided", "{:.2f}"),
                 ("per_motion_cpu_s", "cpu s/motion", "{:.3f}"), ("slowdown_cpu", "x unguided cpu", "{:.2f}"))
@@ -99,10 +100,12 @@ def guided_key(value: Any, steps: int | None = None) -> str:
 
 
 def curve_points(latency: list[dict[str, Any]], quality: list[dict[str, Any]], batch: int = 1,
-                 placement: str = "spread", amp: str = "fp32") -> list[dict[str, Any]]:
-    """Join quality rows with the latency rows of one batch size / placement / precision, sorted by latency."""
+                 placement: str = "spread", amp: str = "fp32", reward_space: str = "motion") -> list[dict[str, Any]]:
+    """Join quality rows with the latency rows of one batch size / placement / precision / reward space
+    (unguided rows belong to every space), sorted by latency."""
     lat = {guided_key(r["guided_steps"], r.get("steps")): r for r in latency
            if r["batch"] == batch and r.get("amp", "fp32") == amp
+           and r.get("reward_space", "motion") in (reward_space, "-")
            and (r.get("placement", "spread") == placement or guided_key(r["guided_steps"]) in ("0", "all"))}
     points = []
     for q in quality:

@@ -15,7 +15,8 @@ precision x thread count) and reports per configuration:
   backward through the reward model); ``other_s`` is the rest (text encoding,
   sampler arithmetic, noise, Python); ``*_cpu_s`` the same in CPU seconds;
 * ``slowdown`` -- per-motion latency over the unguided one of the same batch
-  size and thread count;
+  size and thread count; ``reward_space`` the guided rows' reward model ('motion', or 'latent':
+  the reward on the generator's latents, no decoder in the guided steps; '-' unguided);
 * peak memory (MiB): ``mem_peak_mb`` the absolute peak, ``mem_extra_mb`` the
   peak above what was allocated/resident when the configuration started (the
   working memory of sampling), ``mem_kind`` which counter was used.
@@ -107,14 +108,16 @@ def bench_guidance(pipeline: TextToMotionPipeline, guided_steps: int | None, pla
                    base: GuidanceSettings | None = None) -> GuidanceSettings | None:
     """The guidance of a configuration: ``base`` (default: the calibrated one) with k guided steps.
 
-    0 guided steps -> None (the unguided pipeline).  Without an embedding bank, eta is set to 0.
+    0 guided steps -> None (the unguided pipeline).  Without an embedding bank (of the reward model of
+    ``base.reward_space``), eta is set to 0.
     """
     if guided_steps == 0:
         return None
     settings = base or pipeline.default_guidance
     if settings.strength <= 0:
         settings = replace(settings, strength=1.0)
-    if settings.eta > 0 and (pipeline.reward is None or pipeline.reward.bank is None):
+    parts = pipeline.latent_reward if settings.reward_space == "latent" else pipeline.reward
+    if settings.eta > 0 and (parts is None or parts.bank is None):
         settings = replace(settings, eta=0.0)
     return replace(settings, guided_steps=guided_steps, placement=placement)
 
@@ -178,7 +181,7 @@ def bench_one(pipeline: TextToMotionPipeline, cfg: BenchConfig, frames: int = 19
         totals = _time_calls(clock, run, repeats, warmup)
         mem = memory.result()
     extra = {"strength": guidance.strength if guidance else 0.0, "mu": guidance.mu if guidance else 0.0,
-             "eta": guidance.eta if guidance else 0.0}
+             "eta": guidance.eta if guidance else 0.0, "reward_space": guidance.reward_space if guidance else "-"}
     return _row(cfg, totals, clock, mem, {**(meta or {}), "frames": frames, "sampler": sampler, "steps": steps,
                                           **extra})
 
@@ -199,22 +202,31 @@ def bench_latency(pipeline: TextToMotionPipeline, batch_sizes: Sequence[int] = (
                   threads: Sequence[int | None] = (None,), base: GuidanceSettings | None = None,
                   prompts: Sequence[str] = DEFAULT_PROMPTS,
                   progress: Callable[[dict[str, Any]], None] | None = None,
-                  sampler: str = "ddim") -> list[dict[str, Any]]:
+                  sampler: str = "ddim", reward_spaces: Sequence[str] = ("motion",)) -> list[dict[str, Any]]:
     """Per-motion latency and its denoiser/decoder/reward split for every configuration -> rows.
 
     guided_steps: counts of guided reverse steps (0 = unguided, None = all);
     placements: 'spread' / 'late' / 'early'; amps: None (fp32) / 'bf16' / 'fp16'
-    for the reward passes; threads: torch thread counts (None = current).
+    for the reward passes; threads: torch thread counts (None = current); reward_spaces: one series
+    of guided rows per reward model ('motion', 'latent'; the unguided rows are measured once).
     ``progress(row)`` is called after each configuration.
     """
-    if pipeline.reward is None and any(k != 0 for k in guided_steps):
-        raise ValueError("guided configurations need a reward model (reward/best.pt) in the model folder")
+    guided = any(k != 0 for k in guided_steps)
+    for space in reward_spaces:
+        if guided and (pipeline.latent_reward if space == "latent" else pipeline.reward) is None:
+            kind = "latent_reward" if space == "latent" else "reward"
+            raise ValueError(f"guided configurations with reward_space {space!r} need {kind}/best.pt in the "
+                             f"model folder")
     meta = {"generator": pipeline.generator.name, "device": str(pipeline.device)}
     rows = []
-    for cfg in plan_configs(batch_sizes, guided_steps, steps, placements, amps, threads):
-        rows.append(bench_one(pipeline, cfg, frames, steps, repeats, warmup, base, prompts, meta, sampler))
-        if progress is not None:
-            progress(rows[-1])
+    for n, space in enumerate(reward_spaces):
+        space_base = replace(base or pipeline.default_guidance, reward_space=space)
+        for cfg in plan_configs(batch_sizes, guided_steps, steps, placements, amps, threads):
+            if cfg.guided_steps == 0 and n:
+                continue
+            rows.append(bench_one(pipeline, cfg, frames, steps, repeats, warmup, space_base, prompts, meta, sampler))
+            if progress is not None:
+                progress(rows[-1])
     return add_slowdown(rows)
 
 
