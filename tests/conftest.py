@@ -93,7 +93,7 @@ def tiny_guided(tiny_generator, synthetic_dataset, tmp_path_factory):
     """The tiny generator plus a real tiny step-aware reward model and its embedding bank, in a new root."""
     import shutil
 
-    from realign_core.guidance.reward_bank import build_bank
+    from realign_core.guidance.reward_bank import build_bank, motion_embedder
     from realign_core.models.layout import bank_path
     from realign_core.models.reward_model import load_reward_model
     from realign_core.training.config import load_config
@@ -107,7 +107,7 @@ def tiny_guided(tiny_generator, synthetic_dataset, tmp_path_factory):
     task = make_task("reward", section, synthetic_dataset, root, "reward")
     Trainer(task, synthetic_dataset, root / "reward", cfg, progress=False).fit()
     ckpt = root / "reward" / "best.pt"
-    build_bank(load_reward_model(ckpt), ckpt, synthetic_dataset, progress=False).save(bank_path(root))
+    build_bank(motion_embedder(load_reward_model(ckpt)), ckpt, synthetic_dataset, progress=False).save(bank_path(root))
     return root
 
 

@@ -48,5 +48,5 @@ def test_control_bench_runs_and_writes_its_json(tiny_generator, tmp_path, capsys
     assert main(["control-bench", "--models", str(tiny_generator[0]), "--parts", "loop", "sequence", "--seeds", "1",
                  "--steps", "3", "--sequence-seconds", "3", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert set(data["loop"]["summary"]) == {"free", "guided", "final"}
+    assert set(data["loop"]["summary"]) == {"free", "guided", "final"} and data["meta"]["steps"] == 3
     assert data["sequence"]["rows"][0]["frames"] == 60 and "loop guided" in capsys.readouterr().out

@@ -188,3 +188,51 @@ def test_cached_posteriors_give_the_latents_of_the_encoder(latent_root, syntheti
     batch = collate([MotionTextDataset(synthetic_dataset, "train")[i] for i in (0, 5, 9)])
     a, b = cached.latent_batch(batch, sample=False), task.latent_batch(batch, sample=False)
     assert torch.equal(a["mask"], b["mask"]) and torch.allclose(a["features"], b["features"], atol=1e-5)
+
+
+def test_latent_bank_enables_the_motion_to_motion_reward(latent_root, synthetic_dataset, tmp_path):
+    """`realign bank --kinds latent_reward` embeds the training clips through the VAE; the bank retrieves a
+    clip of the prompt's class and M2M-only latent guidance raises the M2M reward, still without decodes."""
+    from realign_core.cli.main import main
+    from realign_core.guidance.reward_bank import RewardBank
+    from realign_core.models.layout import bank_path
+
+    root = tmp_path / "models"
+    shutil.copytree(latent_root[0], root)
+    assert main(["bank", "--models", str(root), "--data", str(synthetic_dataset), "--kinds", "latent_reward"]) == 0
+    bank = RewardBank.load(bank_path(root, "latent_reward"), checkpoint_path(root, "latent_reward"))
+    train = MotionTextDataset(synthetic_dataset, "train")
+    assert len(bank.ids) == len(train) and bank.embeddings.shape[1] == latent_root[1].config.latent_dim
+    pipe = TextToMotionPipeline.from_checkpoints(root)
+    m2m_only = replace(LATENT, mu=0.0, eta=1.0)
+    with counted_decodes(pipe) as calls:
+        weak = pipe(PROMPTS, FRAMES, SEEDS, CFG, replace(m2m_only, strength=1e-9)).guidance.steps
+        strong = pipe(PROMPTS, FRAMES, SEEDS, CFG, replace(m2m_only, strength=50.0)).guidance.steps
+    assert calls["n"] == 2                                     # the two final decodes only
+    assert strong[-1]["m2m"] > weak[-1]["m2m"] + 0.05, (weak[-1], strong[-1])
+
+
+def test_tuning_in_latent_space_writes_a_latent_calibration(latent_root, tiny_guided, synthetic_dataset, tmp_path):
+    """`tune-guidance --reward-space latent`: every candidate is guided by the latent reward model and the
+    winner's guidance.toml makes latent guidance the default of a freshly loaded pipeline."""
+    from realign_core.evaluation.guidance_tuning import TuningConfig, tune, write_guidance_toml
+    from realign_core.guidance.reward_guidance import GuidanceCalibration
+
+    root = tmp_path / "models"
+    shutil.copytree(latent_root[0], root)
+    shutil.copytree(tiny_guided / "reward", root / "reward")
+    shutil.copytree(tiny_guided / "reward", root / "reward_plain")     # the judge: any motion-space reward
+    from realign_core.cli.main import main
+    assert main(["bank", "--models", str(root), "--data", str(synthetic_dataset), "--kinds", "latent_reward"]) == 0
+    cfg = TuningConfig(scales=(1.0, 30.0), mixes=(), guided_steps_options=(2,), prompts=8, steps=4, batch=8,
+                       kin_samples=0, reward_space="latent")
+    result = tune(root, synthetic_dataset, "mld", cfg)
+    candidates = [r for stage in result["stages"] for r in stage]
+    assert candidates and all(r["settings"]["reward_space"] == "latent" for r in candidates)
+    assert result["baseline"]["settings"] is None
+    write_guidance_toml(root / "guidance.toml", "mld", result["winner"], {"sampler": "ddim", "steps": 4})
+    assert GuidanceCalibration.load(root / "guidance.toml", "mld").defaults.reward_space == "latent"
+    pipe = TextToMotionPipeline.from_checkpoints(root)
+    with counted_decodes(pipe) as calls:
+        out = pipe(PROMPTS, FRAMES, SEEDS, pipe.default_sampling, replace(pipe.calibration.defaults, eta=0.0))
+    assert calls["n"] == 1 and out.guidance.steps       # guided by default, no decoder in the loop

@@ -78,7 +78,7 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
 
     from realign_core.evaluation.guidance_tuning import TuningConfig, tune, write_guidance_toml
     from realign_core.evaluation.results_table import format_table, run_table, table_methods
-    from realign_core.guidance.reward_bank import build_bank
+    from realign_core.guidance.reward_bank import build_bank, motion_embedder
     from realign_core.guidance.reward_guidance import GuidanceCalibration
     from realign_core.models.layout import bank_path
     from realign_core.models.reward_model import load_reward_model
@@ -88,7 +88,7 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     shutil.copytree(trained, root)
     for kind in ("reward", "reward_plain"):
         ckpt = root / kind / "best.pt"
-        build_bank(load_reward_model(ckpt), ckpt, data, progress=False).save(bank_path(root, kind))
+        build_bank(motion_embedder(load_reward_model(ckpt)), ckpt, data, progress=False).save(bank_path(root, kind))
     cfg = TuningConfig(scales=(0.3, 30.0), mixes=((1.0, 0.0),), guided_steps_options=(2,), prompts=32, steps=4)
     result = tune(root, data, "mld", cfg)
     assert len(result["stages"][0]) == 2 and result["prompts"] == 32

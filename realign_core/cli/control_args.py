@@ -114,7 +114,8 @@ def add_control_bench(sub: argparse._SubParsersAction) -> None:
                    choices=["path", "keyframes", "loop", "sequence"])
     b.add_argument("--seeds", type=int, default=2, help="samples per case")
     b.add_argument("--seconds", type=float, default=6.0, help="clip length of the path cases")
-    b.add_argument("--steps", type=int, default=50)
+    b.add_argument("--steps", type=int, default=None,
+                   help="sampler steps (default: the models' validated steps in guidance.toml, else 50)")
     b.add_argument("--strength", type=float, default=0.0, help="ReAlign reward guidance strength (0 = off)")
     b.add_argument("--sequence-seconds", type=float, nargs="+", default=[20.0, 40.0, 60.0],
                    help="total lengths of the sequence runs (wall time vs length)")
@@ -122,6 +123,8 @@ def add_control_bench(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--control-weight", type=float, default=None, help="path part: constraint Polyak weight (default: 2)")
     b.add_argument("--refine-iterations", type=int, default=None, help="path part: refinement steps after sampling (default: 24)")
     b.add_argument("--ramp-start", type=float, default=None, help="path part: weight ramp start fraction (default: 1, no ramp)")
+    b.add_argument("--foot-weight", type=float, default=0.0,
+                   help="path part: foot-contact cost weight, planted feet do not slide (default: 0, off)")
     b.add_argument("--no-inpaint", action="store_true", help="path part, MDM: gradient steps only, no root inpainting")
     b.add_argument("--device", default="cpu")
     b.add_argument("--threads", type=int, default=1)

@@ -132,8 +132,9 @@ def _tune_guidance(args: argparse.Namespace) -> int:
     cfg = TuningConfig(scales=tuple(args.scales), mixes=mixes, guided_steps_options=tuple(args.guided_steps),
                        stage3_scale_factors=tuple(args.stage3_scale_factors), placements=tuple(args.placements),
                        keep_gain=args.keep_gain, kin_slack=args.kin_slack, kin_samples=args.kin_samples,
-                       prompts=args.prompts, steps=args.steps, sampler=args.sampler)
-    out = models / f"guidance_tuning_{args.generator}.json"
+                       prompts=args.prompts, steps=args.steps, sampler=args.sampler, reward_space=args.reward_space)
+    suffix = "" if args.reward_space == "motion" else f"_{args.reward_space}"
+    out = models / f"guidance_tuning_{args.generator}{suffix}.json"
     result = tune(models, Path(args.data), args.generator, cfg, pick_device(args.device),
                   reuse=None if args.fresh else out)
     save_table(result, out)
@@ -202,16 +203,30 @@ def _generate(args: argparse.Namespace) -> int:
 def _bank(args: argparse.Namespace) -> int:
     from realign_core.guidance.reward_bank import build_bank
     from realign_core.models.layout import bank_path
-    from realign_core.models.reward_model import load_reward_model
 
     for kind in args.kinds:
         ckpt = checkpoint_path(Path(args.models), kind)
         if not ckpt.is_file():
             raise SystemExit(f"realign bank: {ckpt}: missing reward checkpoint")
-        bank = build_bank(load_reward_model(ckpt), ckpt, args.data, args.split)
+        bank = build_bank(_bank_embedder(Path(args.models), kind), ckpt, args.data, args.split)
         bank.save(bank_path(args.models, kind))
         print(f"{kind}: {len(bank.ids)} {args.split} motions -> {bank_path(args.models, kind)}")
     return 0
+
+
+def _bank_embedder(models: Path, kind: str):
+    """How ``realign bank`` embeds a clip for reward model ``kind`` (the latent one reads VAE latents)."""
+    from realign_core.guidance import reward_bank
+    from realign_core.models.reward_model import load_reward_model
+
+    if kind != "latent_reward":
+        return reward_bank.motion_embedder(load_reward_model(checkpoint_path(models, kind)))
+    from realign_core.diffusion.generators import load_generator
+    from realign_core.pipeline import load_latent_reward_parts
+
+    generator = load_generator(models, "mld")
+    parts = load_latent_reward_parts(models, generator, "cpu")
+    return reward_bank.latent_embedder(parts.model, generator.vae, generator.latent_scale)
 
 
 def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
@@ -249,7 +264,8 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
     bk.add_argument("--models", required=True)
     bk.add_argument("--data", required=True, help=DATA_HELP)
     bk.add_argument("--split", default="train")
-    bk.add_argument("--kinds", nargs="+", default=["reward", "reward_plain"])
+    bk.add_argument("--kinds", nargs="+", default=["reward", "reward_plain"],
+                    help="reward model kinds to embed with (latent_reward: the latent-space reward, via the VAE)")
     bk.set_defaults(func=_bank)
 
 
@@ -344,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="samples per validation kinematic prompt (the model-free guard; 0 = off)")
     tg.add_argument("--kin-slack", type=float, default=0.03,
                     help="a candidate may lower the validation kinematic pass rate by at most this fraction")
+    tg.add_argument("--reward-space", default="motion", choices=["motion", "latent"],
+                    help="the reward model that guides: motion (decoded motion) or latent (MLD's latent, "
+                         "latent_reward/best.pt; results in guidance_tuning_GEN_latent.json)")
     tg.add_argument("--fresh", action="store_true",
                     help="re-score every candidate (default: reuse matching ones from the earlier JSON)")
     tg.add_argument("--keep-gain", type=float, default=0.9,

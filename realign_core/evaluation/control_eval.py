@@ -9,6 +9,7 @@ Parts (``--parts``), each against the same prompts and seeds generated without t
   the path's start, facing its start direction), foot skating on contact frames (cm per frame), text
   alignment with both evaluators (text-motion distance in their metric space, lower = closer; rank of the
   true prompt among the 4, ``r1``) and the kinematic suite's check for the prompt (pass rate).
+  ``--foot-weight`` adds the foot-contact cost (``ControlSpec.foot_weight``) to every path case.
 * ``keyframes``: continue-from (the pose at frame 0) and in-between (poses at frames 0, F/2 and F-1), the
   poses taken from another motion of the same prompt.  Measured: joint error at keyed frames (cm) after
   guidance alone and after the exact warp, jerk within 5 frames of a key vs elsewhere (cm/frame^3).
@@ -19,7 +20,9 @@ Parts (``--parts``), each against the same prompts and seeds generated without t
   Measured: wall and CPU time vs total length (CPU time is the fairer one on a loaded machine), jerk and foot skating within 3 frames of a transition vs inside
   segments, each segment's text alignment vs the same prompt generated alone.
 
-Runs on the CPU with ``--threads`` threads by default; results are printed and optionally written as JSON.
+Sampling: the models' validated sampler and steps (``pipeline.default_sampling``, from guidance.toml) unless
+``--steps`` is given.  Runs on the CPU with ``--threads`` threads by default; results are printed and
+optionally written as JSON.
 """
 from __future__ import annotations
 
@@ -147,7 +150,9 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 
 # --------------------------------------------------------------------------- parts
 
-def bench_paths(pipe, scores: TextScores, seeds: list[int], seconds: float, cfg, guidance, schedule=None) -> dict:
+def bench_paths(pipe, scores: TextScores, seeds: list[int], seconds: float, cfg, guidance, schedule=None,
+                foot_weight: float = 0.0) -> dict:
+    """The path part; ``foot_weight`` > 0 adds the foot-contact cost to every path case."""
     frames = round(seconds * FPS)
     rows = {}
     for prompt, (caption, speed, _) in PROMPTS.items():
@@ -158,7 +163,7 @@ def bench_paths(pipe, scores: TextScores, seeds: list[int], seconds: float, cfg,
                                   **scores.score(free_joints, prompt)}
         for name in PATHS:
             xz = path_shape(name, speed * (frames - 1) / FPS, frames)
-            spec = ControlSpec(path=RootPath.per_frame(xz))
+            spec = ControlSpec(path=RootPath.per_frame(xz), foot_weight=foot_weight)
             done = generate_controlled(pipe, [caption] * len(seeds), [frames] * len(seeds), seeds,
                                        [spec] * len(seeds), cfg, guidance, constraint_schedule=schedule)
             joints = [m.joints for m in done]
@@ -305,12 +310,12 @@ def constraint_schedule(args):
 
 def main(args) -> int:
     """Run the parts asked for and print (and optionally write) the results."""
-    from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+    from realign_core.pipeline import TextToMotionPipeline
 
     torch.set_num_threads(args.threads)
     pipe = TextToMotionPipeline.from_checkpoints(args.models, args.device, generator=args.generator)
     scores = TextScores(args.models, pipe.normalizer, args.device)
-    cfg = SamplingConfig(steps=args.steps)
+    cfg = pipe.default_sampling if args.steps is None else replace(pipe.default_sampling, steps=args.steps)
     guidance = None
     if args.strength > 0:   # the models' validated setting (guidance.toml) at this strength
         if not pipe.has_reward:
@@ -319,13 +324,15 @@ def main(args) -> int:
         guidance = replace(base, strength=args.strength, eta=base.eta if pipe.has_reference_bank else 0.0)
     seeds = list(range(args.seeds))
     schedule = constraint_schedule(args)
-    meta = {"models": str(args.models), "generator": args.generator, "seeds": args.seeds, "steps": args.steps,
+    meta = {"models": str(args.models), "generator": args.generator, "seeds": args.seeds, "steps": cfg.steps,
+            "sampler": cfg.sampler,
             "guidance": asdict(guidance) if guidance is not None else None, "threads": args.threads, "loadavg_start": list(os.getloadavg()),
-            "evaluators": list(scores.evaluators), "schedule": asdict(schedule), "overlap": args.overlap, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "evaluators": list(scores.evaluators), "schedule": asdict(schedule), "overlap": args.overlap,
+            "foot_weight": args.foot_weight, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     results: dict = {"meta": meta}
     started = time.perf_counter()
     if "path" in args.parts:
-        results["path"] = bench_paths(pipe, scores, seeds, args.seconds, cfg, guidance, schedule)
+        results["path"] = bench_paths(pipe, scores, seeds, args.seconds, cfg, guidance, schedule, args.foot_weight)
         for k, v in results["path"]["summary"].items():
             print(f"path {k:12s} {_fmt(v)}")
     if "keyframes" in args.parts:

@@ -68,6 +68,7 @@ class TuningConfig:
     steps: int = 50
     sampler: str = "ddim"
     batch: int = 32
+    reward_space: str = "motion"   # which reward model guides every candidate ("latent": no decoder in the loop)
 
 
 class Judge:
@@ -213,7 +214,7 @@ def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = T
         return evaluate_candidate(pipe, judge, prompts, settings, scale, cfg, known, kin_prompts)
 
     baseline = score(None, 0.0)
-    both = GuidanceSettings(strength=1.0)
+    both = GuidanceSettings(strength=1.0, reward_space=cfg.reward_space)
     stage1 = [score(both, s) for s in cfg.scales]
     scale = _best(stage1, baseline, cfg)["scale"]
     stage2 = [score(replace(both, mu=mu, eta=eta), scale)
@@ -263,6 +264,7 @@ def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any], samp
     tables[generator] = {"scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
                          "placement": s["placement"],
                          **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {}),
+                         **({"reward_space": s["reward_space"]} if s.get("reward_space", "motion") != "motion" else {}),
                          **(sampling or {})}
     lines = ["# ReAlign guidance calibration, chosen on the validation split by realign_core.evaluation.guidance_tuning",
              "# (judge: the non-step-aware reward model; the evaluator is never used). strength 1 = this setting."]

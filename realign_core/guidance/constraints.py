@@ -11,7 +11,11 @@ Costs (per sample, (B,), on the canonical motion decoded from a state x; targets
 * ``loop``      mean over the 263 normalised features of (x[L-1] - x[0])^2: the clip's extra last frame
                 must be its first again.  HumanML3D features are all relative to the root (velocities in
                 the facing frame, root-relative positions, rotations, contacts), so this matches pose,
-                velocities and foot contacts while leaving the per-cycle root displacement free.
+                velocities and foot contacts while leaving the per-cycle root displacement free;
+* ``foot``      planted feet do not slide: over the 4 foot joints (ankles, toes) and frame pairs (t, t+1),
+                sum of c * |xz(t+1) - xz(t)|^2 / sum of c (m^2 per frame), c the soft contact weight of
+                :class:`FootContact` (low above the clip's floor and slow; no gradient through c).  Weighted
+                by the ControlSpec's ``foot_weight`` (0 = off).
 
 The hook (``ConstraintGuidance``), at reverse step i with new sample x_prev and its x0 estimate:
 
@@ -24,13 +28,13 @@ The hook (``ConstraintGuidance``), at reverse step i with new sample x_prev and 
    of its clean part).  After the last step abar_prev = 1 and the clean sample itself moves; there the
    hook repeats the step ``final_iterations`` times on the clean sample.
 
-w_i = strength * base_weight * ramp(i), ramp rising linearly from ``start_fraction`` at the first step to 1
-at the last.  The step-aware part is the sqrt(abar_prev) factor (a noisy state moves by its signal share)
+w_i = strength * base_weight * ramp(i) (times ``foot_weight`` for the foot cost), ramp rising linearly from
+``start_fraction`` at the first step to 1 at the last.  The step-aware part is the sqrt(abar_prev) factor (a noisy state moves by its signal share)
 and the refinement of the clean sample; a weight above 1 over-relaxes the Polyak step, which the costs'
 curvature (the heading integrates into every later position) makes too short.  The defaults (weight 2, no
 ramp, 24 refinement iterations) were chosen on the shipped MLD models with three path cases (walk on an
-L-turn, run on an S-curve, jog on a circle, seeds 0-1): mean root deviation 4 / 22 / 7 cm against
-9 / 65 / 15 cm with weight 0.5, ramp from 0.25 and 8 iterations (docs/control.md).
+L-turn, run on an S-curve, jog on a circle, seeds 0-1, DDIM 50 steps): mean root deviation 4 / 22 / 7 cm
+against 9 / 65 / 15 cm with weight 0.5, ramp from 0.25 and 8 iterations (docs/control.md).
 Samples without a constraint of a kind get C_k = 0 and an exactly zero step.
 
 Inpainting (motion-space generators, i.e. MDM, with a path): before the Polyak steps of a reverse step the
@@ -50,12 +54,31 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from realign_core.diffusion.generators import frame_mask
 from realign_core.guidance.control_spec import ControlSpec
 from realign_core.motion.features import features_to_joints_torch, recover_root
-from realign_core.motion.skeleton import NUM_JOINTS
+from realign_core.motion.skeleton import FPS, LEFT_FOOT, NUM_JOINTS, RIGHT_FOOT
 
-COST_KINDS = ("path", "keyframes", "loop")
+FOOT_JOINTS = LEFT_FOOT + RIGHT_FOOT   # ankles and toes
+
+COST_KINDS = ("path", "keyframes", "loop", "foot")
 EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class FootContact:
+    """The foot cost's soft contact weight of a foot joint between frames t and t+1:
+    c = sigmoid((height_m - h) / height_soft_m) * sigmoid((speed_m_s - v) / speed_soft_m_s), with h the
+    higher of its two heights above the clip's floor (the ``floor_percentile`` of the lowest foot joint per
+    frame, as ``realign control-bench`` measures skating) and v its 3-D speed.  5 cm is the skating
+    measure's contact height; 0.9 m/s (4.5 cm per frame) is HumanML3D's contact-label threshold
+    (``skeleton.FOOT_CONTACT_THRESHOLD``, 0.002 m^2 per frame)."""
+
+    height_m: float = 0.05
+    height_soft_m: float = 0.01
+    speed_m_s: float = 0.9
+    speed_soft_m_s: float = 0.2
+    floor_percentile: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,7 @@ class ConstraintSchedule:
     max_rms: float = 0.5
     inpaint_root: bool = True       # motion-space generators (MDM): root velocities set from the path each step
     inpaint_final: bool = True      # ... and once more on the clean sample, before the refinement
+    contact: FootContact = FootContact()   # the foot cost's contact weight
 
     def weight(self, step_index: int, total: int) -> float:
         ramp = 1.0 if total <= 1 else self.start_fraction + (1 - self.start_fraction) * step_index / (total - 1)
@@ -93,7 +117,9 @@ class Targets:
         self.keys = torch.zeros(b, frames, NUM_JOINTS, 3, device=device)
         self.key_mask = torch.zeros(b, frames, dtype=torch.bool, device=device)
         self.loop = torch.zeros(b, dtype=torch.bool, device=device)
+        self.foot = torch.zeros(b, device=device)
         self.strength = torch.zeros(b, device=device)
+        self.frame_mask = frame_mask(lengths, frames)
         for i, spec in enumerate(specs):
             if spec is None or not spec.active:
                 continue
@@ -110,12 +136,17 @@ class Targets:
                 self.keys[i, list(frames_k)] = torch.as_tensor(joints, dtype=torch.float32)
                 self.key_mask[i, list(frames_k)] = True
             self.loop[i] = bool(spec.loop)
+            self.foot[i] = float(spec.foot_weight)
 
     def kinds(self) -> list[str]:
         """The cost kinds some sample of the batch uses."""
         used = {"path": bool(self.path_mask.any()), "keyframes": bool(self.key_mask.any()),
-                "loop": bool(self.loop.any())}
+                "loop": bool(self.loop.any()), "foot": bool((self.foot > 0).any())}
         return [k for k in COST_KINDS if used[k]]
+
+    def kind_weight(self, kind: str) -> Tensor:
+        """(B,) relative weight of a cost kind: ``foot_weight`` for the foot cost, else 1."""
+        return self.foot if kind == "foot" else torch.ones_like(self.strength)
 
 
 def path_cost(features: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -125,9 +156,8 @@ def path_cost(features: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return err.sum(-1) / mask.sum(-1).clamp(min=1)
 
 
-def keyframe_cost(features: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """features (B, T, 263), target (B, T, 22, 3) canonical, mask (B, T) -> (B,) mean squared joint error m^2."""
-    joints = features_to_joints_torch(features)
+def keyframe_cost(joints: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """joints (B, T, 22, 3), target (B, T, 22, 3) canonical, mask (B, T) -> (B,) mean squared joint error m^2."""
     err = ((joints - target) ** 2).sum(-1).mean(-1) * mask
     return err.sum(-1) / mask.sum(-1).clamp(min=1)
 
@@ -138,15 +168,41 @@ def loop_cost(normalised: Tensor, lengths: Tensor, loop: Tensor) -> Tensor:
     return ((last - normalised[:, 0]) ** 2).mean(-1) * loop
 
 
-def costs(generator, x0: Tensor, targets: Targets, kinds: list[str]) -> dict[str, Tensor]:
+def contact_weights(feet: Tensor, mask: Tensor, contact: FootContact = FootContact()) -> Tensor:
+    """feet (B, T, J, 3) metres, mask (B, T) valid frames -> (B, T-1, J) soft contact weight in [0, 1] of each
+    joint between frames t and t+1 (see :class:`FootContact`); no gradient."""
+    feet = feet.detach()
+    lowest = feet[..., 1].amin(-1).masked_fill(~mask, float("nan"))          # (B, T)
+    floor = torch.nanquantile(lowest, contact.floor_percentile / 100, dim=1)  # (B,)
+    height = torch.maximum(feet[:, :-1, :, 1], feet[:, 1:, :, 1]) - floor[:, None, None]
+    speed = (feet[:, 1:] - feet[:, :-1]).norm(dim=-1) * FPS
+    low = torch.sigmoid((contact.height_m - height) / contact.height_soft_m)
+    slow = torch.sigmoid((contact.speed_m_s - speed) / contact.speed_soft_m_s)
+    return low * slow * (mask[:, 1:] & mask[:, :-1])[..., None]
+
+
+def foot_contact_cost(joints: Tensor, mask: Tensor, contact: FootContact = FootContact()) -> Tensor:
+    """joints (B, T, 22, 3) metres, Y up, 20 fps; mask (B, T) valid frames -> (B,) contact-weighted mean
+    squared horizontal foot-joint displacement per frame (m^2)."""
+    feet = joints[:, :, list(FOOT_JOINTS)]
+    weight = contact_weights(feet, mask, contact)
+    slide = (feet[:, 1:, :, [0, 2]] - feet[:, :-1, :, [0, 2]]).pow(2).sum(-1)
+    return (weight * slide).sum((1, 2)) / weight.sum((1, 2)).clamp(min=EPS)
+
+
+def costs(generator, x0: Tensor, targets: Targets, kinds: list[str],
+          contact: FootContact = FootContact()) -> dict[str, Tensor]:
     """Each kind's (B,) cost of the states x0, differentiable w.r.t. x0."""
     normalised = generator.to_features(x0, targets.lengths)
     features = generator.normalizer.denormalize(normalised)
+    joints = features_to_joints_torch(features) if {"keyframes", "foot"} & set(kinds) else None
     out = {}
     if "path" in kinds:
         out["path"] = path_cost(features, targets.path, targets.path_mask)
     if "keyframes" in kinds:
-        out["keyframes"] = keyframe_cost(features, targets.keys, targets.key_mask)
+        out["keyframes"] = keyframe_cost(joints, targets.keys, targets.key_mask)
+    if "foot" in kinds:
+        out["foot"] = foot_contact_cost(joints, targets.frame_mask, contact) * (targets.foot > 0)
     if "loop" in kinds:
         out["loop"] = loop_cost(normalised, targets.lengths, targets.loop)
     return out
@@ -189,11 +245,12 @@ class ConstraintGuidance:
         w = self.targets.strength.to(x0.dtype) * weight
         with torch.enable_grad():
             x0 = x0.detach().requires_grad_(True)
-            values = costs(self.generator, x0, self.targets, self.kinds)
+            values = costs(self.generator, x0, self.targets, self.kinds, self.schedule.contact)
             delta = torch.zeros_like(x0)
             for i, kind in enumerate(self.kinds):
                 (grad,) = torch.autograd.grad(values[kind].sum(), x0, retain_graph=i < len(self.kinds) - 1)
-                delta = delta + polyak_step(values[kind].detach(), torch.nan_to_num(grad), w, self.schedule.max_rms)
+                delta = delta + polyak_step(values[kind].detach(), torch.nan_to_num(grad),
+                                            w * self.targets.kind_weight(kind), self.schedule.max_rms)
         self.trace.steps.append({k: float(v.detach().mean()) for k, v in values.items()})
         self.trace.seconds += time.perf_counter() - start
         return delta
@@ -246,10 +303,10 @@ class ConstraintGuidance:
         return x
 
     def total_cost(self, x: Tensor) -> Tensor:
-        """(B,) sum of the cost kinds of states x (no gradient)."""
-        return sum(self.final_costs(x).values())
+        """(B,) sum of the cost kinds of states x, each times its ``kind_weight`` (no gradient)."""
+        return sum(v * self.targets.kind_weight(k) for k, v in self.final_costs(x).items())
 
     def final_costs(self, x: Tensor) -> dict[str, Tensor]:
         """Each kind's (B,) cost of final states x (no gradient)."""
         with torch.no_grad():
-            return costs(self.generator, x, self.targets, self.kinds)
+            return costs(self.generator, x, self.targets, self.kinds, self.schedule.contact)

@@ -6,7 +6,9 @@ Inputs are in the user's *world* frame (metres, Y up, 20 fps, 22 joints):
   (``Path.from_points`` resamples them linearly at 20 fps);
 * ``Keyframes``: joint positions (K, 22, 3) at chosen frames (continue-from = a pose at frame 0,
   end-in = a pose at the last frame, in-between = several);
-* ``ControlSpec``: any of the two, plus ``loop`` (the last frame flows into the first).
+* ``ControlSpec``: any of the two, plus ``loop`` (the last frame flows into the first) and
+  ``foot_weight`` (planted feet do not slide: the foot-contact cost's weight relative to the others,
+  0 = off, 1 = as hard as a path).
 
 A generated motion lives in its *canonical* frame (frame 0: pelvis at X = Z = 0, facing +Z; see
 ``realign_core.motion.features``).  ``Placement`` (origin XZ, yaw) maps canonical -> world:
@@ -160,22 +162,25 @@ class Keyframes:
 
 @dataclass(frozen=True)
 class ControlSpec:
-    """One motion's constraints (world frame).  ``strength`` scales every constraint step (0 = off)."""
+    """One motion's constraints (world frame).  ``strength`` scales every constraint step (0 = off);
+    ``foot_weight`` scales the foot-contact cost's step on top of it (0 = off)."""
 
     path: Path | None = None
     keyframes: Keyframes | None = None
     loop: bool = False
     strength: float = 1.0
     fixed_placement: Placement | None = field(default=None)
+    foot_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        s = self.strength
-        if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
-            raise ValueError(f"control strength must be a finite number >= 0, got {s!r}")
+        for name, s in (("control strength", self.strength), ("foot_weight", self.foot_weight)):
+            if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {s!r}")
 
     @property
     def active(self) -> bool:
-        return self.strength > 0 and (self.path is not None or self.keyframes is not None or self.loop)
+        wanted = self.path is not None or self.keyframes is not None or self.loop or self.foot_weight > 0
+        return self.strength > 0 and wanted
 
     def check_frames(self, frames: int) -> None:
         """Refuse targets past the motion's last frame (``frames`` feature rows = joint frames)."""

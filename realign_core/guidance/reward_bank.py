@@ -1,7 +1,8 @@
 """Embedding bank of the training motions, for ReAlign's motion-to-motion reward.
 
 ``build_bank`` embeds every training clip once with the reward model (clean,
-t = 0, unit posterior means) and ``RewardBank.save`` writes them next to the
+t = 0, unit posterior means; the latent reward model reads the clip's VAE
+posterior means scaled as the generator's state) and ``RewardBank.save`` writes them next to the
 reward checkpoint (``bank.pt``, fp16, a few MB).  At generation time
 ``RewardBank.retrieve(text_emb)`` returns, per prompt, the embedding of the
 training motion the reward model ranks highest for the text (top-1 cosine):
@@ -18,6 +19,7 @@ another checkpoint is an error (rebuild with ``realign bank``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,16 +71,33 @@ class RewardBank:
         return bank
 
 
+MotionEmbedder = Callable[[Tensor, Tensor], Tensor]   # (features (B, T, 263), mask (B, T)) -> (B, D)
+
+
+def motion_embedder(reward) -> MotionEmbedder:
+    """The motion-space reward model's clean embedding of a normalised feature batch."""
+    return lambda feats, mask: reward.encode_motion(feats, mask, 0)
+
+
+def latent_embedder(latent_reward, vae, latent_scale: float) -> MotionEmbedder:
+    """The latent reward model's clean embedding of a feature batch: the VAE posterior means, scaled by
+    the generator's ``latent_scale`` (its diffusion state at t = 0), scored by the latent model."""
+    def embed(feats: Tensor, mask: Tensor) -> Tensor:
+        mu, _ = vae.encode(feats, mask)
+        return latent_reward.encode_latent(mu * latent_scale, mask.sum(dim=1), 0)
+    return embed
+
+
 @torch.no_grad()
-def build_bank(reward, checkpoint: str | Path, data_dir: str | Path, split: str = "train",
-               batch_size: int = 64, progress: bool = True) -> RewardBank:
-    """Embed every clip of ``split`` (clean, t = 0) with the reward model -> RewardBank."""
+def build_bank(embed: MotionEmbedder, checkpoint: str | Path, data_dir: str | Path, split: str = "train",
+               batch_size: int = 64, progress: bool = True, device: str | torch.device = "cpu") -> RewardBank:
+    """Embed every clip of ``split`` (clean, t = 0) with ``embed`` (:func:`motion_embedder` or
+    :func:`latent_embedder`) -> RewardBank tied to ``checkpoint`` (the reward model's file)."""
     dataset = MotionTextDataset(data_dir, split, seed=0)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     embeddings, ids, captions = [], [], []
     for batch in tqdm(loader, desc=f"embedding {split} motions", disable=not progress):
-        feats, mask = batch["features"].to(reward.device), batch["mask"].to(reward.device)
-        embeddings.append(reward.encode_motion(feats, mask, 0).float().cpu())
+        embeddings.append(embed(batch["features"].to(device), batch["mask"].to(device)).float().cpu())
         ids += list(batch["ids"])
         captions += list(batch["captions"])
     return RewardBank(torch.cat(embeddings), ids, captions, file_sha256(checkpoint))
