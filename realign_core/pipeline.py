@@ -22,7 +22,7 @@ the returned joints of a constrained sample are placed in the world frame of its
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +136,13 @@ class TextToMotionPipeline:
         ``sampler``/``steps``), else :class:`SamplingConfig`'s (DDIM, 50 steps)."""
         c = self.calibration
         return SamplingConfig(sampler=c.sampler or SamplingConfig.sampler, steps=c.steps or SamplingConfig.steps)
+
+    @property
+    def control_sampling(self) -> SamplingConfig:
+        """The default sampling of controlled takes (paths, keyed poses, loops, sequences): guidance.toml's
+        ``control_steps``, else :attr:`default_sampling`."""
+        default = self.default_sampling
+        return replace(default, steps=self.calibration.control_steps or default.steps)
 
     def guidance_problem(self, settings: GuidanceSettings | None) -> tuple[str, str] | None:
         """Why these models cannot run ``settings``, as (field, reason), or None when they can."""

@@ -36,6 +36,12 @@ class Control:
     in_place: bool = False
     strength: float = 1.0
 
+    @property
+    def constrained(self) -> bool:
+        """Whether sampling must meet a constraint (path, keyed poses, loop): such takes default to the
+        models' ``control_steps``; ``in_place`` alone only moves the root afterwards."""
+        return self.path is not None or bool(self.keyframes) or self.loop
+
     def as_dict(self) -> dict[str, Any]:
         """What the result echoes (sizes, not the data)."""
         path = None if self.path is None else len(self.path[1])

@@ -129,7 +129,10 @@ def model_defaults(pipeline: Any) -> Defaults:
             eta = 0.0
     sampling = getattr(pipeline, "default_sampling", None)
     steps, sampler = (sampling.steps, sampling.sampler) if sampling is not None else (Defaults.steps, Defaults.sampler)
-    return Defaults(cfg=cfg, strength=strength, mu=mu, eta=eta, steps=steps, sampler=sampler)
+    control = getattr(pipeline, "control_sampling", None)
+    control_steps = control.steps if control is not None else steps
+    return Defaults(cfg=cfg, strength=strength, mu=mu, eta=eta, steps=steps, control_steps=control_steps,
+                    sampler=sampler)
 
 
 def model_max_steps(pipeline: Any) -> int:

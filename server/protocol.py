@@ -87,6 +87,7 @@ class Defaults:
     frames: int = 120
     samples: int = 1
     steps: int = 50
+    control_steps: int = 50        # requests with control fields or a sequence
     sampler: str = "ddim"
     cfg: float = 7.5
     strength: float = 0.0
@@ -256,7 +257,8 @@ def parse_generate(obj: dict[str, Any], limits: Limits, defaults: Defaults) -> G
         sequence = parse_sequence(obj, limits)
         frames = sum(round(s * FPS) for _, s in sequence)
         seed = _seed(obj, limits)
-        return GenerateRequest(rid, tuple(p for p, _ in sequence), frames, seed, 1, _sampling(obj, limits, defaults),
+        return GenerateRequest(rid, tuple(p for p, _ in sequence), frames, seed, 1,
+                               _sampling(obj, limits, replace(defaults, steps=defaults.control_steps)),
                                sequence=sequence)
     prompts = _prompts(obj, limits)
     frames = _frames(obj, limits, defaults)
@@ -266,8 +268,10 @@ def parse_generate(obj: dict[str, Any], limits: Limits, defaults: Defaults) -> G
                             f"motions; at most {limits.max_motions} per request (fields 'prompts', 'samples')",
                             "samples")
     seed = _seed(obj, limits)
-    return GenerateRequest(rid, prompts, frames, seed, samples, _sampling(obj, limits, defaults),
-                           control=parse_control(obj, frames, limits))
+    control = parse_control(obj, frames, limits)
+    if control is not None and control.constrained:
+        defaults = replace(defaults, steps=defaults.control_steps)
+    return GenerateRequest(rid, prompts, frames, seed, samples, _sampling(obj, limits, defaults), control=control)
 
 
 def _seed(obj: dict[str, Any], limits: Limits) -> int:

@@ -115,11 +115,14 @@ def test_settings_and_calibration_errors_name_the_field(tmp_path):
     path.write_text("[mld]\nscale = 40.0\nstrenght = 2\n")
     with pytest.raises(ValueError, match="strenght"):
         GuidanceCalibration.load(path, "mld")
-    path.write_text('[mld]\nscale = 40.0\nsampler = "ddim"\nsteps = 10\n')
+    path.write_text('[mld]\nscale = 40.0\nsampler = "ddim"\nsteps = 10\ncontrol_steps = 50\n')
     cal = GuidanceCalibration.load(path, "mld")
-    assert (cal.sampler, cal.steps) == ("ddim", 10)
+    assert (cal.sampler, cal.steps, cal.control_steps) == ("ddim", 10, 50)
     path.write_text("[mld]\nscale = 40.0\nsteps = 0\n")
     with pytest.raises(ValueError, match="steps must be a positive integer"):
+        GuidanceCalibration.load(path, "mld")
+    path.write_text("[mld]\nscale = 40.0\ncontrol_steps = 2.5\n")
+    with pytest.raises(ValueError, match="control_steps must be a positive integer, got 2.5"):
         GuidanceCalibration.load(path, "mld")
 
 

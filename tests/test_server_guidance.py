@@ -6,7 +6,7 @@ import pytest
 
 from server.client import decode_joints
 from server.engine import Engine, model_defaults
-from server.protocol import ProtocolError, Sampling
+from server.protocol import Limits, ProtocolError, Sampling, parse_generate
 from tests.server_fixtures import FAST_STEPS, launch_tiny_server, tiny_server  # noqa: F401
 
 
@@ -72,9 +72,18 @@ def test_the_validated_sampling_and_guided_steps_are_the_server_defaults(tiny_gu
     root = tmp_path / "models"
     shutil.copytree(tiny_guided, root)
     (root / "guidance.toml").write_text('[mld]\nscale = 3.0\nmu = 1.0\neta = 1.0\nplacement = "late"\n'
-                                        'guided_steps = 2\nsampler = "ddim"\nsteps = 7\n')
+                                        'guided_steps = 2\nsampler = "ddim"\nsteps = 7\ncontrol_steps = 9\n')
     engine = Engine.load(root, "cpu")
     assert (engine.defaults.steps, engine.defaults.sampler, engine.defaults.strength) == (7, "ddim", 1.0)
+    limits = Limits().for_model(engine.max_frames, engine.max_steps)
+    plain = {"type": "generate", "id": "a", "prompt": "a person walks.", "frames": 40}
+    requests = {"text": plain, "in place": {**plain, "in_place": True}, "loop": {**plain, "loop": True},
+                "path": {**plain, "path": {"points": [[0, 0], [0, 1]], "times": [0, 1.9]}},
+                "given": {**plain, "loop": True, "steps": 4},
+                "sequence": {"type": "generate", "id": "s", "sequence": [{"prompt": "a person walks.", "seconds": 2},
+                                                                       {"prompt": "a person jumps.", "seconds": 2}]}}
+    steps = {name: parse_generate(r, limits, engine.defaults).sampling.steps for name, r in requests.items()}
+    assert steps == {"text": 7, "in place": 7, "loop": 9, "path": 9, "given": 4, "sequence": 9}, steps
     settings = guidance_settings(Sampling("ddim", 7, 7.5, strength=0.5, mu=1.0, eta=0.0), engine.pipeline)
     assert (settings.guided_steps, settings.placement, settings.strength, settings.eta) == (2, "late", 0.5, 0.0)
     assert guidance_settings(Sampling("ddim", 7, 7.5, strength=0.0, mu=1.0, eta=1.0), engine.pipeline) is None

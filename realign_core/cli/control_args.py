@@ -115,7 +115,7 @@ def add_control_bench(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--seeds", type=int, default=2, help="samples per case")
     b.add_argument("--seconds", type=float, default=6.0, help="clip length of the path cases")
     b.add_argument("--steps", type=int, default=None,
-                   help="sampler steps (default: the models' validated steps in guidance.toml, else 50)")
+                   help="sampler steps (default: control_steps, else steps, of guidance.toml, else 50)")
     b.add_argument("--strength", type=float, default=0.0, help="ReAlign reward guidance strength (0 = off)")
     b.add_argument("--sequence-seconds", type=float, nargs="+", default=[20.0, 40.0, 60.0],
                    help="total lengths of the sequence runs (wall time vs length)")

@@ -87,8 +87,10 @@ def resolve_guidance(pipe: TextToMotionPipeline, req: GenerateRequest) -> Guidan
 
 
 def resolve_sampling(pipe: TextToMotionPipeline, req: GenerateRequest) -> GenerateRequest:
-    """The request with the sampler/steps it did not set taken from the models' validated sampling."""
-    default = pipe.default_sampling
+    """The request with the sampler/steps it did not set taken from the models' validated sampling
+    (controlled takes and sequences: their ``control_sampling``)."""
+    controlled = (req.control is not None and req.control.active) or bool(req.sequence)
+    default = pipe.control_sampling if controlled else pipe.default_sampling
     changes = {k: getattr(default, k) for k in ("sampler", "steps") if k not in req.sampling_given}
     if req.sampling.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {req.sampling.steps}")

@@ -20,7 +20,8 @@ Parts (``--parts``), each against the same prompts and seeds generated without t
   Measured: wall and CPU time vs total length (CPU time is the fairer one on a loaded machine), jerk and foot skating within 3 frames of a transition vs inside
   segments, each segment's text alignment vs the same prompt generated alone.
 
-Sampling: the models' validated sampler and steps (``pipeline.default_sampling``, from guidance.toml) unless
+Sampling: the models' sampler and steps for controlled takes (``pipeline.control_sampling``: guidance.toml's
+``control_steps``, else its ``steps``) unless
 ``--steps`` is given.  Runs on the CPU with ``--threads`` threads by default; results are printed and
 optionally written as JSON.
 """
@@ -315,7 +316,7 @@ def main(args) -> int:
     torch.set_num_threads(args.threads)
     pipe = TextToMotionPipeline.from_checkpoints(args.models, args.device, generator=args.generator)
     scores = TextScores(args.models, pipe.normalizer, args.device)
-    cfg = pipe.default_sampling if args.steps is None else replace(pipe.default_sampling, steps=args.steps)
+    cfg = pipe.control_sampling if args.steps is None else replace(pipe.control_sampling, steps=args.steps)
     guidance = None
     if args.strength > 0:   # the models' validated setting (guidance.toml) at this strength
         if not pipe.has_reward:

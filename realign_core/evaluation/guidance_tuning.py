@@ -254,14 +254,16 @@ def _kin(row: dict[str, Any]) -> str:
 
 
 def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any], sampling: dict[str, Any] | None = None) -> None:
-    """Write/replace table [generator] of guidance.toml with the winner (keeps other tables)."""
+    """Write/replace table [generator] of guidance.toml with the winner (keeps other tables and the
+    table's ``control_steps``, which the tuning does not choose)."""
     import tomllib
 
     tables: dict[str, dict[str, Any]] = {}
     if path.is_file():
         tables = tomllib.loads(path.read_text())
     s = winner["settings"]
-    tables[generator] = {"scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
+    kept = {k: v for k, v in tables.get(generator, {}).items() if k == "control_steps"}
+    tables[generator] = {**kept, "scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
                          "placement": s["placement"],
                          **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {}),
                          **({"reward_space": s["reward_space"]} if s.get("reward_space", "motion") != "motion" else {}),

@@ -72,7 +72,8 @@ class FootContact:
     higher of its two heights above the clip's floor (the ``floor_percentile`` of the lowest foot joint per
     frame, as ``realign control-bench`` measures skating) and v its 3-D speed.  5 cm is the skating
     measure's contact height; 0.9 m/s (4.5 cm per frame) is HumanML3D's contact-label threshold
-    (``skeleton.FOOT_CONTACT_THRESHOLD``, 0.002 m^2 per frame)."""
+    (``skeleton.FOOT_CONTACT_THRESHOLD``, 0.002 m^2 per frame).  Not ``kinematics.planted_feet``'s 0.25 m/s:
+    that rule finds clean contacts and would miss the sliding feet this cost is for."""
 
     height_m: float = 0.05
     height_soft_m: float = 0.01

@@ -46,6 +46,7 @@ from realign_core.diffusion.sampling import NoiseSchedule
 
 PLACEMENTS = ("spread", "early", "late")
 REWARD_SPACES = ("motion", "latent")
+SAMPLING_KEYS = ("scale", "sampler", "steps", "control_steps")   # guidance.toml keys besides the settings
 
 
 @dataclass(frozen=True)
@@ -91,12 +92,15 @@ class GuidanceCalibration:
 
     Without a calibration (no guidance.toml table) requests default to strength 0 (unguided):
     guidance is on by default only once a setting has been validated.  ``sampler``/``steps``: the
-    sampling the setting was validated with (keys of the same table; None = not recorded)."""
+    sampling the setting was validated with (keys of the same table; None = not recorded);
+    ``control_steps``: the steps of controlled takes (paths, keyed poses, loops, sequences), whose
+    constraints need more reverse steps to be met than text alone (None = ``steps``)."""
 
     scale: float = 1.0
     defaults: GuidanceSettings = GuidanceSettings()
     sampler: str | None = None
     steps: int | None = None
+    control_steps: int | None = None
 
     @classmethod
     def load(cls, path: str | Path, generator: str) -> "GuidanceCalibration":
@@ -111,16 +115,18 @@ class GuidanceCalibration:
         if table is None:
             return cls()
         known = set(GuidanceSettings.__dataclass_fields__)
-        unknown = set(table) - known - {"scale", "sampler", "steps"}
+        unknown = set(table) - known - set(SAMPLING_KEYS)
         if unknown:
             raise ValueError(f"{path}: [{generator}] has unknown keys {sorted(unknown)}; "
-                             f"allowed: scale, sampler, steps, {', '.join(sorted(known))}")
+                             f"allowed: {', '.join(SAMPLING_KEYS)}, {', '.join(sorted(known))}")
         defaults = GuidanceSettings(**{k: v for k, v in table.items() if k in known and k != "strength"},
                                     strength=float(table.get("strength", 1.0)))
-        steps = table.get("steps")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-            raise ValueError(f"{path}: [{generator}] steps must be a positive integer, got {steps!r}")
-        return cls(float(table.get("scale", 1.0)), defaults, table.get("sampler"), steps)
+        for key in ("steps", "control_steps"):
+            value = table.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{path}: [{generator}] {key} must be a positive integer, got {value!r}")
+        return cls(float(table.get("scale", 1.0)), defaults, table.get("sampler"), table.get("steps"),
+                   table.get("control_steps"))
 
 
 def guided_step_indices(total: int, guided: int | None, placement: str = "spread") -> set[int]:
