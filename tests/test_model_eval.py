@@ -233,3 +233,12 @@ def test_partial_table_runs_merge_only_on_the_same_prompts_and_sampler():
     assert set(merged["defaults"]) == {"mld", "mdm"} and set(merged["methods"]) == {"mld baseline", "mdm baseline"}
     assert merge_tables(mld, table(64, ["Real", "mdm baseline"], "mdm"))["prompts"] == 64   # other prompts: replaced
     assert "mld baseline" not in merge_tables(mld, table(64, ["Real", "mdm baseline"], "mdm"))["rows"]
+
+
+def test_table_rows_option_names_the_unknown_row(tiny_guided, synthetic_dataset):
+    """`realign eval --table --rows` keeps only the named rows; an unknown name is refused with the list."""
+    from realign_core.cli.main import main
+
+    with pytest.raises(SystemExit, match=r"--rows: no row 'mld nope'; rows: mld baseline, mld \+ T2M reward"):
+        main(["eval", "--models", str(tiny_guided), "--data", str(synthetic_dataset), "--table",
+              "--generators", "mld", "--rows", "mld baseline", "mld nope"])

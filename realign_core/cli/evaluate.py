@@ -47,6 +47,9 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
                          "for each generator (and the checks validated on --data's real clips)")
     ev.add_argument("--generators", default="mld,mdm",
                     help="--table: rows of these generators (a partial run updates the table's JSON)")
+    ev.add_argument("--rows", nargs="+", default=None,
+                    help="--table: only these rows, by name (e.g. 'mld baseline' 'mld + both (T2M+M2M)'; "
+                         "a partial run updates the table's JSON)")
     ev.add_argument("--kinematic-samples", type=int, default=32, help="--kinematic: samples per prompt")
     ev.add_argument("--split", default="test", help="split scored by --table")
     ev.add_argument("--curve", action="store_true",
@@ -124,9 +127,18 @@ def _eval_table(args: argparse.Namespace) -> int:
     from realign_core.device import pick_device
     from realign_core.evaluation.results_table import format_table, merge_tables, run_table, save_table
 
-    models = Path(args.models)
+    from realign_core.evaluation.results_table import table_methods
+
+    models, generators = Path(args.models), tuple(args.generators.split(","))
+    methods = table_methods(models, generators, curve=args.curve)
+    if args.rows:
+        known = {m.name: m for m in methods}
+        unknown = [r for r in args.rows if r not in known]
+        if unknown:
+            raise SystemExit(f"realign eval --rows: no row {unknown[0]!r}; rows: {', '.join(known)}")
+        methods = [known[r] for r in args.rows]
     result = run_table(models, Path(args.data), args.split, args.limit, args.repeats, args.steps,
-                       pick_device(args.device), curve=args.curve, generators=tuple(args.generators.split(",")))
+                       pick_device(args.device), methods=methods, curve=args.curve, generators=generators)
     out = Path(args.output) if args.output else models / "results_table.json"
     if out.is_file():
         result = merge_tables(json.loads(out.read_text()), result)

@@ -190,6 +190,8 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
         raise FileNotFoundError(f"{checkpoint_path(models, 'evaluator')}: the results table needs the evaluator")
     prompts = eval_subset(data, split, limit)
     methods = table_methods(models, generators, curve=curve) if methods is None else methods
+    defaults = {g: asdict(GuidanceCalibration.load(guidance_path(models), g).defaults)   # read once, up front
+                for g in sorted({m.generator for m in methods})}
     by_kind: dict[str, dict[str, Any]] = {k: {"Real": real_metrics(e, prompts, None, repeats=20)}
                                           for k, e in evaluators.items()}
     pipes: dict[tuple[str, str | None], TextToMotionPipeline] = {}
@@ -202,8 +204,6 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
         for kind, metrics in scores.items():
             by_kind[kind][method.name] = metrics
     rows = by_kind.pop("evaluator")
-    defaults = {g: asdict(GuidanceCalibration.load(guidance_path(models), g).defaults)
-                for g in sorted({m.generator for m in methods})}
     result = {"split": split, "prompts": len(prompts.captions), "repeats": repeats, "steps": steps,
               "device": device, "defaults": defaults, "methods": {m.name: _method_dict(m) for m in methods},
               "rows": rows, "rows_by_evaluator": by_kind}
