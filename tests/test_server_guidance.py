@@ -87,3 +87,28 @@ def test_the_validated_sampling_and_guided_steps_are_the_server_defaults(tiny_gu
     settings = guidance_settings(Sampling("ddim", 7, 7.5, strength=0.5, mu=1.0, eta=0.0), engine.pipeline)
     assert (settings.guided_steps, settings.placement, settings.strength, settings.eta) == (2, "late", 0.5, 0.0)
     assert guidance_settings(Sampling("ddim", 7, 7.5, strength=0.0, mu=1.0, eta=1.0), engine.pipeline) is None
+
+
+def test_realign_generate_samples_controlled_takes_with_control_steps(tiny_guided, tmp_path):
+    """`realign generate` without --steps: text-only and in-place-only takes get guidance.toml's steps,
+    takes with a loop, path or keyed poses and sequences its control_steps; --steps always wins."""
+    import shutil
+    from dataclasses import replace
+
+    from realign_core.cli.generate import GenerateRequest, resolve_sampling
+    from realign_core.control.sequence import Segment
+    from realign_core.guidance.control_spec import ControlSpec
+    from realign_core.pipeline import TextToMotionPipeline
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_guided, root)
+    (root / "guidance.toml").write_text('[mld]\nscale = 3.0\nsampler = "ddim"\nsteps = 7\ncontrol_steps = 9\n')
+    pipe = TextToMotionPipeline.from_checkpoints(root)
+    text = GenerateRequest("a person walks.", sampling_given=set())
+    requests = {"text": text, "in place": replace(text, control=ControlSpec(), in_place=True),
+                "loop": replace(text, control=ControlSpec(loop=True)),
+                "sequence": replace(text, sequence=[Segment("a person walks.", 2.0), Segment("a person jumps.", 2.0)]),
+                "given": replace(text, control=ControlSpec(loop=True), sampling=replace(text.sampling, steps=4),
+                                 sampling_given={"steps"})}
+    steps = {name: resolve_sampling(pipe, r).sampling.steps for name, r in requests.items()}
+    assert steps == {"text": 7, "in place": 7, "loop": 9, "sequence": 9, "given": 4}, steps
