@@ -14,7 +14,7 @@ import bpy
 
 from . import body_objects, connection, control_input, jobs
 from .control_input import ControlInputError
-from .props import preferences
+from .props import preferences, remove_selected_row
 from .skeleton import FPS
 
 DEFAULT_MAX_FRAMES = 196            # the server's max_frames before the panel has asked it (hello)
@@ -214,10 +214,7 @@ class REALIGN_OT_sequence_remove(bpy.types.Operator):
     bl_label = "Remove sequence row"
 
     def execute(self, context):
-        s = context.scene.realign
-        if 0 <= s.sequence_index < len(s.sequence):
-            s.sequence.remove(s.sequence_index)
-            s.sequence_index = max(0, s.sequence_index - 1)
+        remove_selected_row(context.scene.realign, "sequence")
         return {"FINISHED"}
 
 

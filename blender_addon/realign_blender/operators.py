@@ -23,7 +23,7 @@ from . import (
     server_launch,
 )
 from .control_input import ControlInputError
-from .props import preferences
+from .props import preferences, remove_selected_row
 
 SERVER_PROCESS: list[subprocess.Popen] = []
 
@@ -278,10 +278,7 @@ class REALIGN_OT_batch_remove(bpy.types.Operator):
     bl_label = "Remove row"
 
     def execute(self, context):
-        s = context.scene.realign
-        if 0 <= s.batch_index < len(s.batch):
-            s.batch.remove(s.batch_index)
-            s.batch_index = max(0, s.batch_index - 1)
+        remove_selected_row(context.scene.realign, "batch")
         return {"FINISHED"}
 
 

@@ -154,3 +154,12 @@ def unregister() -> None:
     del bpy.types.Scene.realign
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+
+
+def remove_selected_row(settings, name: str) -> None:
+    """Remove the selected row of the collection ``settings.<name>`` (selection in ``<name>_index``) and
+    select the row before it; nothing happens when no row is selected."""
+    rows, index = getattr(settings, name), getattr(settings, f"{name}_index")
+    if 0 <= index < len(rows):
+        rows.remove(index)
+        setattr(settings, f"{name}_index", max(0, index - 1))

@@ -331,3 +331,18 @@ def test_batch_csv_import(addon, tmp_path):
     assert bpy.ops.realign.batch_import_csv(filepath=str(csv_path)) == {"FINISHED"}
     assert (rows[2].prompt, rows[2].loop, rows[2].path_target.name) == ("a person runs", True, "Road")
     assert len(rows) == 3      # line 3's loop value is refused (reported), the row skipped
+
+
+def test_remove_row_removes_the_selected_row_of_the_batch_and_sequence_lists(addon):
+    settings = bpy.context.scene.realign
+    for name in ("batch", "sequence"):
+        for prompt in ("a", "b", "c"):
+            settings.prompt = prompt
+            getattr(bpy.ops.realign, f"{name}_add")()
+        setattr(settings, f"{name}_index", 1)
+        assert getattr(bpy.ops.realign, f"{name}_remove")() == {"FINISHED"}
+        rows = getattr(settings, name)
+        assert [r.prompt for r in rows] == ["a", "c"] and getattr(settings, f"{name}_index") == 0
+        setattr(settings, f"{name}_index", 5)                 # nothing selected: nothing removed
+        getattr(bpy.ops.realign, f"{name}_remove")()
+        assert len(rows) == 2
