@@ -38,9 +38,10 @@ class Control:
 
     @property
     def constrained(self) -> bool:
-        """Whether sampling must meet a constraint (path, keyed poses, loop): such takes default to the
-        models' ``control_steps``; ``in_place`` alone only moves the root afterwards."""
-        return self.path is not None or bool(self.keyframes) or self.loop
+        """Whether sampling must meet a constraint (path, keyed poses, loop at a control strength > 0, as
+        ``ControlSpec.active``): such takes default to the models' ``control_steps``; ``in_place`` alone
+        only moves the root afterwards."""
+        return self.strength > 0 and (self.path is not None or bool(self.keyframes) or self.loop)
 
     def as_dict(self) -> dict[str, Any]:
         """What the result echoes (sizes, not the data)."""
