@@ -107,6 +107,24 @@ def test_trainer_continues_from_an_exported_best_checkpoint(synthetic_dataset, t
     assert [h["epoch"] for h in more["history"]][-1] == 3
 
 
+def test_reward_training_continues_from_an_export_without_its_decoder(synthetic_dataset, tmp_path):
+    from realign_core.models.checkpoint import export_checkpoint
+
+    section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", "reward_plain")
+    task = make_task("reward_plain", section, synthetic_dataset, tmp_path, "reward_plain")
+    Trainer(task, synthetic_dataset, tmp_path / "run" / "reward_plain", replace(cfg, epochs=1), progress=False).fit()
+    export_checkpoint(tmp_path / "run" / "reward_plain", tmp_path / "shipped" / "reward_plain")
+    shipped = torch.load(tmp_path / "shipped" / "reward_plain" / "best.pt", weights_only=False)
+    assert shipped["dropped"] == ["decoder"]
+    task = make_task("reward_plain", section, synthetic_dataset, tmp_path, "reward_plain")
+    more = Trainer(task, synthetic_dataset, tmp_path / "shipped" / "reward_plain", replace(cfg, epochs=2),
+                   progress=False).fit()
+    assert more["resumed"] and more["epochs_done"] == 2
+    assert more["history"][0]["epoch"] == 1, "the shipped history continues"
+    last = torch.load(tmp_path / "shipped" / "reward_plain" / "last.pt", weights_only=False)
+    assert any(k.startswith("decoder.") for k in last["model"]), "training checkpoints keep the decoder"
+
+
 def test_pipeline_is_deterministic_and_batch_independent(tiny_generator):
     root, _ = tiny_generator
     pipe = TextToMotionPipeline.from_checkpoints(root)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from realign_core.diffusion.sampling import NoiseSchedule
 from realign_core.guidance.reward_bank import RewardBank
@@ -84,6 +85,22 @@ def test_bank_retrieves_the_clip_its_text_describes(tiny_guided, pipe):
     assert "run" in bank.captions[int(index[0])] and "back" in bank.captions[int(index[1])]
     with pytest.raises(ValueError, match="another checkpoint"):
         RewardBank.load(bank_path(tiny_guided), tiny_guided / "vae" / "best.pt")
+
+
+def test_bank_stores_int8_rows_and_still_reads_fp16_banks(tmp_path):
+    torch.manual_seed(0)
+    emb = F.normalize(torch.randn(500, 64), dim=-1)
+    bank = RewardBank(emb, [f"id{i}" for i in range(500)], [f"caption {i}" for i in range(500)], "abc")
+    bank.save(tmp_path / "bank.pt")
+    back = RewardBank.load(tmp_path / "bank.pt")
+    assert torch.load(tmp_path / "bank.pt", weights_only=False)["embeddings_int8"].dtype == torch.int8
+    assert (1 - F.cosine_similarity(back.embeddings, emb)).max() < 1e-4
+    queries = F.normalize(torch.randn(200, 64), dim=-1)
+    agree = (back.retrieve(queries)[1] == bank.retrieve(queries)[1]).float().mean()
+    assert agree >= 0.98, "top-1 retrieval changes only at near-ties"
+    assert back.ids == bank.ids and back.captions == bank.captions and back.checkpoint_sha256 == "abc"
+    torch.save({"embeddings": emb.half(), "ids": bank.ids, "captions": bank.captions}, tmp_path / "old.pt")
+    assert torch.allclose(RewardBank.load(tmp_path / "old.pt").embeddings, emb, atol=1e-3)
 
 
 def test_step_selection_and_noise_level_matching():

@@ -8,6 +8,7 @@ import torch
 
 from realign_core.evaluation.model_card import build_model_card
 from realign_core.evaluation.model_eval import evaluate_models, format_result, save_result
+from realign_core.models.reward_model import load_reward_checkpoint
 from realign_core.pipeline import SamplingConfig
 from realign_core.training.config import load_config
 from realign_core.training.registry import KINDS, make_task
@@ -53,7 +54,7 @@ def test_eval_reports_every_measurement(tiny_stack, tmp_path):
 
     card = build_model_card(root, tmp_path / "e.json")
     assert "NSF EIA-0196217" in card and "| evaluator |" in card and "Generator without guidance" in card
-    assert "not trained yet" not in card and "scored by evaluator_words" in card
+    assert "not in this model folder" not in card and "scored by evaluator_words" in card
 
 
 def test_export_halves_weights_and_keeps_models_usable(tiny_stack, tmp_path):
@@ -67,6 +68,15 @@ def test_export_halves_weights_and_keeps_models_usable(tiny_stack, tmp_path):
     ckpt = torch.load(tmp_path / "shipped" / "vae" / "best.pt", weights_only=False)
     assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point())
     assert ckpt["history"], "training history travels with the export (model card training time)"
+    reward = torch.load(tmp_path / "shipped" / "reward" / "best.pt", weights_only=False)
+    assert reward["dropped"] == ["decoder"] and not any(k.startswith("decoder.") for k in reward["model"])
+    shipped, _ = load_reward_checkpoint(tmp_path / "shipped" / "reward" / "best.pt")
+    trained, _ = load_reward_checkpoint(root / "reward" / "best.pt")
+    assert shipped.decoder is None
+    with pytest.raises(RuntimeError, match="without its training decoder"):
+        shipped.decode(torch.zeros(1, shipped.config.latent_dim), torch.ones(1, 8, dtype=torch.bool))
+    captions = ["a person walks forward.", "a person jumps."]
+    assert torch.allclose(shipped.encode_text(captions), trained.encode_text(captions), atol=2e-3)
     result = evaluate_models(tmp_path / "shipped", data, repeats=1, real_repeats=2, sampling=SamplingConfig(steps=3),
                              limit=32)
     assert not result["skipped"] and result["generator"]["r1"][0] >= 0
@@ -122,6 +132,13 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     words = table["rows_by_evaluator"]["evaluator_words"]
     assert list(words) == list(table["rows"]) and words["mld baseline"] != table["rows"]["mld baseline"]
     assert "| mdm baseline |" in format_table(table, "evaluator_words")
+    # a calibration for the latent reward adds its own row; the reward ablations stay in motion space
+    import re
+    text = re.sub(r'reward_space = "\w+"\n', "", (root / "guidance.toml").read_text())
+    (root / "guidance.toml").write_text(text.replace("[mld]\n", '[mld]\nreward_space = "latent"\n', 1))
+    mld = [m for m in table_methods(root) if m.generator == "mld" and m.guidance is not None]
+    assert [m.guidance.reward_space for m in mld] == ["motion"] * 4 + ["latent"]
+    assert mld[-1].name.startswith("mld + latent reward (")
 
 
 def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():

@@ -75,7 +75,7 @@ def build_model_card(models: Path, eval_json: Path | None = None) -> str:
     for kind in KINDS:
         facts = _training_facts(models / kind)
         if facts is None:
-            lines.append(f"| {kind} | not trained yet | | | | | |")
+            lines.append(f"| {kind} | not in this model folder (`realign train {kind}`) | | | | | |")
             continue
         best = ", ".join(f"{k} {_fmt(v)}" for k, v in facts["best_metrics"].items())
         lines.append(f"| {kind} | {facts['parameters']:,} | {facts['size_mb']} | {facts['epochs']} | "

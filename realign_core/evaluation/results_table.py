@@ -67,8 +67,9 @@ def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm"), cu
     """The rows of the table for the generators whose checkpoints exist under ``models``.
 
     Every guided row keeps the validated scale, strength and guided steps and varies only the reward
-    mix: ``+ T2M`` (eta = 0), ``+ M2M`` (mu = 0), ``+ both``; the validated default is whichever of these
-    the tuning chose.  ``curve``: also the validated default at other guided-step counts (the
+    mix: ``+ T2M`` (eta = 0), ``+ M2M`` (mu = 0), ``+ both``, all with the motion-space reward model; the
+    validated default is whichever of these the tuning chose, or, when it chose the reward model on the
+    generator's latents (``reward_space = "latent"``), the extra row ``+ latent reward``.  ``curve``: also the validated default at other guided-step counts (the
     quality-vs-latency curve, see :func:`curve_rows`).
     """
     rows: list[Method] = []
@@ -76,13 +77,15 @@ def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm"), cu
         if not generator_present(models, gen):
             continue
         best = GuidanceCalibration.load(guidance_path(models), gen).defaults
-        both = replace(best, mu=best.mu or 1.0, eta=best.eta or 1.0)
+        both = replace(best, mu=best.mu or 1.0, eta=best.eta or 1.0, reward_space="motion")
         rows.append(Method(f"{gen} baseline", gen))
         if gen == "mld":
             rows += [Method(f"{gen} + T2M reward", gen, "reward", replace(both, eta=0.0)),
                      Method(f"{gen} + M2M reward", gen, "reward", replace(both, mu=0.0)),
                      Method(f"{gen} + both (T2M+M2M)", gen, "reward", both),
                      Method(f"{gen} + both, non-step-aware reward", gen, "reward_plain", both)]
+            if best.reward_space == "latent":   # the ablations above stay in motion space
+                rows.append(Method(f"{gen} + latent reward ({_mix_label(best)})", gen, "reward", best))
             if curve:
                 rows += [Method(f"{gen} + ReAlign default, {_guided_label(k)}", gen, "reward",
                                 replace(best, guided_steps=k)) for k in CURVE_GUIDED if k != best.guided_steps]

@@ -3,7 +3,9 @@
 A checkpoint is a plain dict ``{"task", "config", "model", "normalizer"?, "history"?, ...}``:
 the model is rebuilt from the saved config fields (no pickled classes), so moving code
 never breaks loading.  ``realign export`` writes ``DST/KIND/best.pt`` with floating-point
-weights in half precision and no optimiser state; loaders cast back to float32.
+weights in half precision, no optimiser state and without the submodules only training uses
+(``TRAINING_ONLY_MODULES``, listed in the checkpoint's ``"dropped"``); loaders cast back to float32
+and leave those submodules out (``None``).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from realign_core.models.layout import BEST_FILE, KINDS, LAST_FILE
+from realign_core.models.layout import BEST_FILE, KINDS, LAST_FILE, TRAINING_ONLY_MODULES
 
 
 def load_model_checkpoint(path: str | Path, task: str | tuple[str, ...], config_cls: type,
@@ -32,14 +34,38 @@ def load_model_checkpoint(path: str | Path, task: str | tuple[str, ...], config_
         raise ValueError(f"{path}: not a {' or '.join(tasks)} checkpoint (task={found!r})")
     cfg = {k: v for k, v in ckpt["config"].items() if k in config_cls.__dataclass_fields__}
     model = model_cls(config_cls(**cfg)).to(device)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    for name in ckpt.get("dropped", ()):
+        setattr(model, name, None)          # left out by `realign export`: inference never runs it
+    model.load_state_dict(float_weights(ckpt["model"]))
     return model.eval(), ckpt
 
 
+def float_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict with floating-point tensors cast to float32 (exports are fp16)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_weights_for_training(model: nn.Module, ckpt: dict[str, Any], where: str | Path) -> list[str]:
+    """Load a checkpoint's weights into a model being trained; submodules the export dropped
+    (``ckpt["dropped"]``) keep their fresh initialisation.  Returns the names of those submodules;
+    raises ValueError on any other missing or unexpected weight."""
+    dropped = tuple(ckpt.get("dropped", ()))
+    missing, unexpected = model.load_state_dict(float_weights(ckpt["model"]), strict=False)
+    bad = [k for k in missing if k.split(".")[0] not in dropped] + list(unexpected)
+    if bad:
+        raise ValueError(f"{where}: weights do not match the model: {bad[:5]}")
+    return list(dropped)
+
+
 def export_checkpoint(src: Path, dst: Path) -> int:
-    """One kind's SRC/best.pt -> fp16 copy at DST/best.pt (history from SRC/last.pt); returns its size in bytes."""
+    """One kind's SRC/best.pt -> fp16 copy at DST/best.pt without training-only submodules (history from
+    SRC/last.pt); returns its size in bytes."""
     ckpt = torch.load(src / BEST_FILE, map_location="cpu", weights_only=False)
-    ckpt["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    dropped = tuple(sorted(set(ckpt.get("dropped", ())) | set(TRAINING_ONLY_MODULES.get(ckpt.get("task"), ()))))
+    ckpt["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()
+                     if k.split(".")[0] not in dropped}
+    if dropped:
+        ckpt["dropped"] = list(dropped)
     last = src / LAST_FILE
     if last.is_file():
         ckpt["history"] = torch.load(last, map_location="cpu", weights_only=False).get("history", [])

@@ -12,6 +12,10 @@ from pathlib import Path
 
 KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "evaluator_words", "mdm", "latent_reward")
 GENERATOR_PARTS: dict[str, tuple[str, ...]] = {"mld": ("vae", "denoiser"), "mdm": ("mdm",)}
+# Submodules only training uses (the reward models' reconstruction decoders): ``realign export`` leaves
+# them out of the shipped checkpoint; training from that checkpoint starts them afresh.
+TRAINING_ONLY_MODULES: dict[str, tuple[str, ...]] = {kind: ("decoder",)
+                                                     for kind in ("reward", "reward_plain", "latent_reward")}
 BEST_FILE = "best.pt"
 LAST_FILE = "last.pt"
 BANK_FILE = "bank.pt"

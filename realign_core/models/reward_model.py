@@ -273,6 +273,9 @@ class RewardModel(nn.Module):
 
     def decode(self, z: Tensor, mask: Tensor) -> Tensor:
         """Latent (B, D) and frame mask (B, T) -> normalised features (B, T, 263)."""
+        if self.decoder is None:
+            raise RuntimeError("this reward model was loaded from an exported checkpoint without its training "
+                               "decoder; train it (`realign train`) to get one")
         return self.decoder(z, mask)
 
     # ------------------------------------------------------------------ reward API

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from realign_core.data.dataset import MotionTextDataset, collate
 from realign_core.device import pick_device
+from realign_core.models.checkpoint import load_weights_for_training
 from realign_core.models.layout import BEST_FILE, LAST_FILE
 from realign_core.training.config import TrainConfig
 from realign_core.training.task import TrainingTask
@@ -128,7 +129,9 @@ class Trainer:
         best = torch.load(path, map_location=self.device, weights_only=False)
         if best.get("task") != self.task.name:
             raise ValueError(f"{path}: holds a {best.get('task')!r} model, not {self.task.name!r}")
-        self.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in best["model"].items()})
+        fresh = load_weights_for_training(self.model, best, path)
+        if fresh:
+            print(f"{path}: shipped without {', '.join(fresh)} (training only); starting them afresh")
         self.history = list(best.get("history", []))
         self.epoch = int(best.get("epoch", len(self.history)))
         self.history = [h for h in self.history if h["epoch"] <= self.epoch]
