@@ -8,7 +8,8 @@ import torch
 
 from realign_core.cli.bench import main
 from realign_core.evaluation.benchmark.instrument import PHASES, instrumented
-from realign_core.evaluation.benchmark.report import curve_points, format_table, plot_quality_vs_latency
+from realign_core.evaluation.benchmark.report import (curve_points, format_table, plot_guidance_levers,
+                                                      plot_quality_vs_latency, tuning_quality_rows)
 from realign_core.evaluation.benchmark.runs import (
     BenchConfig,
     autocast_fidelity,
@@ -164,3 +165,28 @@ def test_quality_vs_latency_plot_from_made_up_numbers(tmp_path):
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError):
         plot_quality_vs_latency(latency, [{"guided_steps": 7, "r1": 0.1, "fid": 1.0}], tmp_path / "none.png")
+
+
+def test_guidance_levers_plot_takes_the_best_candidate_per_guided_count(tmp_path):
+    def row(scale, r1, fid, k, placement, space):
+        return {"scale": scale, "judge_r1": r1, "judge_fid": fid,
+                "settings": {"guided_steps": k, "placement": placement, "reward_space": space}}
+
+    def tuning(space, late3):
+        return {"config": {"steps": 10}, "baseline": {"judge_r1": 0.40, "judge_fid": 0.30},
+                "stages": [[row(30, 0.60, 0.20, None, "spread", space)],
+                           [row(30, 0.50, 0.25, 3, "late", space), row(90, late3, 0.18, 3, "late", space),
+                            row(30, 0.45, 0.28, 3, "spread", space)]]}
+
+    space, rows = tuning_quality_rows(tuning("latent", 0.58), "late")
+    assert space == "latent"
+    assert rows == [{"guided_steps": 0, "r1": 0.40, "fid": 0.30}, {"guided_steps": "all", "r1": 0.60, "fid": 0.20},
+                    {"guided_steps": "3", "r1": 0.58, "fid": 0.18}]
+    assert tuning_quality_rows(tuning("latent", 0.58), "spread")[1][-1]["r1"] == 0.45
+    latency = [{"batch": 1, "guided_steps": g, "placement": "late", "reward_space": sp, "per_motion_s": s}
+               for g, sp, s in (("0", "-", 0.2), ("3", "motion", 0.32), ("all", "motion", 0.5),
+                                ("3", "latent", 0.23), ("all", "latent", 0.3))]
+    png = plot_guidance_levers(latency, [tuning("motion", 0.62), tuning("latent", 0.58)], tmp_path / "levers.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no tuning series"):
+        plot_guidance_levers(latency[:1], [tuning("motion", 0.62)], tmp_path / "none.png")

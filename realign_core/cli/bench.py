@@ -33,7 +33,7 @@ DESCRIPTION = ("Per-motion latency of unguided and ReAlign-guided sampling; with
 MODE_DEFAULTS: dict[str, tuple[Any, Any]] = {"models": (None, "models/default"), "device": (None, "auto"),
                                              "frames": (196, 60), "steps": (50, 10)}
 LATENCY_ONLY = ("generator", "batch", "guided", "placement", "amp", "threads", "repeats", "warmup", "strength",
-                "eta", "fidelity", "reward_variants", "json", "table_clock", "plot_quality", "plot_out",
+                "eta", "fidelity", "reward_variants", "json", "table_clock", "plot_quality", "plot_tuning", "plot_out",
                 "reward_space", "untrained_latent_reward")
 SERVER_ONLY = ("connect", "token", "clients", "requests", "prompt", "soak")
 TRAIN_ONLY = ("data", "config", "train_steps")
@@ -85,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lat.add_argument("--table-clock", default="wall", choices=("wall", "cpu"),
                      help="split the table's time in wall seconds or process CPU seconds (robust on a busy CPU)")
     lat.add_argument("--plot-quality", help="quality JSON: also draw the quality-vs-latency curve")
+    lat.add_argument("--plot-tuning", nargs="+", default=None, metavar="TUNING_JSON",
+                     help="tune-guidance JSONs (one per reward space): also draw their validation quality against "
+                          "the latency measured here, one series per reward space and placement")
     lat.add_argument("--plot-out", default="docs/img/quality_vs_latency.png")
 
     trn = p.add_argument_group("training throughput (--train KIND)")
@@ -196,7 +199,8 @@ def _print_extras(fidelity: list[dict[str, Any]], variants: list[dict[str, Any]]
 def _run_latency(args: argparse.Namespace) -> int:
     """Run the latency benchmark, print the table, optionally write JSON and the quality-vs-latency plot."""
     from realign_core.device import pick_device
-    from realign_core.evaluation.benchmark.report import format_table, machine_info, plot_quality_vs_latency, write_json
+    from realign_core.evaluation.benchmark.report import (format_table, machine_info, plot_guidance_levers,
+                                                          plot_quality_vs_latency, write_json)
     from realign_core.evaluation.benchmark.runs import DEFAULT_GUIDED, bench_guidance, bench_latency
     from realign_core.pipeline import TextToMotionPipeline
 
@@ -222,6 +226,8 @@ def _run_latency(args: argparse.Namespace) -> int:
         write_json(args.json, rows, meta, fidelity, variants)
     if args.plot_quality:
         print(f"wrote {plot_quality_vs_latency(rows, args.plot_quality, args.plot_out)}")
+    if args.plot_tuning:
+        print(f"wrote {plot_guidance_levers(rows, args.plot_tuning, args.plot_out)}")
     return 0
 
 

@@ -152,3 +152,72 @@ def plot_quality_vs_latency(latency: str | Path | dict | list, quality: str | Pa
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def tuning_quality_rows(tuning: str | Path | dict, placement: str) -> tuple[str, list[dict[str, Any]]]:
+    """(reward space, rows {guided_steps, r1, fid}) of a validation guidance search (``realign tune-guidance``
+    JSON): per guided-step count at ``placement``, the highest judge R@1 any scale or mix reached, with that
+    candidate's judge FID; the unguided baseline and the all-steps rows belong to every placement."""
+    result = json.loads(Path(tuning).read_text()) if isinstance(tuning, (str, Path)) else tuning
+    steps = int(result["config"]["steps"])
+    best: dict[str, dict[str, Any]] = {"0": {"guided_steps": 0, "r1": result["baseline"]["judge_r1"],
+                                             "fid": result["baseline"]["judge_fid"]}}
+    space = "motion"
+    for row in (r for stage in result["stages"] for r in stage):
+        settings = row["settings"]
+        space = settings.get("reward_space", "motion")
+        key = guided_key(settings["guided_steps"], steps)
+        if key != "all" and settings["placement"] != placement:
+            continue
+        if key not in best or row["judge_r1"] > best[key]["r1"]:
+            best[key] = {"guided_steps": key, "r1": row["judge_r1"], "fid": row["judge_fid"]}
+    return space, list(best.values())
+
+
+def plot_guidance_levers(latency: str | Path | dict | list, tunings: list[str | Path | dict],
+                         out: str | Path = "docs/img/guidance_levers_val.png", batch: int = 1,
+                         placements: tuple[str, ...] = ("late", "spread"), target: float = 1.3) -> Path:
+    """Validation quality (judge R@1, judge FID) against measured latency, one series per reward model and
+    placement of the guided steps, one point per guided-step count.  latency: ``realign bench --json`` rows
+    (guided rows of one placement: a guided step costs the same wherever it sits); tunings: the
+    ``tune-guidance`` JSONs.  A dotted line marks ``target`` x the unguided latency."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _load_rows(latency)
+    timed = [r for r in rows if guided_key(r["guided_steps"]) not in ("0", "all")]
+    bench_placement = timed[0].get("placement", "spread") if timed else "spread"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    drawn = 0
+    for tuning in tunings:
+        for placement in placements:
+            space, quality = tuning_quality_rows(tuning, placement)
+            points = curve_points(rows, quality, batch, bench_placement, reward_space=space)
+            if len(points) < 2:
+                continue
+            drawn += 1
+            for ax, key in ((axes[0], "r1"), (axes[1], "fid")):
+                ax.plot([p["latency_s"] for p in points], [p[key] for p in points], marker="o",
+                        linestyle="-" if placement == "late" else "--", label=f"{space} reward, {placement}")
+                for p in points:
+                    ax.annotate(p["guided"], (p["latency_s"], p[key]), textcoords="offset points",
+                                xytext=(3, 3), fontsize=7)
+    if not drawn:
+        raise ValueError("no tuning series has two guided-step counts with a latency row")
+    unguided = [r["per_motion_s"] for r in rows if guided_key(r["guided_steps"]) == "0" and r["batch"] == batch]
+    for ax, label in ((axes[0], "judge R@1 (validation; higher is better)"),
+                      (axes[1], "judge FID (validation; lower is better)")):
+        if unguided:
+            ax.axvline(target * unguided[0], linestyle=":", color="grey", label=f"{target:g}x unguided")
+        ax.set_xlabel(f"seconds per motion (batch {batch}, measured)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.suptitle("Guidance levers: quality on validation vs latency (numbers: guided steps)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
