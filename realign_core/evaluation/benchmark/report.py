@@ -146,10 +146,17 @@ def plot_quality_vs_latency(latency: str | Path | dict | list, quality: str | Pa
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     fig.suptitle(title or "ReAlign: quality vs latency by number of guided steps")
-    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def save_figure(fig: Any, out: str | Path, dpi: int = 120) -> Path:
+    """Write a matplotlib figure to ``out`` (parents created), close it, return the path."""
+    import matplotlib.pyplot as plt
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.tight_layout()
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
 
@@ -215,9 +222,4 @@ def plot_guidance_levers(latency: str | Path | dict | list, tunings: list[str | 
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7)
     fig.suptitle("Guidance levers: quality on validation vs latency (numbers: guided steps)")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
