@@ -195,23 +195,23 @@ def plot_guidance_levers(latency: str | Path | dict | list, tunings: list[str | 
     rows = _load_rows(latency)
     timed = [r for r in rows if guided_key(r["guided_steps"]) not in ("0", "all")]
     bench_placement = timed[0].get("placement", "spread") if timed else "spread"
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    drawn = 0
+    series = []
     for tuning in tunings:
         for placement in placements:
             space, quality = tuning_quality_rows(tuning, placement)
             points = curve_points(rows, quality, batch, bench_placement, reward_space=space)
-            if len(points) < 2:
-                continue
-            drawn += 1
-            for ax, key in ((axes[0], "r1"), (axes[1], "fid")):
-                ax.plot([p["latency_s"] for p in points], [p[key] for p in points], marker="o",
-                        linestyle="-" if placement == "late" else "--", label=f"{space} reward, {placement}")
-                for p in points:
-                    ax.annotate(p["guided"], (p["latency_s"], p[key]), textcoords="offset points",
-                                xytext=(3, 3), fontsize=7)
-    if not drawn:
+            if len(points) >= 2:
+                series.append((f"{space} reward, {placement}", "-" if placement == "late" else "--", points))
+    if not series:
         raise ValueError("no tuning series has two guided-step counts with a latency row")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label, style, points in series:
+        for ax, key in ((axes[0], "r1"), (axes[1], "fid")):
+            ax.plot([p["latency_s"] for p in points], [p[key] for p in points], marker="o", linestyle=style,
+                    label=label)
+            for p in points:
+                ax.annotate(p["guided"], (p["latency_s"], p[key]), textcoords="offset points", xytext=(3, 3),
+                            fontsize=7)
     unguided = [r["per_motion_s"] for r in rows if guided_key(r["guided_steps"]) == "0" and r["batch"] == batch]
     for ax, label in ((axes[0], "judge R@1 (validation; higher is better)"),
                       (axes[1], "judge FID (validation; lower is better)")):
