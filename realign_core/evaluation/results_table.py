@@ -69,8 +69,8 @@ def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm"), cu
     Every guided row keeps the validated scale, strength and guided steps and varies only the reward
     mix: ``+ T2M`` (eta = 0), ``+ M2M`` (mu = 0), ``+ both``, all with the motion-space reward model; the
     validated default is whichever of these the tuning chose, or, when it chose the reward model on the
-    generator's latents (``reward_space = "latent"``), the extra row ``+ latent reward``.  ``curve``: also the validated default at other guided-step counts (the
-    quality-vs-latency curve, see :func:`curve_rows`).
+    generator's latents (``reward_space = "latent"``), the extra row ``+ latent reward``.  ``curve``: also
+    the validated default at other guided-step counts (the quality-vs-latency curve, see :func:`curve_rows`).
     """
     rows: list[Method] = []
     for gen in generators:

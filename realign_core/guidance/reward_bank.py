@@ -4,8 +4,8 @@
 t = 0, unit posterior means; the latent reward model reads the clip's VAE
 posterior means scaled as the generator's state) and ``RewardBank.save`` writes them next to the
 reward checkpoint (``bank.pt``: int8 unit embeddings with one scale per row, cosine error below 1e-4,
-about 2 MB for 6,494 clips; banks written before this format hold fp16 embeddings and still load).  At generation time
-``RewardBank.retrieve(text_emb)`` returns, per prompt, the embedding of the
+about 2 MB for 6,494 clips; banks written before this format hold fp16 embeddings and still load).
+At generation time ``RewardBank.retrieve(text_emb)`` returns, per prompt, the embedding of the
 training motion the reward model ranks highest for the text (top-1 cosine):
 the reference of R_m2m = cos(z(x_t, t), z_ref).
 
