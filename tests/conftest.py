@@ -111,6 +111,22 @@ def tiny_guided(tiny_generator, synthetic_dataset, tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def tiny_stack(tmp_path_factory):
+    """Every model kind trained with configs/tiny.toml on a synthetic set with 32 test clips."""
+    from realign_core.training.config import load_config
+    from realign_core.training.registry import KINDS, make_task
+    from realign_core.training.trainer import Trainer
+    from tests.synthetic import write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path_factory.mktemp("eval_data"), clips_per_class=24, frames=(44, 72))
+    root = tmp_path_factory.mktemp("stack")
+    for kind in KINDS:
+        section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", kind)
+        Trainer(make_task(kind, section, data, root, kind), data, root / kind, cfg, progress=False).fit()
+    return data, root
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models train faster on one thread (and do not fight other processes for cores)."""

@@ -10,23 +10,7 @@ from realign_core.evaluation.model_card import build_model_card
 from realign_core.evaluation.model_eval import evaluate_models, format_result, save_result
 from realign_core.models.reward_model import load_reward_checkpoint
 from realign_core.pipeline import SamplingConfig
-from realign_core.training.config import load_config
-from realign_core.training.registry import KINDS, make_task
-from realign_core.training.trainer import Trainer
-from tests.conftest import REPO_ROOT
-
-
-@pytest.fixture(scope="module")
-def tiny_stack(tmp_path_factory):
-    """Every model kind trained with configs/tiny.toml on a synthetic set with 32 test clips."""
-    from tests.synthetic import write_synthetic_dataset
-
-    data = write_synthetic_dataset(tmp_path_factory.mktemp("eval_data"), clips_per_class=24, frames=(44, 72))
-    root = tmp_path_factory.mktemp("stack")
-    for kind in KINDS:
-        section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", kind)
-        Trainer(make_task(kind, section, data, root, kind), data, root / kind, cfg, progress=False).fit()
-    return data, root
+from realign_core.training.registry import KINDS
 
 
 def test_eval_reports_every_measurement(tiny_stack, tmp_path):

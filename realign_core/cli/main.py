@@ -9,6 +9,7 @@
     realign train {vae,denoiser,reward,reward_plain,evaluator,mdm} --data DIR --config FILE --out DIR
     realign eval --models DIR --data DIR [--table [--limit N] [--repeats R] | --kinematic | --judge-val]
     realign tune-guidance --models DIR --data DIR [--generator mld|mdm]
+    realign choose-guidance --models DIR --data DIR --tunings T.json ... --judges KIND[@ROOT] ... --latency B.json -o OUT
     realign model-card --models DIR -o docs/MODEL_CARD.md
     realign plot-training --log DIR/denoiser/log.jsonl --judged J.json ... -o PNG   (curves vs epochs and hours)
     realign export --models DIR --out DIR
@@ -145,6 +146,42 @@ def _tune_guidance(args: argparse.Namespace) -> int:
     print(f"winner: scale {w['scale']:g}, {w['settings']}: judge R@1 {w['judge_r1']:.3f} "
           f"(baseline {result['baseline']['judge_r1']:.3f}), FID {w['judge_fid']:.3f} "
           f"(baseline {result['baseline']['judge_fid']:.3f}) -> {models / 'guidance.toml'}")
+    return 0
+
+
+def _choose_guidance(args: argparse.Namespace) -> int:
+    from realign_core.device import pick_device
+    from realign_core.evaluation.guidance_choice import (ChoiceConfig, JudgeSpec, Precision, choose, format_choice,
+                                                         plot_choice, rejudge, screened)
+    from realign_core.evaluation.guidance_tuning import write_guidance_toml
+
+    models, out = Path(args.models), Path(args.output)
+    try:
+        tunings = [json.loads(Path(t).read_text()) for t in args.tunings]
+        judges = [JudgeSpec.parse(j, models) for j in args.judges]
+        only = (screened(json.loads(Path(args.screen).read_text())["choice"], args.min_kept, args.screen_budget)
+                if args.screen else None)
+        result = rejudge(models, Path(args.data), tunings, judges, pick_device(args.device), out=out,
+                         precision=Precision(args.prompts, args.seeds), only=only)
+        cfg = ChoiceConfig(max_slowdown=args.max_slowdown, keep_gain=args.keep_gain, kin_slack=args.kin_slack)
+        choice = choose(result, args.latency, cfg)
+    except (OSError, ValueError, KeyError) as err:
+        raise SystemExit(f"realign choose-guidance: {err}") from None
+    out.write_text(json.dumps({**result, "choice": choice}, indent=1) + "\n")
+    print(format_choice(choice))
+    if args.plot:
+        print(f"wrote {plot_choice(choice, args.plot)}")
+    pick = choice["choice"]
+    if pick is None:
+        print(f"no candidate keeps {cfg.keep_gain:.0%} of full guidance's gains by every judge; see {out}")
+        return 1
+    verdict = "within" if choice["budget_met"] else "NOT within (no candidate is; the cheapest that keeps the gains)"
+    print(f"choice: {pick['settings']} at scale {pick['scale']:g}, {pick['slowdown']:.2f}x unguided, "
+          f"{verdict} the {cfg.max_slowdown:g}x budget -> {out}")
+    if args.write_toml:
+        write_guidance_toml(guidance_path(models), result["generator"], pick,
+                            {"sampler": result["sampler"], "steps": result["steps"]})
+        print(f"wrote [{result['generator']}] of {guidance_path(models)}")
     return 0
 
 
@@ -369,6 +406,35 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stage 3 picks the fewest guided steps keeping this fraction of the best R@1 gain")
     tg.add_argument("--device", default="auto")
     tg.set_defaults(func=_tune_guidance)
+
+    cg = sub.add_parser("choose-guidance", help="re-judge tuned candidates of several reward spaces and pick "
+                        "the cheapest default keeping full guidance's gains (validation split)")
+    cg.add_argument("--models", required=True, help="model root that can run every candidate (reward, bank, "
+                    "latent_reward when a latent tuning is pooled)")
+    cg.add_argument("--data", required=True, help=DATA_HELP)
+    cg.add_argument("--tunings", nargs="+", required=True, help="tune-guidance JSONs whose candidates are pooled")
+    cg.add_argument("--judges", nargs="+", default=["reward_plain"],
+                    help="KIND (under --models) or KIND@ROOT, e.g. reward_plain evaluator_words@JUDGE_ROOT")
+    cg.add_argument("--latency", required=True, help="realign bench --json with rows per reward space and "
+                    "guided-step count (batch 1)")
+    cg.add_argument("--max-slowdown", type=float, default=1.3, help="latency budget, x the unguided latency")
+    cg.add_argument("--keep-gain", type=float, default=0.9,
+                    help="fraction of full guidance's R@1 and FID gains to keep, by every judge")
+    cg.add_argument("--kin-slack", type=float, default=0.03)
+    cg.add_argument("--prompts", type=int, default=None,
+                    help="validation prompts per candidate (default: the tunings' subset; 0: the whole split)")
+    cg.add_argument("--seeds", type=int, default=1, help="seed sets per candidate, scores averaged")
+    cg.add_argument("--screen", default=None, help="an earlier choose-guidance JSON: judge only its reference, "
+                    "its choice and the rows within the budget keeping --min-kept of the gains by every judge")
+    cg.add_argument("--min-kept", type=float, default=0.7)
+    cg.add_argument("--screen-budget", type=float, default=None,
+                    help="--screen: the slowdown up to which rows are kept (default: that run's budget)")
+    cg.add_argument("-o", "--output", required=True, help="JSON of every re-judged row and the choice "
+                    "(an interrupted run continues from it)")
+    cg.add_argument("--plot", default=None, help="PNG: the share of the gain kept against the slowdown, per judge")
+    cg.add_argument("--write-toml", action="store_true", help="write the choice to MODELS/guidance.toml")
+    cg.add_argument("--device", default="auto")
+    cg.set_defaults(func=_choose_guidance)
 
     mc = sub.add_parser("model-card", help="write the model card from checkpoints and eval results")
     mc.add_argument("--models", required=True)

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from realign_core.evaluation.guidance_tuning import Judge
+from realign_core.evaluation.guidance_tuning import load_judge
 from realign_core.evaluation.results_table import eval_subset, generate_set
 from realign_core.models.layout import checkpoint_path
-from realign_core.models.reward_model import load_reward_model
 from realign_core.pipeline import SPACING, SamplingConfig, TextToMotionPipeline
 
 
@@ -27,11 +26,12 @@ def judge_generator(models: str | Path, data: str | Path, generator: str = "mld"
     """Judge R@1 / FID of ``generator`` under ``models`` on ``prompts`` validation prompts, unguided.
 
     judge_models: the root holding ``reward_plain/best.pt`` (default ``models``), so that checkpoints
-    of one generator kept in different roots are judged by the same judge; judge_kind: which reward
-    model judges (``reward_plain``; tests use a tiny ``reward``); sampler / spacing: as ``SamplingConfig``'s.
+    of one generator kept in different roots are judged by the same judge; judge_kind: which model
+    judges (``reward_plain``; a words judge ``evaluator_words`` in its own root; tests use a tiny
+    ``reward``); sampler / spacing: as ``SamplingConfig``'s.
     """
     subset = eval_subset(Path(data), "val", prompts)
-    judge = Judge(load_reward_model(checkpoint_path(judge_models or models, judge_kind), device), subset)
+    judge = load_judge(judge_models or models, judge_kind, subset, device)
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind=None)
     start = time.perf_counter()
     sampling = SamplingConfig(sampler, steps, spacing=spacing)

@@ -47,8 +47,9 @@ from realign_core.evaluation.kinematic.checks import KinematicPrompt
 from realign_core.evaluation.kinematic.report import kinematic_alignment, pipeline_generator
 from realign_core.evaluation.kinematic.val_prompts import split_prompts
 from realign_core.evaluation.results_table import eval_subset, generate_set
-from realign_core.evaluation.scoring import EvalSet, embed_feature_list
+from realign_core.evaluation.scoring import EVALUATOR_KINDS, EvalSet, embed_feature_list, embed_texts, load_scorer
 from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings, guided_step_indices
+from realign_core.models.evaluator import MetricSpaceScorer
 from realign_core.models.layout import checkpoint_path
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
 
@@ -72,14 +73,27 @@ class TuningConfig:
 
 
 class Judge:
-    """R@1 and FID in the embedding space of a reward model that does not guide."""
+    """R@1 and FID in the unit-sphere embedding space of a retrieval model that does not guide: a reward
+    model (``reward_plain``: its clean-motion view) or an evaluator-style scorer (``MetricSpaceScorer``,
+    e.g. the validation-only words judge of ``configs/judge_words.toml``; its metric-space embeddings
+    divided by ``metric_scale``)."""
 
     def __init__(self, model, prompts: EvalSet):
         self.model = model
-        self.text = model.encode_text(prompts.captions).cpu().numpy()
+        self.text = self._embed_text(prompts.captions)
         self.real = self.embed(prompts.features)
 
+    def _embed_text(self, captions: list[str]) -> np.ndarray:
+        if isinstance(self.model, MetricSpaceScorer):
+            return embed_texts(self.model, captions) / self.model.config.metric_scale
+        return self.model.encode_text(captions).cpu().numpy()
+
     def embed(self, features: list[np.ndarray]) -> np.ndarray:
+        """(N, D) unit embeddings of normalised feature arrays (T_i, 263)."""
+        if isinstance(self.model, MetricSpaceScorer):
+            scale = self.model.config.metric_scale
+            return embed_feature_list(lambda x, mask: self.model.embed_motions(x, mask) / scale, features,
+                                      device=self.model.device)
         return embed_feature_list(lambda x, mask: self.model.encode_motion(x, mask, 0), features,
                                   device=self.model.device)
 
@@ -97,6 +111,20 @@ class Judge:
             hits += float((sims.argmax(axis=1) == np.arange(32)).mean())
             groups += 1
         return hits / max(groups, 1)
+
+
+def load_judge(root: str | Path, kind: str, prompts: EvalSet, device: str = "cpu") -> Judge:
+    """The judge ``kind`` under model root ``root``: a reward model (``reward_plain``; tests use ``reward``)
+    or an evaluator kind (``evaluator_words`` trained with ``configs/judge_words.toml`` into its own root)."""
+    from realign_core.models.reward_model import REWARD_TASKS, load_reward_model
+
+    path = checkpoint_path(root, kind)
+    if kind not in (*REWARD_TASKS, *EVALUATOR_KINDS):
+        raise ValueError(f"judge kind must be one of {[*REWARD_TASKS, *EVALUATOR_KINDS]}, got {kind!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"judge checkpoint {path} not found (realign train {kind} ... --out {root})")
+    model = load_reward_model(path, device) if kind in REWARD_TASKS else load_scorer(kind, path, device)
+    return Judge(model, prompts)
 
 
 def candidate_key(scale: float, settings: GuidanceSettings | dict | None) -> str:
@@ -125,6 +153,17 @@ def _describe(row: dict[str, Any]) -> str:
             f"FID {row['judge_fid']:.3f}{kin}, {row['seconds_per_motion']:.3f} s/motion")
 
 
+def generate_candidate(pipe: TextToMotionPipeline, prompts: EvalSet, settings: GuidanceSettings | None, scale: float,
+                       sampling: SamplingConfig, batch: int, seed_offset: int = 0) -> tuple[list[np.ndarray], float]:
+    """One normalised motion (T_i, 263) per prompt, prompt i with seed ``seed_offset + i``, guided by
+    ``settings`` at step ``scale``; and the wall seconds per motion it took."""
+    pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
+    start = time.perf_counter()
+    seeds = [seed_offset + i for i in range(len(prompts.captions))]
+    feats = generate_set(pipe, prompts, seeds, sampling, settings, batch)
+    return feats, (time.perf_counter() - start) / len(prompts.captions)
+
+
 def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSet, settings: GuidanceSettings | None,
                        scale: float, cfg: TuningConfig, known: dict[str, dict] | None = None,
                        kin_prompts: Sequence[KinematicPrompt] = ()) -> dict[str, Any]:
@@ -135,12 +174,9 @@ def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSe
     if known and key in known:
         print(_describe(known[key]) + " (scored by an earlier run)", flush=True)
         return known[key]
-    pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
     sampling = SamplingConfig(sampler=cfg.sampler, steps=cfg.steps)
-    start = time.perf_counter()
-    feats = generate_set(pipe, prompts, list(range(len(prompts.captions))), sampling, settings, cfg.batch)
-    row: dict[str, Any] = {"seconds_per_motion": (time.perf_counter() - start) / len(prompts.captions),
-                           **judge.score(feats), "kin_pass": None, "kin_matched": None}
+    feats, seconds = generate_candidate(pipe, prompts, settings, scale, sampling, cfg.batch)
+    row: dict[str, Any] = {"seconds_per_motion": seconds, **judge.score(feats), "kin_pass": None, "kin_matched": None}
     if kin_prompts and cfg.kin_samples > 0:
         report = kinematic_alignment(pipeline_generator(pipe, sampling, settings), kin_prompts, cfg.kin_samples,
                                      batch_size=cfg.batch)
@@ -202,12 +238,10 @@ def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = T
     reuse: an earlier ``guidance_tuning_GEN.json`` whose candidates are taken instead of re-scored
     when the generator, prompt count and sampler match.
     """
-    from realign_core.models.reward_model import load_reward_model
-
     prompts = eval_subset(data, "val", cfg.prompts)
     kin_prompts = split_prompts(data, "val") if cfg.kin_samples > 0 else []
     known = reusable_rows(reuse, generator, len(prompts.captions), cfg)
-    judge = Judge(load_reward_model(checkpoint_path(models, "reward_plain"), device), prompts)
+    judge = load_judge(models, "reward_plain", prompts, device)
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind="reward")
 
     def score(settings: GuidanceSettings | None, scale: float) -> dict[str, Any]:

@@ -30,10 +30,15 @@ AnyEvaluator = MetricSpaceScorer        # Evaluator or WordEvaluator
 EVALUATOR_KINDS = ("evaluator", "evaluator_words")   # the first is the primary one (``rows`` of a table)
 
 
+def load_scorer(kind: str, path: str | Path, device: torch.device | str = "cpu") -> AnyEvaluator:
+    """The evaluator-style scorer of ``kind`` (one of ``EVALUATOR_KINDS``) from its checkpoint, in eval mode."""
+    loaders = {"evaluator": load_evaluator, "evaluator_words": load_word_evaluator}
+    return loaders[kind](path, device)
+
+
 def load_evaluators(models: str | Path, device: torch.device | str = "cpu") -> dict[str, AnyEvaluator]:
     """{kind: evaluator} of the evaluator checkpoints present under ``models``, primary first."""
-    loaders = {"evaluator": load_evaluator, "evaluator_words": load_word_evaluator}
-    return {kind: loaders[kind](checkpoint_path(models, kind), device)
+    return {kind: load_scorer(kind, checkpoint_path(models, kind), device)
             for kind in EVALUATOR_KINDS if checkpoint_path(models, kind).is_file()}
 
 

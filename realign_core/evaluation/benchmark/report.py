@@ -80,7 +80,7 @@ def write_json(path: str | Path, rows: list[dict[str, Any]], meta: dict[str, Any
 # ---------------------------------------------------------------------------------------------- plot
 
 
-def _load_rows(source: str | Path | dict | list) -> list[dict[str, Any]]:
+def load_bench_rows(source: str | Path | dict | list) -> list[dict[str, Any]]:
     """Rows from a path, a {'rows': [...]} payload, a results table with a 'curve' (``realign eval
     --table --curve``) or a list."""
     if isinstance(source, (str, Path)):
@@ -128,7 +128,7 @@ def plot_quality_vs_latency(latency: str | Path | dict | list, quality: str | Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = curve_points(_load_rows(latency), _load_rows(quality), batch, placement)
+    points = curve_points(load_bench_rows(latency), load_bench_rows(quality), batch, placement)
     if not points:
         raise ValueError("no guided-step count is in both the latency and the quality rows")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -192,7 +192,7 @@ def plot_guidance_levers(latency: str | Path | dict | list, tunings: list[str | 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _load_rows(latency)
+    rows = load_bench_rows(latency)
     timed = [r for r in rows if guided_key(r["guided_steps"]) not in ("0", "all")]
     bench_placement = timed[0].get("placement", "spread") if timed else "spread"
     series = []

@@ -1,0 +1,124 @@
+"""`realign choose-guidance`: tuned candidates re-judged by several validation judges, and the rule that picks
+the cheapest default keeping full guidance's gains within a latency budget."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from realign_core.evaluation.guidance_choice import ChoiceConfig, JudgeSpec, choose, format_choice, pool_candidates
+
+
+def _row(space, k, judge_a, judge_b, kin=0.5, scale=30.0):
+    settings = None if space is None else {"strength": 1.0, "mu": 1.0, "eta": 1.0 if space == "motion" else 0.0,
+                                           "guided_steps": k, "placement": "late", "reward_space": space}
+    return {"scale": scale if settings else 0.0, "settings": settings, "kin_pass": kin,
+            "judges": {"a": {"judge_r1": judge_a[0], "judge_fid": judge_a[1]},
+                       "b": {"judge_r1": judge_b[0], "judge_fid": judge_b[1]}}}
+
+
+def _result(latent5_kin=0.5):
+    rows = [_row(None, None, (0.40, 0.30), (0.30, 20.0)),
+            _row("motion", None, (0.70, 0.15), (0.60, 10.0)),           # full guidance (the reference)
+            _row("motion", None, (0.72, 0.40), (0.61, 25.0), scale=100),  # higher R@1 but FID above baseline
+            _row("motion", 3, (0.68, 0.15), (0.58, 10.0)),               # keeps 93 % / 100 % by both
+            _row("latent", 3, (0.62, 0.16), (0.62, 9.0)),                # judge a: 73 % of the R@1 gain
+            _row("latent", 5, (0.68, 0.14), (0.60, 10.0), kin=latent5_kin),
+            _row("latent", None, (0.69, 0.14), (0.61, 9.5))]
+    return {"judges": {"a": {}, "b": {}}, "steps": 10, "rows": rows}
+
+
+LATENCY = [{"batch": 1, "guided_steps": g, "steps": 10, "reward_space": space, "per_motion_s": s}
+           for g, space, s in [("0", "-", 1.0), ("3", "motion", 1.5), ("all", "motion", 2.8),
+                               ("3", "latent", 1.2), ("5", "latent", 1.3), ("all", "latent", 1.6)]]
+
+
+def test_choice_is_the_cheapest_candidate_keeping_the_gains_by_every_judge():
+    choice = choose(_result(), LATENCY)
+    ref = choice["reference"]
+    assert ref["scale"] == 30.0 and ref["settings"]["guided_steps"] is None   # the FID guard skips scale 100
+    assert {k: v for k, v in choice["rows"][0]["kept"]["a"].items()} == {"r1": 1.0, "fid": 1.0}
+    pick = choice["choice"]
+    assert (pick["settings"]["reward_space"], pick["settings"]["guided_steps"]) == ("latent", 5)
+    assert choice["budget_met"] and pick["slowdown"] == pytest.approx(1.3)
+    latent3 = next(r for r in choice["rows"] if r["settings"]["guided_steps"] == 3
+                   and r["settings"]["reward_space"] == "latent")
+    assert latent3["kept"]["a"]["r1"] == pytest.approx(0.22 / 0.30) and not latent3["keeps_gain"]
+    table = format_choice(choice)
+    assert "**1.30**" in table and "| all = full guidance |" in table
+    assert len(table.splitlines()) == 2 + 1 + 5        # header, baseline, the rows within 2x and the reference
+
+    tight = choose(_result(), LATENCY, ChoiceConfig(max_slowdown=1.25))
+    assert not tight["budget_met"] and tight["choice"]["settings"]["guided_steps"] == 5   # cheapest at any cost
+
+    guarded = choose(_result(latent5_kin=0.3), LATENCY)     # the 5-step latent setting stops doing the motions
+    assert not guarded["budget_met"]
+    assert (guarded["choice"]["settings"]["reward_space"], guarded["choice"]["settings"]["guided_steps"]) == ("motion", 3)
+
+
+def test_pooling_refuses_tunings_of_other_prompts_or_samplers():
+    base = {"generator": "mld", "prompts": 256, "config": {"steps": 10, "sampler": "ddim", "batch": 32, "kin_samples": 4},
+            "baseline": {"scale": 0.0, "settings": None}, "stages": [[{"scale": 30.0, "settings": {"guided_steps": 3}}]]}
+    other = json.loads(json.dumps(base))
+    other["stages"][0].append({"scale": 9.0, "settings": {"guided_steps": 1, "reward_space": "latent"}})
+    baseline, rows = pool_candidates([base, other])
+    assert baseline["settings"] is None and [r["scale"] for r in rows] == [30.0, 9.0]   # the shared row once
+    other["config"]["steps"] = 50
+    with pytest.raises(ValueError, match=r"config.steps: 10 vs 50"):
+        pool_candidates([base, other])
+    assert JudgeSpec.parse("evaluator_words@/tmp/judge", None).name == "evaluator_words@judge"
+    with pytest.raises(ValueError, match="KIND or KIND@ROOT"):
+        JudgeSpec.parse("@/tmp/judge", None)
+
+
+def test_choose_guidance_rejudges_every_candidate_with_each_judge(tiny_stack, tmp_path, capsys):
+    """Tune on the tiny stack, measure its latency, then re-judge with the reward judge and a words judge."""
+    from realign_core.cli.main import main
+    from realign_core.evaluation.guidance_tuning import TuningConfig, load_judge, tune
+    from realign_core.guidance.reward_bank import build_bank, motion_embedder
+    from realign_core.models.layout import bank_path
+    from realign_core.models.reward_model import load_reward_model
+
+    data, trained = tiny_stack
+    root = tmp_path / "models"
+    shutil.copytree(trained, root)
+    ckpt = root / "reward" / "best.pt"
+    build_bank(motion_embedder(load_reward_model(ckpt)), ckpt, data, progress=False).save(bank_path(root, "reward"))
+    cfg = TuningConfig(scales=(30.0,), mixes=(), guided_steps_options=(1,), stage3_scale_factors=(1.0,),
+                       placements=("late",), prompts=32, steps=4, kin_samples=0)
+    tuning = tune(root, data, "mld", cfg)
+    (tmp_path / "t.json").write_text(json.dumps(tuning))
+    assert main(["bench", "--models", str(root), "--steps", "4", "--batch", "1", "--guided", "0", "1", "all",
+                 "--placement", "late", "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "lat.json")]) == 0
+    out = tmp_path / "choice.json"
+    args = ["choose-guidance", "--models", str(root), "--data", str(data), "--tunings", str(tmp_path / "t.json"),
+            "--judges", "reward_plain", f"evaluator_words@{root}", "--latency", str(tmp_path / "lat.json"),
+            "--max-slowdown", "100", "--keep-gain", "-100", "-o", str(out), "--plot", str(tmp_path / "choice.png")]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    words = f"evaluator_words@{root.name}"
+    assert list(result["judges"]) == ["reward_plain", words] and len(result["rows"]) == 3
+    tuned = {json.dumps(r["settings"], sort_keys=True): r for r in
+             [tuning["baseline"], *(r for s in tuning["stages"] for r in s)]}
+    for row in result["rows"]:     # the same prompts and seeds reproduce the tuning's own judge scores
+        assert row["judges"]["reward_plain"]["judge_r1"] == pytest.approx(
+            tuned[json.dumps(row["settings"], sort_keys=True)]["judge_r1"], abs=1e-9)
+        assert row["judges"][words] != row["judges"]["reward_plain"]      # its own embedding space
+    choice = result["choice"]
+    assert choice["reference"]["settings"]["guided_steps"] is None and choice["budget_met"]
+    assert choice["choice"]["slowdown"] == min(r["slowdown"] for r in choice["rows"])
+    assert "choice:" in capsys.readouterr().out and (tmp_path / "choice.png").stat().st_size > 5000
+    # more precisely: the screened rows only (reference, choice, within budget), the whole split, two seed sets
+    precise = tmp_path / "precise.json"
+    screen = ["--screen", str(out), "--min-kept", "2.0", "--prompts", "0", "--seeds", "2", "-o", str(precise)]
+    assert main(args[:-2] + screen) == 0
+    again = json.loads(precise.read_text())
+    from realign_core.evaluation.results_table import eval_subset
+    assert again["prompts"] == len(eval_subset(data, "val", None).captions) and again["seeds"] == 2
+    assert {json.dumps(r["settings"], sort_keys=True) for r in again["rows"][1:]} == \
+        {json.dumps(choice[k]["settings"], sort_keys=True) for k in ("reference", "choice")}
+    runs = again["rows"][0]["judges"]["reward_plain"]["per_seed"]
+    assert len(runs) == 2 and runs[0] != runs[1]
+    with pytest.raises(FileNotFoundError, match="judge checkpoint .*evaluator_words"):
+        load_judge(tmp_path / "nowhere", "evaluator_words", None)
