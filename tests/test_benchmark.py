@@ -144,6 +144,26 @@ def test_cli_times_another_sampler(tiny_guided, tmp_path, capsys):
     assert rows[1]["reward_calls"] > rows[0]["reward_calls"] == 0
 
 
+def test_rounds_pair_each_configuration_with_its_own_rounds_unguided_row(pipe):
+    rows = bench_latency(pipe, batch_sizes=(1,), frames=FRAMES, steps=STEPS, guided_steps=(0, None), repeats=1,
+                         warmup=0, base=GUIDED, rounds=3)
+    assert [r["guided_steps"] for r in rows] == ["0", "all"] and {r["rounds"] for r in rows} == {3}
+    guided = rows[1]
+    assert guided["repeats"] == 3 and len(guided["slowdown_rounds"]) == 3
+    assert guided["slowdown"] == sorted(guided["slowdown_rounds"])[1]          # the median of paired ratios
+    assert rows[0]["slowdown"] == pytest.approx(1.0)
+    sweeps = [[{"batch": 1, "guided_steps": "0", "repeats": 2, "per_motion_s": u, "slowdown": 1.0,
+                "slowdown_cpu": 1.0},
+               {"batch": 1, "guided_steps": "3", "repeats": 2, "per_motion_s": g, "slowdown": g / u,
+                "slowdown_cpu": g / u}] for u, g in ((1.0, 1.2), (2.0, 3.0), (1.0, 1.3))]
+    from realign_core.evaluation.benchmark.runs import merge_rounds
+    merged = merge_rounds(sweeps)
+    assert merged[1]["per_motion_s"] == pytest.approx(5.5 / 3) and merged[1]["repeats"] == 6
+    assert merged[1]["slowdown"] == pytest.approx(1.3)     # median of 1.2, 1.5, 1.3; the ratio of means is 1.375
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        bench_latency(pipe, batch_sizes=(1,), guided_steps=(0,), rounds=0)
+
+
 def test_reward_variants_are_timed(pipe):
     rows = bench_reward_variants(pipe.reward.model.config, ({}, {"motion_layers": 1}), batch=1, frames=FRAMES,
                                  repeats=1)

@@ -70,6 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lat.add_argument("--threads", type=int, nargs="+", default=[None], help="torch thread counts to compare")
     lat.add_argument("--repeats", type=int, default=3)
     lat.add_argument("--warmup", type=int, default=1)
+    lat.add_argument("--rounds", type=int, default=1,
+                     help="repeat the whole sweep this many times (--repeats calls per configuration each); "
+                          "slowdown = the median of the rounds' paired ratios, robust to the machine's drift")
     lat.add_argument("--strength", type=float, default=None, help="guidance strength (default: calibrated)")
     lat.add_argument("--eta", type=float, default=None, help="M2M weight (default: calibrated; 0 without a bank)")
     lat.add_argument("--fidelity", action="store_true", help="also report reward/gradient/motion changes under --amp")
@@ -216,7 +219,7 @@ def _run_latency(args: argparse.Namespace) -> int:
             "latent_reward": latent_source}
     rows = bench_latency(pipeline, args.batch, args.frames, args.steps, guided_steps, args.repeats, args.warmup,
                          args.placement, args.amp, args.threads, base, progress=_print_row, sampler=args.sampler,
-                         reward_spaces=args.reward_space)
+                         reward_spaces=args.reward_space, rounds=args.rounds)
     fidelity, variants = _extras(pipeline, args, base)
     print(f"# {args.generator} on {device}, {args.frames} frames, {args.steps} {args.sampler} steps, "
           f"guidance {meta['guidance']}; seconds per motion")

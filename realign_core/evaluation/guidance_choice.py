@@ -180,14 +180,18 @@ def describe(row: dict[str, Any]) -> str:
     return f"{what}: {scores}"
 
 
-def latency_table(bench: str | Path | dict | list, batch: int = 1) -> tuple[float, dict[tuple[str, str], float]]:
-    """(unguided seconds per motion, {(reward space, guided-step key): seconds}) from ``realign bench --json``
-    rows of one batch size (a guided step costs the same wherever it sits, so placement is ignored)."""
+def latency_table(bench: str | Path | dict | list, batch: int = 1
+                  ) -> tuple[float, dict[tuple[str, str], tuple[float, float]]]:
+    """(unguided seconds per motion, {(reward space, guided-step key): (seconds, slowdown)}) from ``realign
+    bench --json`` rows of one batch size (a guided step costs the same wherever it sits, so placement is
+    ignored).  slowdown: the row's own (with ``--rounds``, the median of paired per-round ratios), else the
+    seconds over the unguided row's."""
     rows = [r for r in load_bench_rows(bench) if r["batch"] == batch]
     unguided = [r["per_motion_s"] for r in rows if guided_key(r["guided_steps"]) == "0"]
     if not unguided:
         raise ValueError(f"latency rows have no unguided row at batch {batch}")
-    table = {(r.get("reward_space", "motion"), guided_key(r["guided_steps"], r.get("steps"))): r["per_motion_s"]
+    table = {(r.get("reward_space", "motion"), guided_key(r["guided_steps"], r.get("steps"))):
+             (r["per_motion_s"], r.get("slowdown", r["per_motion_s"] / unguided[0]))
              for r in rows if guided_key(r["guided_steps"]) != "0"}
     return unguided[0], table
 
@@ -232,9 +236,10 @@ def choose(result: dict[str, Any], bench: str | Path | dict | list, cfg: ChoiceC
     unguided, lat = latency_table(bench, cfg.batch)
     annotated = []
     for row in rows:
-        seconds = lat.get((_space(row), guided_key(row["settings"]["guided_steps"], result["steps"])))
+        seconds, slowdown = lat.get((_space(row), guided_key(row["settings"]["guided_steps"], result["steps"])),
+                                    (None, None))
         kept = {n: gain_fractions(row["judges"][n], baseline["judges"][n], reference["judges"][n]) for n in judges}
-        annotated.append({**row, "latency_s": seconds, "slowdown": None if seconds is None else seconds / unguided,
+        annotated.append({**row, "latency_s": seconds, "slowdown": slowdown,
                           "kept": kept, "kin_ok": _kin_ok(row, baseline, cfg.kin_slack),
                           "keeps_gain": all(v >= cfg.keep_gain for k in kept.values() for v in k.values())})
     eligible = [r for r in annotated if r["keeps_gain"] and r["kin_ok"] and r["slowdown"] is not None]

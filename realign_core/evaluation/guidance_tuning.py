@@ -302,8 +302,9 @@ def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any], samp
                          **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {}),
                          **({"reward_space": s["reward_space"]} if s.get("reward_space", "motion") != "motion" else {}),
                          **(sampling or {})}
-    lines = ["# ReAlign guidance calibration, chosen on the validation split by realign_core.evaluation.guidance_tuning",
-             "# (judge: the non-step-aware reward model; the evaluator is never used). strength 1 = this setting."]
+    lines = ["# ReAlign guidance calibration, chosen on the validation split by `realign tune-guidance` or `realign",
+             "# choose-guidance` (judges: the non-step-aware reward model, and a words-only judge; the evaluators are",
+             "# never used). strength 1 = this setting."]
     for name, table in tables.items():
         lines.append(f"\n[{name}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]

@@ -202,15 +202,51 @@ def bench_latency(pipeline: TextToMotionPipeline, batch_sizes: Sequence[int] = (
                   threads: Sequence[int | None] = (None,), base: GuidanceSettings | None = None,
                   prompts: Sequence[str] = DEFAULT_PROMPTS,
                   progress: Callable[[dict[str, Any]], None] | None = None,
-                  sampler: str = "ddim", reward_spaces: Sequence[str] = ("motion",)) -> list[dict[str, Any]]:
+                  sampler: str = "ddim", reward_spaces: Sequence[str] = ("motion",), rounds: int = 1
+                  ) -> list[dict[str, Any]]:
     """Per-motion latency and its denoiser/decoder/reward split for every configuration -> rows.
 
     guided_steps: counts of guided reverse steps (0 = unguided, None = all);
     placements: 'spread' / 'late' / 'early'; amps: None (fp32) / 'bf16' / 'fp16'
     for the reward passes; threads: torch thread counts (None = current); reward_spaces: one series
     of guided rows per reward model ('motion', 'latent'; the unguided rows are measured once).
+    rounds: the whole sweep this many times, ``repeats`` calls per configuration each time, so that a
+    drift of the machine's speed reaches every configuration (:func:`merge_rounds`).
     ``progress(row)`` is called after each configuration.
     """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    sweeps = [_sweep(pipeline, batch_sizes, frames, steps, guided_steps, repeats, warmup if r == 0 else 1, placements,
+                     amps, threads, base, prompts, progress, sampler, reward_spaces) for r in range(rounds)]
+    return merge_rounds(sweeps) if rounds > 1 else sweeps[0]
+
+
+def merge_rounds(sweeps: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per configuration from several sweeps (same configurations, same order): times and splits
+    averaged, repeats summed, and ``slowdown`` / ``slowdown_cpu`` the *median of the sweeps' own ratios*
+    (each sweep's configuration over that sweep's unguided row: paired, so slow spells cancel); the
+    per-sweep ratios are kept in ``slowdown_rounds``."""
+    merged = []
+    for runs in zip(*sweeps):
+        row = dict(runs[0])
+        for key, value in runs[0].items():
+            if isinstance(value, float) and not key.startswith("slowdown"):
+                row[key] = statistics.fmean(r[key] for r in runs)
+        row["repeats"] = sum(r["repeats"] for r in runs)
+        row["rounds"] = len(runs)
+        for suffix in ("", "_cpu"):
+            row[f"slowdown{suffix}"] = statistics.median(r[f"slowdown{suffix}"] for r in runs)
+        row["slowdown_rounds"] = [r["slowdown"] for r in runs]
+        merged.append(row)
+    return merged
+
+
+def _sweep(pipeline: TextToMotionPipeline, batch_sizes: Sequence[int], frames: int, steps: int,
+           guided_steps: Sequence[int | None], repeats: int, warmup: int, placements: Sequence[str],
+           amps: Sequence[str | None], threads: Sequence[int | None], base: GuidanceSettings | None,
+           prompts: Sequence[str], progress: Callable[[dict[str, Any]], None] | None, sampler: str,
+           reward_spaces: Sequence[str]) -> list[dict[str, Any]]:
+    """One pass over every configuration (see :func:`bench_latency`)."""
     guided = any(k != 0 for k in guided_steps)
     for space in reward_spaces:
         if guided and (pipeline.latent_reward if space == "latent" else pipeline.reward) is None:
