@@ -59,9 +59,13 @@ JOBS: dict[int, Job] = {}
 
 
 def guidance(settings, strength: float | None = None) -> dict:
-    """The ``guidance`` object of a request from scene settings."""
-    return {"strength": float(settings.strength if strength is None else strength), "mu": float(settings.mu),
-            "eta": float(settings.eta), "cfg": float(settings.cfg)}
+    """The ``guidance`` object of a request from scene settings: strength and CFG, and the reward weights
+    only when the user asked for a custom mix (otherwise the server uses the model's calibrated mix, which
+    for a reward model without an embedding bank has no motion-to-motion term)."""
+    out = {"strength": float(settings.strength if strength is None else strength), "cfg": float(settings.cfg)}
+    if settings.custom_mix:
+        out.update(mu=float(settings.mu), eta=float(settings.eta))
+    return out
 
 
 def generate_request(settings, prompt: str, seconds: float, seed: int, samples: int,

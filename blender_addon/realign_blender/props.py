@@ -84,6 +84,8 @@ class RealignSettings(bpy.types.PropertyGroup):
     strength: FloatProperty(name="Guidance strength", default=1.0, min=0.0, max=100.0,
                             description="ReAlign reward guidance strength (0 = plain diffusion)")
     cfg: FloatProperty(name="CFG", default=7.5, min=0.0, max=30.0, description="Classifier-free guidance scale")
+    custom_mix: BoolProperty(name="Custom reward mix", default=False,
+                             description="Send μ and η with each request (off: the model's calibrated mix)")
     mu: FloatProperty(name="μ", default=1.0, min=0.0, max=100.0, description="Text-alignment reward weight")
     eta: FloatProperty(name="η", default=1.0, min=0.0, max=100.0, description="Motion-quality reward weight")
     steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Sampler steps (0 = server default)")

@@ -58,8 +58,11 @@ class REALIGN_PT_main(_Panel, bpy.types.Panel):
         layout.prop(s, "show_advanced")
         if s.show_advanced:
             col = layout.column(align=True)
-            col.prop(s, "mu")
-            col.prop(s, "eta")
+            col.prop(s, "custom_mix")
+            mix = col.column(align=True)
+            mix.enabled = s.custom_mix
+            mix.prop(s, "mu")
+            mix.prop(s, "eta")
             col.prop(s, "steps")
         if context.active_object is None or context.active_object.type != "ARMATURE":
             layout.label(text="Select an armature, or:", icon="INFO")

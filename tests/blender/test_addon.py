@@ -222,7 +222,11 @@ def test_generate_regenerate_and_batch_with_loopback_server(addon, fake_server):
     addon.jobs.wait(bpy.context, timeout=20)
     regen = [r for r in fake_server.requests if r.get("op") == "generate"][-1]
     assert regen["seed"] == 42 and regen["guidance"]["strength"] == 4.0 and regen["prompt"] == "a person walks"
+    assert "mu" not in regen["guidance"] and "eta" not in regen["guidance"]   # the model's calibrated mix
     assert len(skeleton.animation_data.nla_tracks) == 3
+    settings.custom_mix, settings.mu, settings.eta = True, 2.0, 0.0            # a custom mix is sent as set
+    assert addon.jobs.guidance(settings) == {"strength": settings.strength, "cfg": settings.cfg, "mu": 2.0, "eta": 0.0}
+    settings.custom_mix = False
     assert [t.mute for t in skeleton.animation_data.nla_tracks] == [True, True, False]
 
     rig, _ = retarget_rigs.mixamo_rig(np.random.default_rng(1))
