@@ -123,8 +123,10 @@ class TextToMotionPipeline:
 
     @property
     def has_reference_bank(self) -> bool:
-        """Whether the motion-to-motion reward (``GuidanceSettings.eta`` > 0) has its embedding bank."""
-        return self.reward is not None and self.reward.bank is not None
+        """Whether the motion-to-motion reward (``GuidanceSettings.eta`` > 0) of the reward model that guides
+        by default (guidance.toml's ``reward_space``) has its embedding bank."""
+        parts = self.latent_reward if self.default_guidance.reward_space == "latent" else self.reward
+        return parts is not None and parts.bank is not None
 
     @property
     def default_guidance(self) -> GuidanceSettings:
