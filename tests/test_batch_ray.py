@@ -49,7 +49,9 @@ def test_ray_run_matches_the_local_run_and_resumes(tiny_generator, local_ray, tm
     cfg = BatchConfig(models=models, max_batch=2, ray="auto", progress=False)   # one worker per CPU slot: 2
     summary = run_batch(jobs, tmp_path / "ray", cfg)
     assert (summary.generated, summary.batches, summary.runner) == (6, 3, "ray")
-    assert len(summary.workers) == 2 and all(w.split(":")[1] != str(os.getpid()) for w in summary.workers)
+    # at most one worker per CPU slot, none of them this process; Ray does not promise that both slots get a
+    # batch (a worker that finishes first may take the third before the other starts)
+    assert 1 <= len(summary.workers) <= 2 and all(w.split(":")[1] != str(os.getpid()) for w in summary.workers)
     entries = read_manifest(tmp_path / "ray")
     assert [e["name"] for e in entries] == [f"m{i}" for i in range(6)]
     assert {e["model"]["hash"] for e in entries} == {local.model_hash}
