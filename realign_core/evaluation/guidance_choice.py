@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from realign_core.evaluation.benchmark.report import guided_key, load_bench_rows
-from realign_core.evaluation.guidance_tuning import candidate_key, generate_candidate, load_judge
+from realign_core.evaluation.guidance_tuning import (candidate_key, generate_candidate, load_judge,
+                                                     meets_kinematic_guard)
 from realign_core.evaluation.results_table import eval_subset
 from realign_core.evaluation.scoring import EvalSet
 from realign_core.guidance.reward_guidance import GuidanceSettings
@@ -217,15 +218,9 @@ def full_guidance(rows: list[dict[str, Any]], baseline: dict[str, Any], primary:
     full = [r for r in rows if r["settings"] and r["settings"]["guided_steps"] is None and _space(r) == "motion"]
     if not full:
         raise ValueError("no motion-space candidate guides every step (the full-guidance reference)")
-    ok = [r for r in full if _kin_ok(r, baseline, kin_slack)
+    ok = [r for r in full if meets_kinematic_guard(r, baseline, kin_slack)
           and r["judges"][primary]["judge_fid"] <= baseline["judges"][primary]["judge_fid"]]
     return max(ok or full, key=lambda r: r["judges"][primary]["judge_r1"])
-
-
-def _kin_ok(row: dict[str, Any], baseline: dict[str, Any], slack: float) -> bool:
-    if row.get("kin_pass") is None or baseline.get("kin_pass") is None:
-        return True
-    return row["kin_pass"] >= baseline["kin_pass"] - slack - 1e-9
 
 
 def choose(result: dict[str, Any], bench: str | Path | dict | list, cfg: ChoiceConfig = ChoiceConfig()) -> dict[str, Any]:
@@ -240,7 +235,7 @@ def choose(result: dict[str, Any], bench: str | Path | dict | list, cfg: ChoiceC
                                     (None, None))
         kept = {n: gain_fractions(row["judges"][n], baseline["judges"][n], reference["judges"][n]) for n in judges}
         annotated.append({**row, "latency_s": seconds, "slowdown": slowdown,
-                          "kept": kept, "kin_ok": _kin_ok(row, baseline, cfg.kin_slack),
+                          "kept": kept, "kin_ok": meets_kinematic_guard(row, baseline, cfg.kin_slack),
                           "keeps_gain": all(v >= cfg.keep_gain for k in kept.values() for v in k.values())})
     eligible = [r for r in annotated if r["keeps_gain"] and r["kin_ok"] and r["slowdown"] is not None]
     within = [r for r in eligible if r["slowdown"] <= cfg.max_slowdown + 1e-9]

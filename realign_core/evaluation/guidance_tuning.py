@@ -186,7 +186,9 @@ def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSe
     return row
 
 
-def _meets_kinematics(row: dict[str, Any], baseline: dict[str, Any], slack: float) -> bool:
+def meets_kinematic_guard(row: dict[str, Any], baseline: dict[str, Any], slack: float) -> bool:
+    """Whether a candidate keeps the validation kinematic pass rate within ``slack`` of the baseline's
+    (true when either was not measured)."""
     if row.get("kin_pass") is None or baseline.get("kin_pass") is None:
         return True
     return row["kin_pass"] >= baseline["kin_pass"] - slack - 1e-9
@@ -194,7 +196,7 @@ def _meets_kinematics(row: dict[str, Any], baseline: dict[str, Any], slack: floa
 
 def _qualifying(rows: list[dict[str, Any]], baseline: dict[str, Any], cfg: TuningConfig) -> list[dict[str, Any]]:
     """Rows meeting both guards; else those meeting the kinematic one; else the best by kinematics."""
-    kin_ok = [r for r in rows if _meets_kinematics(r, baseline, cfg.kin_slack)]
+    kin_ok = [r for r in rows if meets_kinematic_guard(r, baseline, cfg.kin_slack)]
     both = [r for r in kin_ok if r["judge_fid"] <= cfg.fid_slack * baseline["judge_fid"]]
     return both or kin_ok or [max(rows, key=lambda r: r.get("kin_pass") or 0.0)]
 
@@ -261,7 +263,7 @@ def tune(models: Path, data: Path, generator: str = "mld", cfg: TuningConfig = T
     return {"generator": generator, "split": "val", "prompts": len(prompts.captions), "config": asdict(cfg),
             "kinematic_prompts": [{"name": p.name, "caption": p.caption} for p in kin_prompts],
             "baseline": baseline, "stages": [stage1, stage2, stage3], "winner": winner,
-            "guards_met": _meets_kinematics(winner, baseline, cfg.kin_slack)
+            "guards_met": meets_kinematic_guard(winner, baseline, cfg.kin_slack)
             and winner["judge_fid"] <= cfg.fid_slack * baseline["judge_fid"]}
 
 
