@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from realign_core.evaluation.guidance_choice import ChoiceConfig, JudgeSpec, choose, format_choice, pool_candidates
+from realign_core.evaluation.guidance_choice import (ChoiceConfig, JudgeSpec, choose, combine_choices, format_choice,
+                                                     pool_candidates, reusable_without_latent)
 
 
 def _row(space, k, judge_a, judge_b, kin=0.5, scale=30.0):
@@ -120,5 +121,43 @@ def test_choose_guidance_rejudges_every_candidate_with_each_judge(tiny_stack, tm
         {json.dumps(choice[k]["settings"], sort_keys=True) for k in ("reference", "choice")}
     runs = again["rows"][0]["judges"]["reward_plain"]["per_seed"]
     assert len(runs) == 2 and runs[0] != runs[1]
+    # another latent reward model would re-generate its latent rows only; these guides are all reused as judged
+    reused = tmp_path / "reused.json"
+    assert main(args[:-2] + screen[:-1] + [str(reused), "--reuse", str(precise)]) == 0
+    assert json.loads(reused.read_text())["rows"] == again["rows"]
     with pytest.raises(FileNotFoundError, match="judge checkpoint .*evaluator_words"):
         load_judge(tmp_path / "nowhere", "evaluator_words", None)
+
+
+def test_combined_choice_compares_latent_reward_models_under_one_rule():
+    """Two runs that differ only in the latent reward model: a smaller one that is cheaper and keeps the gains
+    wins; one whose baseline scores differ (other prompts) is refused."""
+    big = {"models": "big", "choice": choose(_result(), LATENCY)}
+    small = {"models": "small", "choice": choose(_result(), [{**r, "per_motion_s": 1.0 + (r["per_motion_s"] - 1.0) / 2}
+                                                             if r["reward_space"] == "latent" else r for r in LATENCY])}
+    small["choice"]["rows"] = [r for r in small["choice"]["rows"] if r["settings"]["reward_space"] == "latent"
+                               or r["settings"]["guided_steps"] is None]
+    combined = combine_choices({"3 layers": big, "1 layer": small})
+    latent = [r for r in combined["rows"] if r["settings"]["reward_space"] == "latent"]
+    assert sorted({r["latent_model"] for r in latent}) == ["1 layer", "3 layers"] and len(latent) == 6
+    assert sum(r["settings"]["reward_space"] == "motion" for r in combined["rows"]) == 3   # shared rows once
+    pick = combined["choice"]
+    assert pick["latent_model"] == "1 layer" and pick["slowdown"] == pytest.approx(1.15) and combined["budget_met"]
+    assert "latent (1 layer)" in format_choice(combined)
+    strict = combine_choices({"3 layers": big, "1 layer": small}, ChoiceConfig(keep_gain=0.99))
+    assert not strict["budget_met"] and strict["choice"]["settings"]["guided_steps"] is None   # only the reference
+    other = json.loads(json.dumps(small))
+    other["choice"]["baseline"]["judges"]["a"]["judge_r1"] = 0.41
+    with pytest.raises(ValueError, match="1 layer: its baseline scores differ"):
+        combine_choices({"3 layers": big, "1 layer": other})
+
+
+def test_reuse_takes_unguided_and_motion_space_rows_only(tmp_path):
+    rows = [{**r, "judges": {n: {**j, "per_seed": []} for n, j in r["judges"].items()}} for r in _result()["rows"]]
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"prompts": 760, "seeds": 3, "rows": rows}))
+    kept = reusable_without_latent(earlier, ["a", "b"], 760, 3)
+    assert len(kept) == 4 and all(not r["settings"] or r["settings"]["reward_space"] == "motion" for r in kept.values())
+    assert reusable_without_latent(earlier, ["a", "b"], 256, 3) == {}         # other prompts: nothing
+    assert reusable_without_latent(earlier, ["a", "c"], 760, 3) == {}         # a judge it lacks: nothing
+    assert reusable_without_latent(None, ["a"], 760, 3) == {}

@@ -162,7 +162,8 @@ def _choose_guidance(args: argparse.Namespace) -> int:
         only = (screened(json.loads(Path(args.screen).read_text())["choice"], args.min_kept, args.screen_budget)
                 if args.screen else None)
         result = rejudge(models, Path(args.data), tunings, judges, pick_device(args.device), out=out,
-                         precision=Precision(args.prompts, args.seeds), only=only)
+                         precision=Precision(args.prompts, args.seeds), only=only,
+                         reuse=Path(args.reuse) if args.reuse else None)
         cfg = ChoiceConfig(max_slowdown=args.max_slowdown, keep_gain=args.keep_gain, kin_slack=args.kin_slack)
         choice = choose(result, args.latency, cfg)
     except (OSError, ValueError, KeyError) as err:
@@ -182,6 +183,37 @@ def _choose_guidance(args: argparse.Namespace) -> int:
         write_guidance_toml(guidance_path(models), result["generator"], pick,
                             {"sampler": result["sampler"], "steps": result["steps"]})
         print(f"wrote [{result['generator']}] of {guidance_path(models)}")
+    return 0
+
+
+def _combine_choices(args: argparse.Namespace) -> int:
+    from realign_core.evaluation.guidance_choice import ChoiceConfig, combine_choices, format_choice, plot_choice
+
+    try:
+        labelled = {}
+        for item in args.runs:
+            label, sep, path = item.partition("=")
+            if not sep or not label or not path:
+                raise ValueError(f"{item!r}: expected LABEL=CHOICE_JSON")
+            labelled[label] = json.loads(Path(path).read_text())
+        first = next(iter(labelled.values()))["choice"]["config"]
+        overrides = {k: v for k, v in (("max_slowdown", args.max_slowdown), ("keep_gain", args.keep_gain))
+                     if v is not None}
+        cfg = ChoiceConfig(**{**first, **overrides})
+        choice = combine_choices(labelled, cfg)
+    except (OSError, ValueError, KeyError) as err:
+        raise SystemExit(f"realign combine-choices: {err}") from None
+    Path(args.output).write_text(json.dumps({"choice": choice}, indent=1) + "\n")
+    print(format_choice(choice))
+    if args.plot:
+        print(f"wrote {plot_choice(choice, args.plot)}")
+    pick = choice["choice"]
+    if pick is None:
+        print(f"no candidate keeps {cfg.keep_gain:.0%} of full guidance's gains by every judge")
+        return 1
+    print(f"choice: {pick['settings']} ({pick.get('latent_model', 'motion-space reward')}) at scale "
+          f"{pick['scale']:g}, {pick['slowdown']:.2f}x unguided, "
+          f"{'within' if choice['budget_met'] else 'NOT within'} the {cfg.max_slowdown:g}x budget -> {args.output}")
     return 0
 
 
@@ -433,8 +465,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "(an interrupted run continues from it)")
     cg.add_argument("--plot", default=None, help="PNG: the share of the gain kept against the slowdown, per judge")
     cg.add_argument("--write-toml", action="store_true", help="write the choice to MODELS/guidance.toml")
+    cg.add_argument("--reuse", default=None, help="an earlier choose-guidance JSON (same prompts, seeds, judges; "
+                    "another latent reward model): its unguided and motion-space rows are taken, not re-generated")
     cg.add_argument("--device", default="auto")
     cg.set_defaults(func=_choose_guidance)
+
+    cc = sub.add_parser("combine-choices", help="apply choose-guidance's rule across runs that differ only in "
+                        "the latent reward model")
+    cc.add_argument("runs", nargs="+", help="LABEL=CHOICE_JSON (each a realign choose-guidance -o file)")
+    cc.add_argument("--max-slowdown", type=float, default=None, help="default: the first run's budget")
+    cc.add_argument("--keep-gain", type=float, default=None, help="default: the first run's")
+    cc.add_argument("-o", "--output", required=True, help="JSON of the combined rows and the choice")
+    cc.add_argument("--plot", default=None, help="PNG: the share of the gain kept against the slowdown, per judge")
+    cc.set_defaults(func=_combine_choices)
 
     mc = sub.add_parser("model-card", help="write the model card from checkpoints and eval results")
     mc.add_argument("--models", required=True)

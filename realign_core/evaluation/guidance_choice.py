@@ -12,7 +12,9 @@ and in FID, by every judge.  This module:
    depend on the judge and is carried over from the tuning rows;
 3. joins the latency measured by ``realign bench --json`` (per reward space and guided-step count);
 4. picks the cheapest candidate within the budget that keeps the gain by every judge and meets the
-   kinematic guard; if none does, the cheapest that keeps the gain at any cost (``budget_met`` false).
+   kinematic guard; if none does, the cheapest that keeps the gain at any cost (``budget_met`` false);
+5. (``combine_choices``) applies the same rule across runs that differ only in the latent reward model
+   (e.g. a smaller, cheaper one), the unguided and motion-space rows reused from one run (``reuse``).
 
 All of it reads the validation split only; the report evaluators never choose anything.
 """
@@ -105,11 +107,15 @@ SEED_STRIDE = 100003
 
 
 def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: list[JudgeSpec], device: str = "cpu",
-            out: Path | None = None, precision: Precision = Precision(), only: set[str] | None = None) -> dict[str, Any]:
+            out: Path | None = None, precision: Precision = Precision(), only: set[str] | None = None,
+            reuse: Path | None = None) -> dict[str, Any]:
     """Every pooled candidate (or those whose ``candidate_key`` is in ``only``, and the baseline) generated
     again and scored by every judge (rows: ``judges`` {name: {judge_r1, judge_fid, per_seed}}, ``kin_pass``
     carried over from the tunings).  ``out``: written after each candidate; rows already there, judged on
-    the same prompts and seeds by every judge, are reused, so an interrupted run continues."""
+    the same prompts and seeds by every judge, are reused, so an interrupted run continues.  ``reuse``: an
+    earlier run (other ``models``) whose rows that do not read the latent reward model -- unguided and
+    motion-space guides, the same generator and reward models -- are taken as they are when judged on the
+    same prompts and seeds by every judge (to compare latent reward models without re-generating the rest)."""
     baseline, candidates = pool_candidates(tunings)
     candidates = [c for c in candidates if only is None or _key(c) in only]
     first = tunings[0]
@@ -117,11 +123,13 @@ def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: lis
     n_prompts = first["prompts"] if precision.prompts is None else (precision.prompts or None)
     prompts = eval_subset(data, "val", n_prompts)
     names = [j.name for j in judges]
-    done = _reusable(out, names, len(prompts.captions), precision.seeds)
+    done = reusable_without_latent(reuse, names, len(prompts.captions), precision.seeds)
+    done.update(_reusable(out, names, len(prompts.captions), precision.seeds))
     loaded = {j.name: load_judge(j.root, j.kind, prompts, device) for j in judges}
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=first["generator"], reward_kind="reward")
     sampling = SamplingConfig(sampler=cfg["sampler"], steps=cfg["steps"])
-    result: dict[str, Any] = {"generator": first["generator"], "split": "val", "prompts": len(prompts.captions),
+    result: dict[str, Any] = {"generator": first["generator"], "models": str(models), "split": "val",
+                              "prompts": len(prompts.captions),
                               "seeds": precision.seeds, "steps": cfg["steps"], "sampler": cfg["sampler"],
                               "batch": cfg["batch"],
                               "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "rows": []}
@@ -161,6 +169,13 @@ def _reusable(out: Path | None, names: list[str], prompts: int, seeds: int) -> d
     if old.get("prompts") != prompts or old.get("seeds", 1) != seeds:
         return {}
     return {_key(r): r for r in old.get("rows", []) if all(n in r.get("judges", {}) for n in names)}
+
+
+def reusable_without_latent(path: Path | None, names: list[str], prompts: int, seeds: int) -> dict[str, dict[str, Any]]:
+    """{candidate key: row} of an earlier run's rows judged on as many prompts and seeds by every judge in
+    ``names``, except those guided by the latent reward model (they depend on which one it was)."""
+    rows = _reusable(path, names, prompts, seeds)
+    return {k: r for k, r in rows.items() if not r["settings"] or _space(r) != "latent"}
 
 
 def screened(choice: dict[str, Any], min_kept: float, budget: float | None = None) -> set[str]:
@@ -237,16 +252,64 @@ def choose(result: dict[str, Any], bench: str | Path | dict | list, cfg: ChoiceC
         annotated.append({**row, "latency_s": seconds, "slowdown": slowdown,
                           "kept": kept, "kin_ok": meets_kinematic_guard(row, baseline, cfg.kin_slack),
                           "keeps_gain": all(v >= cfg.keep_gain for k in kept.values() for v in k.values())})
-    eligible = [r for r in annotated if r["keeps_gain"] and r["kin_ok"] and r["slowdown"] is not None]
-    within = [r for r in eligible if r["slowdown"] <= cfg.max_slowdown + 1e-9]
-    pick = min(within or eligible, key=lambda r: (round(r["slowdown"], 3), -_min_kept(r)), default=None)
+    pick, within = pick_default(annotated, cfg)
     return {"config": cfg.__dict__, "steps": result["steps"], "unguided_s": unguided, "baseline": baseline,
             "reference": reference,
-            "rows": annotated, "choice": pick, "budget_met": bool(within)}
+            "rows": annotated, "choice": pick, "budget_met": within}
+
+
+def pick_default(rows: list[dict[str, Any]], cfg: ChoiceConfig) -> tuple[dict[str, Any] | None, bool]:
+    """(choice, whether it is within the budget) among annotated rows: the cheapest keeping ``keep_gain`` of
+    the reference's gains by every judge and the kinematic guard within ``max_slowdown``, else the cheapest
+    keeping them at any cost, else None."""
+    eligible = [r for r in rows if r["kin_ok"] and r["slowdown"] is not None and _min_kept(r) >= cfg.keep_gain]
+    within = [r for r in eligible if r["slowdown"] <= cfg.max_slowdown + 1e-9]
+    return min(within or eligible, key=lambda r: (round(r["slowdown"], 3), -_min_kept(r)), default=None), bool(within)
+
+
+def combine_choices(labelled: dict[str, dict[str, Any]], cfg: ChoiceConfig | None = None) -> dict[str, Any]:
+    """One choice across several ``choose-guidance`` results ({label: result}) that differ only in the latent
+    reward model (each run's ``--models`` root holds another ``latent_reward``; every other row is the same
+    guide).  Their baseline and reference must carry the same judge scores (same prompts, seeds and judges,
+    else ValueError naming the run); latent rows are tagged ``latent_model`` = label and kept per run, the
+    others once; the rule is applied again with ``cfg`` (default: the first run's)."""
+    if not labelled:
+        raise ValueError("no choose-guidance results to combine")
+    first_label, first = next(iter(labelled.items()))
+    head = first["choice"]
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, str | None]] = set()
+    for label, result in labelled.items():
+        choice = result["choice"]
+        for field in ("baseline", "reference"):
+            if _scores(choice[field]) != _scores(head[field]):
+                raise ValueError(f"{label}: its {field} scores differ from {first_label}'s (other prompts, seeds, "
+                                 f"judges or models); only runs that share them can be combined")
+        for row in choice["rows"]:
+            latent = bool(row["settings"]) and _space(row) == "latent"
+            key = (_key(row), label if latent else None)
+            if key not in seen:
+                seen.add(key)
+                rows.append({**row, "latent_model": label} if latent else dict(row))
+    cfg = cfg or ChoiceConfig(**head["config"])
+    for row in rows:
+        row["keeps_gain"] = _min_kept(row) >= cfg.keep_gain
+    pick, within = pick_default(rows, cfg)
+    return {**head, "config": cfg.__dict__, "rows": rows, "choice": pick, "budget_met": within,
+            "combined": {label: result.get("models") for label, result in labelled.items()}}
+
+
+def _scores(row: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    return {n: (round(j["judge_r1"], 9), round(j["judge_fid"], 9)) for n, j in row["judges"].items()}
 
 
 def _min_kept(row: dict[str, Any]) -> float:
     return min(v for k in row["kept"].values() for v in k.values())
+
+
+def _label(row: dict[str, Any]) -> str:
+    """The guide's name in tables and plots: the reward space, and which latent model when combined."""
+    return _space(row) + (f" ({row['latent_model']})" if row.get("latent_model") else "")
 
 
 def format_choice(choice: dict[str, Any], max_slowdown: float = 2.0) -> str:
@@ -269,7 +332,7 @@ def format_choice(choice: dict[str, Any], max_slowdown: float = 2.0) -> str:
         s, bold = r["settings"], "**" if _key(r) == pick else ""
         label = ("all" if s["guided_steps"] is None else f"{s['guided_steps']} ({s['placement']})") + \
             (" = full guidance" if _key(r) == ref else "")
-        cells = [_space(r), label, f"{r['scale']:g}", f"{s['mu']:g}, {s['eta']:g}", f"{bold}{r['slowdown']:.2f}{bold}",
+        cells = [_label(r), label, f"{r['scale']:g}", f"{s['mu']:g}, {s['eta']:g}", f"{bold}{r['slowdown']:.2f}{bold}",
                  _pct(r.get("kin_pass"))]
         for n in judges:
             j, k = r["judges"][n], r["kept"][n]
@@ -297,7 +360,7 @@ def plot_choice(choice: dict[str, Any], out: str | Path) -> Path:
     best: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for r in (r for r in choice["rows"] if r["slowdown"] is not None):
         s = r["settings"]
-        series = (_space(r), "all steps" if s["guided_steps"] is None else s["placement"])
+        series = (_label(r), "all steps" if s["guided_steps"] is None else s["placement"])
         count = guided_key(s["guided_steps"], choice.get("steps"))
         held = best.setdefault(series, {})
         if count not in held or _min_kept(r) > _min_kept(held[count]):
@@ -308,7 +371,7 @@ def plot_choice(choice: dict[str, Any], out: str | Path) -> Path:
         for (space, placement), held in sorted(best.items()):
             pts = sorted(held.items(), key=lambda kv: kv[1]["slowdown"])
             ys = [100 * min(r["kept"][judge].values()) for _, r in pts]
-            ax.plot([r["slowdown"] for _, r in pts], ys, marker="o", linestyle="-" if space == "latent" else "--",
+            ax.plot([r["slowdown"] for _, r in pts], ys, marker="o", linestyle="-" if space.startswith("latent") else "--",
                     label=f"{space} reward, {placement}")
             for (count, r), y in zip(pts, ys):
                 ax.annotate(count, (r["slowdown"], y), textcoords="offset points", xytext=(3, 3), fontsize=7)
