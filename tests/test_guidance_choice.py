@@ -73,25 +73,40 @@ def test_pooling_refuses_tunings_of_other_prompts_or_samplers():
         JudgeSpec.parse("@/tmp/judge", None)
 
 
-def test_choose_guidance_rejudges_every_candidate_with_each_judge(tiny_stack, tmp_path, capsys):
-    """Tune on the tiny stack, measure its latency, then re-judge with the reward judge and a words judge."""
+@pytest.fixture(scope="module")
+def tuned_tiny(tiny_stack, tmp_path_factory):
+    """The tiny stack with a reward bank, a validation search of each reward space (T2M, last step or all
+    steps) and the latency of every (reward space, guided-step count): (data, root, tunings, latency)."""
     from realign_core.cli.main import main
-    from realign_core.evaluation.guidance_tuning import TuningConfig, load_judge, tune
-    from realign_core.guidance.reward_bank import build_bank, motion_embedder
-    from realign_core.models.layout import bank_path
-    from realign_core.models.reward_model import load_reward_model
+    from realign_core.evaluation.guidance_tuning import TuningConfig, tune
 
     data, trained = tiny_stack
-    root = tmp_path / "models"
+    tmp = tmp_path_factory.mktemp("tuned")
+    root = tmp / "models"
     shutil.copytree(trained, root)
-    ckpt = root / "reward" / "best.pt"
-    build_bank(motion_embedder(load_reward_model(ckpt)), ckpt, data, progress=False).save(bank_path(root, "reward"))
-    cfg = TuningConfig(scales=(30.0,), mixes=(), guided_steps_options=(1,), stage3_scale_factors=(1.0,),
-                       placements=("late",), prompts=32, steps=4, kin_samples=0)
-    tuning = tune(root, data, "mld", cfg)
-    (tmp_path / "t.json").write_text(json.dumps(tuning))
+    assert main(["bank", "--models", str(root), "--data", str(data), "--kinds", "reward", "latent_reward"]) == 0
+    tunings = []
+    for space in ("motion", "latent"):
+        cfg = TuningConfig(scales=(30.0,), mixes=(), guided_steps_options=(1,), stage3_scale_factors=(1.0,),
+                           placements=("late",), prompts=32, steps=4, kin_samples=0, reward_space=space)
+        tunings.append(tmp / f"t_{space}.json")
+        tunings[-1].write_text(json.dumps(tune(root, data, "mld", cfg)))
+    latency = tmp / "lat.json"
     assert main(["bench", "--models", str(root), "--steps", "4", "--batch", "1", "--guided", "0", "1", "all",
-                 "--placement", "late", "--repeats", "1", "--warmup", "0", "--json", str(tmp_path / "lat.json")]) == 0
+                 "--placement", "late", "--reward-space", "motion", "latent", "--repeats", "1", "--warmup", "0",
+                 "--json", str(latency)]) == 0
+    return data, root, tunings, latency
+
+
+def test_choose_guidance_rejudges_every_candidate_with_each_judge(tuned_tiny, tmp_path, capsys):
+    """Re-judge the tiny stack's motion-space search with the reward judge and a words judge."""
+    from realign_core.cli.main import main
+    from realign_core.evaluation.guidance_tuning import load_judge
+
+    data, root, tunings, latency = tuned_tiny
+    tuning = json.loads(tunings[0].read_text())
+    (tmp_path / "t.json").write_text(json.dumps(tuning))
+    (tmp_path / "lat.json").write_text(latency.read_text())
     out = tmp_path / "choice.json"
     args = ["choose-guidance", "--models", str(root), "--data", str(data), "--tunings", str(tmp_path / "t.json"),
             "--judges", "reward_plain", f"evaluator_words@{root}", "--latency", str(tmp_path / "lat.json"),
@@ -161,3 +176,30 @@ def test_reuse_takes_unguided_and_motion_space_rows_only(tmp_path):
     assert reusable_without_latent(earlier, ["a", "b"], 256, 3) == {}         # other prompts: nothing
     assert reusable_without_latent(earlier, ["a", "c"], 760, 3) == {}         # a judge it lacks: nothing
     assert reusable_without_latent(None, ["a"], 760, 3) == {}
+
+
+def test_levers_on_the_test_split_are_the_validated_points_with_both_evaluators(tuned_tiny, tmp_path, capsys):
+    """`realign eval --table --levers`: the baseline and each search's best validated setting per guided-step
+    count, generated on test prompts, scored by both evaluators, drawn against the measured latency."""
+    from realign_core.cli.main import main
+    from realign_core.guidance.reward_guidance import GuidanceCalibration
+    from realign_core.models.layout import guidance_path
+
+    data, root, tunings, latency = tuned_tiny
+    out, png = tmp_path / "levers.json", tmp_path / "levers.png"
+    assert main(["eval", "--models", str(root), "--data", str(data), "--table", "--generators", "mld",
+                 "--limit", "32", "--repeats", "2", "--steps", "4", "--levers", *map(str, tunings),
+                 "--latency", str(latency), "--plot", str(png), "-o", str(out)]) == 0
+    table = json.loads(out.read_text())
+    scale = GuidanceCalibration.load(guidance_path(root), "mld").scale
+    levers = {n: m for n, m in table["methods"].items() if n.startswith("mld lever:")}
+    assert list(table["rows"]) == ["Real", "mld baseline", *levers]
+    assert {(m["guidance"]["reward_space"], m["guidance"]["guided_steps"]) for m in levers.values()} == \
+        {("motion", 1), ("motion", None), ("latent", 1), ("latent", None)}
+    for name, m in levers.items():      # the candidate's own step scale, as a strength of the calibrated one
+        assert m["guidance"]["strength"] * scale == pytest.approx(float(name.rsplit("x", 1)[1]))
+        assert table["rows_by_evaluator"]["evaluator_words"][name]["r1"] != table["rows"][name]["r1"]
+    assert png.stat().st_size > 10000
+    with pytest.raises(SystemExit, match="--latency"):
+        main(["eval", "--models", str(root), "--data", str(data), "--table", "--levers", str(tunings[0]),
+              "--plot", str(png)])

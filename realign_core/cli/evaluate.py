@@ -55,6 +55,13 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--curve", action="store_true",
                     help="--table: also the default guidance at 5/10/25/all guided steps (quality-vs-latency "
                          "curve: realign bench --plot-quality MODELS/results_table.json)")
+    ev.add_argument("--levers", nargs="+", default=None, metavar="TUNING_JSON",
+                    help="--table: the baseline and, per validation search (tune-guidance JSON, one reward space "
+                         "each), its best validated setting at 1/2/3/5/all late guided steps (the test-split "
+                         "quality-vs-latency curve, every lever its own series)")
+    ev.add_argument("--latency", default=None, help="--levers: realign bench --json with a row per reward space "
+                    "and guided-step count, for --plot")
+    ev.add_argument("--plot", default=None, help="--levers: PNG of R@1 and FID against the latency, per evaluator")
     ev.add_argument("--judge-val", action="store_true",
                     help="judge the unguided generator on --limit validation prompts (default 256) with "
                          "reward_plain, to choose checkpoints (writes MODELS/generator_val_judge.json)")
@@ -127,10 +134,14 @@ def _eval_table(args: argparse.Namespace) -> int:
     from realign_core.device import pick_device
     from realign_core.evaluation.results_table import format_table, merge_tables, run_table, save_table
 
-    from realign_core.evaluation.results_table import table_methods
+    from realign_core.evaluation.results_table import lever_methods, table_methods
 
     models, generators = Path(args.models), tuple(args.generators.split(","))
     methods = table_methods(models, generators, curve=args.curve)
+    if args.levers:
+        if args.plot and not args.latency:
+            raise SystemExit("realign eval --levers --plot: give the latency rows with --latency")
+        methods = [m for m in methods if m.name == "mld baseline"] + lever_methods(models, args.levers)
     if args.rows:
         known = {m.name: m for m in methods}
         unknown = [r for r in args.rows if r not in known]
@@ -148,6 +159,9 @@ def _eval_table(args: argparse.Namespace) -> int:
     for kind in result.get("rows_by_evaluator", {}):
         print(f"\nscored by {kind}:\n{format_table(result, kind)}")
     print(f"written to {out}")
+    if args.levers and args.plot:
+        from realign_core.evaluation.benchmark.report import plot_levers_test
+        print(f"wrote {plot_levers_test(result, args.latency, args.plot)}")
     return 0
 
 

@@ -97,6 +97,36 @@ def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm"), cu
 CURVE_GUIDED: tuple[int | None, ...] = (5, 10, 25, None)   # guided-step counts of the curve (None = all)
 
 
+LEVER_COUNTS: tuple[int | None, ...] = (1, 2, 3, 5, None)   # guided-step counts of the lever curve (None = all)
+
+
+def lever_methods(models: Path, tunings: list[str | Path | dict], placement: str = "late",
+                  counts: tuple[int | None, ...] = LEVER_COUNTS) -> list[Method]:
+    """The test-split quality-vs-latency curve's rows: per validation search (one reward space each) and
+    guided-step count, the candidate with the best judge R@1 on validation (the points of the validation
+    levers figure, :func:`~realign_core.evaluation.benchmark.report.best_tuning_rows`), named
+    "mld lever: {space} reward, {k} {placement} x{scale}"; its step scale is given as the strength
+    relative to the models' calibrated scale.  The baseline row is ``mld baseline``."""
+    from realign_core.evaluation.benchmark.report import best_tuning_rows, guided_key
+
+    scale = GuidanceCalibration.load(guidance_path(models), "mld").scale
+    rows: list[Method] = []
+    for tuning in tunings:
+        space, best = best_tuning_rows(tuning, placement)
+        steps = int((json.loads(Path(tuning).read_text()) if isinstance(tuning, (str, Path)) else tuning)
+                    ["config"]["steps"])
+        for k in counts:
+            row = best.get(guided_key(k, steps))
+            if row is None or not row["settings"]:
+                continue
+            s = GuidanceSettings(**row["settings"])
+            label = "all steps" if s.guided_steps is None else f"last {s.guided_steps}" if s.placement == "late" \
+                else f"{s.guided_steps} {s.placement}"
+            rows.append(Method(f"mld lever: {space} reward, {label} x{row['scale']:g}", "mld", "reward",
+                               replace(s, strength=s.strength * row["scale"] / scale)))
+    return rows
+
+
 def _guided_label(k: int | None) -> str:
     return "all steps guided" if k is None else f"{k} steps guided"
 

@@ -161,14 +161,13 @@ def save_figure(fig: Any, out: str | Path, dpi: int = 120) -> Path:
     return out
 
 
-def tuning_quality_rows(tuning: str | Path | dict, placement: str) -> tuple[str, list[dict[str, Any]]]:
-    """(reward space, rows {guided_steps, r1, fid}) of a validation guidance search (``realign tune-guidance``
-    JSON): per guided-step count at ``placement``, the highest judge R@1 any scale or mix reached, with that
-    candidate's judge FID; the unguided baseline and the all-steps rows belong to every placement."""
+def best_tuning_rows(tuning: str | Path | dict, placement: str) -> tuple[str, dict[str, dict[str, Any]]]:
+    """(reward space, {guided-step key: candidate row}) of a validation guidance search (``realign
+    tune-guidance`` JSON): per guided-step count at ``placement`` (the all-steps rows belong to every
+    placement), the candidate with the highest judge R@1 of any scale or mix; key "0" is the baseline."""
     result = json.loads(Path(tuning).read_text()) if isinstance(tuning, (str, Path)) else tuning
     steps = int(result["config"]["steps"])
-    best: dict[str, dict[str, Any]] = {"0": {"guided_steps": 0, "r1": result["baseline"]["judge_r1"],
-                                             "fid": result["baseline"]["judge_fid"]}}
+    best: dict[str, dict[str, Any]] = {"0": result["baseline"]}
     space = "motion"
     for row in (r for stage in result["stages"] for r in stage):
         settings = row["settings"]
@@ -176,9 +175,16 @@ def tuning_quality_rows(tuning: str | Path | dict, placement: str) -> tuple[str,
         key = guided_key(settings["guided_steps"], steps)
         if key != "all" and settings["placement"] != placement:
             continue
-        if key not in best or row["judge_r1"] > best[key]["r1"]:
-            best[key] = {"guided_steps": key, "r1": row["judge_r1"], "fid": row["judge_fid"]}
-    return space, list(best.values())
+        if key not in best or row["judge_r1"] > best[key]["judge_r1"]:
+            best[key] = row
+    return space, best
+
+
+def tuning_quality_rows(tuning: str | Path | dict, placement: str) -> tuple[str, list[dict[str, Any]]]:
+    """(reward space, rows {guided_steps, r1, fid}) of :func:`best_tuning_rows`: the judge's R@1 and FID."""
+    space, best = best_tuning_rows(tuning, placement)
+    return space, [{"guided_steps": 0 if key == "0" else key, "r1": row["judge_r1"], "fid": row["judge_fid"]}
+                   for key, row in best.items()]
 
 
 def plot_guidance_levers(latency: str | Path | dict | list, tunings: list[str | Path | dict],
@@ -222,4 +228,52 @@ def plot_guidance_levers(latency: str | Path | dict | list, tunings: list[str | 
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=7)
     fig.suptitle("Guidance levers: quality on validation vs latency (numbers: guided steps)")
+    return save_figure(fig, out)
+
+
+def plot_levers_test(table: dict[str, Any], latency: str | Path | dict | list, out: str | Path,
+                     batch: int = 1, target: float = 1.3) -> Path:
+    """Test-split quality against measured latency, one series per lever of a results table made with
+    ``realign eval --table --levers`` (rows "mld lever: ..." and "mld baseline"): R@1 and FID with their
+    95 % CIs, one row of panels per evaluator, one point per guided-step count (the baseline is every
+    series' 0).  latency: ``realign bench --json`` rows with every (reward space, guided-step count)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in load_bench_rows(latency) if r["batch"] == batch]
+    lat = {(r.get("reward_space", "motion"), guided_key(r["guided_steps"], r.get("steps"))): r["per_motion_s"]
+           for r in rows}
+    unguided = next((r["per_motion_s"] for r in rows if guided_key(r["guided_steps"]) == "0"), None)
+    if unguided is None:
+        raise ValueError(f"latency rows have no unguided row at batch {batch}")
+    series: dict[str, list[tuple[str, str, float]]] = {}
+    for name, method in table["methods"].items():
+        g = method["guidance"]
+        if name.startswith("mld lever:") and g is not None:
+            key = guided_key(g["guided_steps"], table["steps"])
+            if (g["reward_space"], key) in lat:
+                series.setdefault(f"{g['reward_space']} reward, {g['placement']}", []).append(
+                    (name, key, lat[(g["reward_space"], key)]))
+    if not series or "mld baseline" not in table["rows"]:
+        raise ValueError("the table has no 'mld lever: ...' rows with a latency row, or no 'mld baseline'")
+    evaluators = {"evaluator": table["rows"], **table.get("rows_by_evaluator", {})}
+    fig, axes = plt.subplots(len(evaluators), 2, figsize=(10, 3.6 * len(evaluators)), squeeze=False)
+    for (kind, metrics), panel in zip(evaluators.items(), axes):
+        for label, points in sorted(series.items()):
+            points = [("mld baseline", "0", unguided)] + sorted(points, key=lambda p: p[2])
+            for ax, metric in zip(panel, ("r1", "fid")):
+                ys = [metrics[name][metric] for name, _, _ in points]
+                ax.errorbar([x for _, _, x in points], [y[0] for y in ys], yerr=[y[1] for y in ys], marker="o",
+                            capsize=3, label=label, linestyle="-" if label.startswith("latent") else "--")
+                for (_, key, x), y in zip(points, ys):
+                    ax.annotate(key, (x, y[0]), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        for ax, metric in zip(panel, ("R@1 (higher is better)", "FID (lower is better)")):
+            ax.axvline(target * unguided, linestyle=":", color="grey", label=f"{target:g}x unguided")
+            ax.set_xlabel(f"seconds per motion (batch {batch}, measured)")
+            ax.set_ylabel(f"{metric}, {kind}")
+            ax.grid(alpha=0.3)
+    axes[0][1].legend(fontsize=7)
+    fig.suptitle(f"Guidance levers on the test split ({table['prompts']} prompts x {table['repeats']}; "
+                 f"numbers: guided steps of {table['steps']})", fontsize=10)
     return save_figure(fig, out)
