@@ -140,6 +140,21 @@ def test_choose_guidance_rejudges_every_candidate_with_each_judge(tuned_tiny, tm
     reused = tmp_path / "reused.json"
     assert main(args[:-2] + screen[:-1] + [str(reused), "--reuse", str(precise)]) == 0
     assert json.loads(reused.read_text())["rows"] == again["rows"]
+    # another latent reward model: its latent rows are judged again, with their own kinematic pass rates
+    both = []
+    for t in tunings:
+        patched = json.loads(t.read_text())
+        patched["config"]["kin_samples"] = 1
+        both.append(tmp_path / f"k_{t.name}")
+        both[-1].write_text(json.dumps(patched))
+    latent_run = tmp_path / "latent_run.json"
+    assert main(["choose-guidance", "--models", str(root), "--data", str(data), "--tunings", *map(str, both),
+                 "--judges", "reward_plain", f"evaluator_words@{root}", "--latency", str(latency), "--max-slowdown",
+                 "100", "--keep-gain", "-100", "--reuse", str(out), "-o", str(latent_run)]) == 0
+    rows = json.loads(latent_run.read_text())["rows"]
+    latent = [r for r in rows if r["settings"] and r["settings"]["reward_space"] == "latent"]
+    assert latent and all(r["kin_own"] and 0.0 <= r["kin_pass"] <= 1.0 for r in latent)
+    assert all("kin_own" not in r for r in rows if r not in latent)
     with pytest.raises(FileNotFoundError, match="judge checkpoint .*evaluator_words"):
         load_judge(tmp_path / "nowhere", "evaluator_words", None)
 
@@ -158,7 +173,8 @@ def test_combined_choice_compares_latent_reward_models_under_one_rule():
     assert sum(r["settings"]["reward_space"] == "motion" for r in combined["rows"]) == 3   # shared rows once
     pick = combined["choice"]
     assert pick["latent_model"] == "1 layer" and pick["slowdown"] == pytest.approx(1.15) and combined["budget_met"]
-    assert "latent (1 layer)" in format_choice(combined)
+    table = format_choice(combined)
+    assert "latent (1 layer)" in table and table.count("**") == 2 * 3   # one row in bold: its cost and two judges'
     strict = combine_choices({"3 layers": big, "1 layer": small}, ChoiceConfig(keep_gain=0.99))
     assert not strict["budget_met"] and strict["choice"]["settings"]["guided_steps"] is None   # only the reference
     other = json.loads(json.dumps(small))

@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from realign_core.evaluation.benchmark.report import guided_key, load_bench_rows
-from realign_core.evaluation.guidance_tuning import (candidate_key, generate_candidate, load_judge,
+from realign_core.evaluation.guidance_tuning import (candidate_key, generate_candidate, kinematic_pass, load_judge,
                                                      meets_kinematic_guard)
+from realign_core.evaluation.kinematic.val_prompts import split_prompts
 from realign_core.evaluation.results_table import eval_subset
 from realign_core.evaluation.scoring import EvalSet
 from realign_core.guidance.reward_guidance import GuidanceSettings
@@ -115,7 +116,9 @@ def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: lis
     the same prompts and seeds by every judge, are reused, so an interrupted run continues.  ``reuse``: an
     earlier run (other ``models``) whose rows that do not read the latent reward model -- unguided and
     motion-space guides, the same generator and reward models -- are taken as they are when judged on the
-    same prompts and seeds by every judge (to compare latent reward models without re-generating the rest)."""
+    same prompts and seeds by every judge (to compare latent reward models without re-generating the rest);
+    the latent rows' kinematic pass rates are then measured again with this model (``kin_own``), as the
+    tunings measured them (same validation prompts, samples and batch)."""
     baseline, candidates = pool_candidates(tunings)
     candidates = [c for c in candidates if only is None or _key(c) in only]
     first = tunings[0]
@@ -133,10 +136,16 @@ def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: lis
                               "seeds": precision.seeds, "steps": cfg["steps"], "sampler": cfg["sampler"],
                               "batch": cfg["batch"],
                               "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "rows": []}
+    own_kin = reuse is not None and cfg.get("kin_samples", 0) > 0     # another latent model than the tunings'
+    kin_prompts = split_prompts(data, "val") if own_kin else []
     for n, cand in enumerate([baseline, *candidates]):
         key = _key(cand)
         if key not in done:
             done[key] = _judged(pipe, prompts, cand, sampling, cfg["batch"], loaded, precision.seeds)
+        if own_kin and cand["settings"] and _space(cand) == "latent" and not done[key].get("kin_own"):
+            settings = GuidanceSettings(**cand["settings"])   # the tunings' kinematic pass was another model's
+            done[key].update(kinematic_pass(pipe, settings, cand["scale"], sampling, kin_prompts, cfg["kin_samples"],
+                                            cfg["batch"]), kin_own=True)
         result["rows"].append(done[key])
         print(f"[{n + 1}/{len(candidates) + 1}] {describe(done[key])}", flush=True)
         if out is not None:
@@ -307,6 +316,10 @@ def _min_kept(row: dict[str, Any]) -> float:
     return min(v for k in row["kept"].values() for v in k.values())
 
 
+def _identity(row: dict[str, Any]) -> tuple[str, str | None]:
+    return _key(row), row.get("latent_model")
+
+
 def _label(row: dict[str, Any]) -> str:
     """The guide's name in tables and plots: the reward space, and which latent model when combined."""
     return _space(row) + (f" ({row['latent_model']})" if row.get("latent_model") else "")
@@ -323,20 +336,20 @@ def format_choice(choice: dict[str, Any], max_slowdown: float = 2.0) -> str:
     b = choice["baseline"]
     lines.append("| none | – | – | – | 1.00 | " + _pct(b.get("kin_pass")) + " | "
                  + " | ".join(f"{b['judges'][n]['judge_r1']:.3f} | {b['judges'][n]['judge_fid']:.3f} | –" for n in judges) + " |")
-    pick = _key(choice["choice"]) if choice["choice"] else None
+    pick = _identity(choice["choice"]) if choice["choice"] else None
     ref = _key(choice["reference"])
     shown = sorted((r for r in choice["rows"] if r["slowdown"] is not None
                     and (r["slowdown"] <= max_slowdown or _key(r) == ref)),
                    key=lambda r: (r["slowdown"], -_min_kept(r)))
     for r in shown:
-        s, bold = r["settings"], "**" if _key(r) == pick else ""
+        s, bold = r["settings"], "**" if _identity(r) == pick else ""
         label = ("all" if s["guided_steps"] is None else f"{s['guided_steps']} ({s['placement']})") + \
             (" = full guidance" if _key(r) == ref else "")
         cells = [_label(r), label, f"{r['scale']:g}", f"{s['mu']:g}, {s['eta']:g}", f"{bold}{r['slowdown']:.2f}{bold}",
                  _pct(r.get("kin_pass"))]
         for n in judges:
             j, k = r["judges"][n], r["kept"][n]
-            cells += [f"{j['judge_r1']:.3f}", f"{j['judge_fid']:.3f}", f"{bold}{100 * k['r1']:.0f} / {100 * k['fid']:.0f}{bold}"]
+            cells += [f"{j['judge_r1']:.3f}", f"{j['judge_fid']:.3f}", f"{bold}{100 * k['r1']:.1f} / {100 * k['fid']:.1f}{bold}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

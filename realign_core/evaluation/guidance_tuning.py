@@ -178,12 +178,20 @@ def evaluate_candidate(pipe: TextToMotionPipeline, judge: Judge, prompts: EvalSe
     feats, seconds = generate_candidate(pipe, prompts, settings, scale, sampling, cfg.batch)
     row: dict[str, Any] = {"seconds_per_motion": seconds, **judge.score(feats), "kin_pass": None, "kin_matched": None}
     if kin_prompts and cfg.kin_samples > 0:
-        report = kinematic_alignment(pipeline_generator(pipe, sampling, settings), kin_prompts, cfg.kin_samples,
-                                     batch_size=cfg.batch)
-        row.update({"kin_pass": report.overall, "kin_matched": report.matched})
+        row.update(kinematic_pass(pipe, settings, scale, sampling, kin_prompts, cfg.kin_samples, cfg.batch))
     row.update({"scale": scale, "settings": asdict(settings) if settings else None})
     print(_describe(row), flush=True)
     return row
+
+
+def kinematic_pass(pipe: TextToMotionPipeline, settings: GuidanceSettings | None, scale: float,
+                   sampling: SamplingConfig, kin_prompts: Sequence[KinematicPrompt], samples: int,
+                   batch: int) -> dict[str, Any]:
+    """{"kin_pass", "kin_matched"}: the validation kinematic checks of ``samples`` motions per prompt
+    generated with these settings at this step scale (the tuning's kinematic guard)."""
+    pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
+    report = kinematic_alignment(pipeline_generator(pipe, sampling, settings), kin_prompts, samples, batch_size=batch)
+    return {"kin_pass": report.overall, "kin_matched": report.matched}
 
 
 def meets_kinematic_guard(row: dict[str, Any], baseline: dict[str, Any], slack: float) -> bool:
