@@ -151,8 +151,7 @@ def _tune_guidance(args: argparse.Namespace) -> int:
 
 def _choose_guidance(args: argparse.Namespace) -> int:
     from realign_core.device import pick_device
-    from realign_core.evaluation.guidance_choice import (ChoiceConfig, JudgeSpec, Precision, choose, format_choice,
-                                                         plot_choice, rejudge, screened)
+    from realign_core.evaluation.guidance_choice import ChoiceConfig, JudgeSpec, Precision, choose, rejudge, screened
     from realign_core.evaluation.guidance_tuning import write_guidance_toml
 
     models, out = Path(args.models), Path(args.output)
@@ -169,16 +168,9 @@ def _choose_guidance(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as err:
         raise SystemExit(f"realign choose-guidance: {err}") from None
     out.write_text(json.dumps({**result, "choice": choice}, indent=1) + "\n")
-    print(format_choice(choice))
-    if args.plot:
-        print(f"wrote {plot_choice(choice, args.plot)}")
-    pick = choice["choice"]
+    pick = _report_choice(choice, cfg, out, args.plot)
     if pick is None:
-        print(f"no candidate keeps {cfg.keep_gain:.0%} of full guidance's gains by every judge; see {out}")
         return 1
-    verdict = "within" if choice["budget_met"] else "NOT within (no candidate is; the cheapest that keeps the gains)"
-    print(f"choice: {pick['settings']} at scale {pick['scale']:g}, {pick['slowdown']:.2f}x unguided, "
-          f"{verdict} the {cfg.max_slowdown:g}x budget -> {out}")
     if args.write_toml:
         write_guidance_toml(guidance_path(models), result["generator"], pick,
                             {"sampler": result["sampler"], "steps": result["steps"]})
@@ -187,7 +179,7 @@ def _choose_guidance(args: argparse.Namespace) -> int:
 
 
 def _combine_choices(args: argparse.Namespace) -> int:
-    from realign_core.evaluation.guidance_choice import ChoiceConfig, combine_choices, format_choice, plot_choice
+    from realign_core.evaluation.guidance_choice import ChoiceConfig, combine_choices
 
     try:
         labelled = {}
@@ -204,17 +196,25 @@ def _combine_choices(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as err:
         raise SystemExit(f"realign combine-choices: {err}") from None
     Path(args.output).write_text(json.dumps({"choice": choice}, indent=1) + "\n")
+    return 0 if _report_choice(choice, cfg, Path(args.output), args.plot) is not None else 1
+
+
+def _report_choice(choice: dict, cfg, out: Path, plot: str | None) -> dict | None:
+    """Print a choice's table and verdict (and draw it to ``plot``); returns the chosen row or None."""
+    from realign_core.evaluation.guidance_choice import format_choice, plot_choice
+
     print(format_choice(choice))
-    if args.plot:
-        print(f"wrote {plot_choice(choice, args.plot)}")
+    if plot:
+        print(f"wrote {plot_choice(choice, plot)}")
     pick = choice["choice"]
     if pick is None:
-        print(f"no candidate keeps {cfg.keep_gain:.0%} of full guidance's gains by every judge")
-        return 1
-    print(f"choice: {pick['settings']} ({pick.get('latent_model', 'motion-space reward')}) at scale "
-          f"{pick['scale']:g}, {pick['slowdown']:.2f}x unguided, "
-          f"{'within' if choice['budget_met'] else 'NOT within'} the {cfg.max_slowdown:g}x budget -> {args.output}")
-    return 0
+        print(f"no candidate keeps {cfg.keep_gain:.0%} of full guidance's gains by every judge; see {out}")
+        return None
+    which = f" ({pick['latent_model']})" if pick.get("latent_model") else ""
+    verdict = "within" if choice["budget_met"] else "NOT within (no candidate is; the cheapest that keeps the gains)"
+    print(f"choice: {pick['settings']}{which} at scale {pick['scale']:g}, {pick['slowdown']:.2f}x unguided, "
+          f"{verdict} the {cfg.max_slowdown:g}x budget -> {out}")
+    return pick
 
 
 def _model_card(args: argparse.Namespace) -> int:

@@ -112,9 +112,9 @@ def lever_methods(models: Path, tunings: list[str | Path | dict], placement: str
     scale = GuidanceCalibration.load(guidance_path(models), "mld").scale
     rows: list[Method] = []
     for tuning in tunings:
+        tuning = json.loads(Path(tuning).read_text()) if isinstance(tuning, (str, Path)) else tuning
         space, best = best_tuning_rows(tuning, placement)
-        steps = int((json.loads(Path(tuning).read_text()) if isinstance(tuning, (str, Path)) else tuning)
-                    ["config"]["steps"])
+        steps = int(tuning["config"]["steps"])
         for k in counts:
             row = best.get(guided_key(k, steps))
             if row is None or not row["settings"]:
