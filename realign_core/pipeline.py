@@ -56,7 +56,7 @@ SPACING = {"ddim": "leading", "ddpm": "leading", "diffusers-ddim": "leading", "d
 class SamplingConfig:
     sampler: str = "ddim"            # one of SAMPLERS
     steps: int = 50
-    cfg_scale: float | None = None   # None = the generator's default (MLD 7.5, MDM 2.5)
+    cfg_scale: float | None = None   # None = guidance.toml's cfg_scale, else the generator's (MLD 7.5, MDM 2.5)
     eta: float = 0.0                 # DDIM's eta (not the M2M reward weight)
     spacing: str | None = None       # timestep spacing "leading"/"trailing"; None = the sampler's (SPACING)
 
@@ -134,10 +134,18 @@ class TextToMotionPipeline:
 
     @property
     def default_sampling(self) -> SamplingConfig:
-        """The sampler and step count the guidance calibration was validated with (guidance.toml
-        ``sampler``/``steps``), else :class:`SamplingConfig`'s (DDIM, 50 steps)."""
+        """The sampler, step count and CFG scale validated for these models (guidance.toml ``sampler`` /
+        ``steps`` / ``cfg_scale``), else :class:`SamplingConfig`'s (DDIM, 50 steps) and the generator's CFG."""
         c = self.calibration
-        return SamplingConfig(sampler=c.sampler or SamplingConfig.sampler, steps=c.steps or SamplingConfig.steps)
+        return SamplingConfig(sampler=c.sampler or SamplingConfig.sampler, steps=c.steps or SamplingConfig.steps,
+                              cfg_scale=self.default_cfg)
+
+    @property
+    def default_cfg(self) -> float:
+        """The classifier-free guidance scale of requests that give none: guidance.toml's validated
+        ``cfg_scale``, else the generator's default."""
+        c = self.calibration.cfg_scale
+        return self.generator.default_cfg if c is None else c
 
     @property
     def control_sampling(self) -> SamplingConfig:
@@ -226,7 +234,7 @@ class TextToMotionPipeline:
         lengths = torch.tensor([int(f) for f in frames], device=self.device)
         hook = self.make_guidance(list(captions), lengths, guidance, sampler.timesteps)
         constraint = self.make_constraints(lengths, control, sampler.timesteps, constraint_schedule)
-        cfg_scale = gen.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale
+        cfg_scale = self.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale
         x = denoise_loop(gen.model_fn(text_emb, lengths), sampler, gen.state_shape(len(captions)), seeded,
                          cfg_scale, guidance=compose([hook, constraint]), callback=callback, device=self.device)
         feats = self.normalizer.denormalize(gen.to_features(x, lengths))

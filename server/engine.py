@@ -118,8 +118,8 @@ def has_reference_bank(pipeline: Any) -> bool:
 def model_defaults(pipeline: Any) -> Defaults:
     """The model's defaults: its CFG scale and, with a reward model, its calibrated guidance
     (eta 0 when there is no embedding bank, so that the defaults always run)."""
-    generator = getattr(pipeline, "generator", None)
-    cfg = float(getattr(generator, "default_cfg", Defaults.cfg))
+    cfg = float(getattr(pipeline, "default_cfg", getattr(getattr(pipeline, "generator", None), "default_cfg",
+                                                         Defaults.cfg)))
     strength, mu, eta = 0.0, Defaults.mu, Defaults.eta
     if has_reward(pipeline):
         g = getattr(pipeline, "default_guidance", None)

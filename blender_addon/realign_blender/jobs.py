@@ -59,10 +59,12 @@ JOBS: dict[int, Job] = {}
 
 
 def guidance(settings, strength: float | None = None) -> dict:
-    """The ``guidance`` object of a request from scene settings: strength and CFG, and the reward weights
+    """The ``guidance`` object of a request from scene settings: strength, CFG (when set), and the reward weights
     only when the user asked for a custom mix (otherwise the server uses the model's calibrated mix, which
     for a reward model without an embedding bank has no motion-to-motion term)."""
-    out = {"strength": float(settings.strength if strength is None else strength), "cfg": float(settings.cfg)}
+    out = {"strength": float(settings.strength if strength is None else strength)}
+    if settings.cfg > 0:               # 0 = the model's validated scale (the server's default)
+        out["cfg"] = float(settings.cfg)
     if settings.custom_mix:
         out.update(mu=float(settings.mu), eta=float(settings.eta))
     return out
@@ -251,7 +253,8 @@ def _bake_result(context, settings, job: Job, event: dict) -> None:
             continue
         meta = {"prompt": motion.get("prompt", ""), "seed": int(motion.get("seed", 0)),
                 "strength": float(event.get("guidance", {}).get("strength", _req_strength(job, event))),
-                "cfg": float(_req_guidance(job, event).get("cfg", 0.0)),
+                "cfg": float(event.get("sampling", {}).get("guidance", {}).get("cfg",
+                                                                            _req_guidance(job, event).get("cfg", 0.0))),
                 "model": str(event.get("model", settings.model)), "server_version": settings.server_version}
         try:
             if target.control is not None:

@@ -83,7 +83,8 @@ class RealignSettings(bpy.types.PropertyGroup):
     takes: IntProperty(name="Takes", default=1, min=1, max=16, description="Motions per click (one Action each)")
     strength: FloatProperty(name="Guidance strength", default=1.0, min=0.0, max=100.0,
                             description="ReAlign reward guidance strength (0 = plain diffusion)")
-    cfg: FloatProperty(name="CFG", default=7.5, min=0.0, max=30.0, description="Classifier-free guidance scale")
+    cfg: FloatProperty(name="CFG", default=0.0, min=0.0, max=30.0,
+                       description="Classifier-free guidance scale (0 = the model's validated scale)")
     custom_mix: BoolProperty(name="Custom reward mix", default=False,
                              description="Send μ and η with each request (off: the model's calibrated mix)")
     mu: FloatProperty(name="μ", default=1.0, min=0.0, max=100.0, description="Text-alignment reward weight")

@@ -39,7 +39,8 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--real-repeats", type=int, default=20, help="reshuffles of the 32-sample groups for real data")
     ev.add_argument("--steps", type=int, default=None,
                     help="sampler steps (default: the models' validated setting in guidance.toml; --judge-val: 50)")
-    ev.add_argument("--cfg", type=float, default=7.5)
+    ev.add_argument("--cfg", type=float, default=None,
+                    help="classifier-free guidance scale (default: guidance.toml's cfg_scale, else the generator's)")
     ev.add_argument("--table", action="store_true",
                     help="the results table: baseline vs ReAlign variants on both generators")
     ev.add_argument("--kinematic", action="store_true",
@@ -197,7 +198,8 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--strength", type=float, default=None, help="guidance strength (default: the models' default)")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the models' validated setting)")
-    p.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
+    p.add_argument("--cfg", type=float, default=None,
+                   help="classifier-free guidance scale (default: guidance.toml's cfg_scale, else the generator's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None)

@@ -9,6 +9,7 @@
     realign train {vae,denoiser,reward,reward_plain,evaluator,mdm} --data DIR --config FILE --out DIR
     realign eval --models DIR --data DIR [--table [--limit N] [--repeats R] | --kinematic | --judge-val]
     realign tune-guidance --models DIR --data DIR [--generator mld|mdm]
+    realign choose-cfg --models DIR --data DIR --scales 3 4 5 6 7.5 --judges KIND[@ROOT] ... -o OUT
     realign choose-guidance --models DIR --data DIR --tunings T.json ... --judges KIND[@ROOT] ... --latency B.json -o OUT
     realign model-card --models DIR -o docs/MODEL_CARD.md
     realign plot-training --log DIR/denoiser/log.jsonl --judged J.json ... -o PNG   (curves vs epochs and hours)
@@ -199,6 +200,34 @@ def _combine_choices(args: argparse.Namespace) -> int:
     return 0 if _report_choice(choice, cfg, Path(args.output), args.plot) is not None else 1
 
 
+def _choose_cfg(args: argparse.Namespace) -> int:
+    from realign_core.device import pick_device
+    from realign_core.evaluation.cfg_choice import (CfgChoiceConfig, choose_cfg, format_cfg_choice, judge_cfg_scales,
+                                                    plot_cfg_choice)
+    from realign_core.evaluation.guidance_choice import JudgeSpec, Precision
+    from realign_core.evaluation.guidance_tuning import write_cfg_scale
+
+    models, out = Path(args.models), Path(args.output)
+    cfg = CfgChoiceConfig(scales=tuple(args.scales), r1_slack=args.r1_slack, kin_slack=args.kin_slack,
+                          kin_samples=args.kin_samples)
+    try:
+        judges = [JudgeSpec.parse(j, models) for j in args.judges]
+        result = judge_cfg_scales(models, Path(args.data), judges, cfg, args.generator, pick_device(args.device),
+                                  Precision(args.prompts, args.seeds), out)
+        choice = choose_cfg(result, cfg)
+    except (OSError, ValueError, KeyError) as err:
+        raise SystemExit(f"realign choose-cfg: {err}") from None
+    out.write_text(json.dumps({**result, "choice": choice}, indent=1) + "\n")
+    print(format_cfg_choice(result, choice))
+    if args.plot:
+        print(f"wrote {plot_cfg_choice(result, choice, args.plot)}")
+    print(f"choice: CFG {choice['choice']:g} (current {choice['current']:g}) -> {out}")
+    if args.write_toml:
+        write_cfg_scale(guidance_path(models), args.generator, choice["choice"])
+        print(f"wrote cfg_scale {choice['choice']:g} to [{args.generator}] of {guidance_path(models)}")
+    return 0
+
+
 def _report_choice(choice: dict, cfg, out: Path, plot: str | None) -> dict | None:
     """Print a choice's table and verdict (and draw it to ``plot``); returns the chosen row or None."""
     from realign_core.evaluation.guidance_choice import format_choice, plot_choice
@@ -314,7 +343,8 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--guided-steps", default=None,
                    help="how many sampler steps are guided: a count or 'all' (default: the validated setting; "
                         "more = better FID, slower)")
-    g.add_argument("--cfg", type=float, default=None, help="classifier-free guidance scale (default: generator's)")
+    g.add_argument("--cfg", type=float, default=None,
+                   help="classifier-free guidance scale (default: guidance.toml's cfg_scale, else the generator's)")
     g.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default: the models' validated setting, guidance.toml)")
     g.add_argument("--sampler", default=None, choices=SAMPLER_CHOICES,
@@ -469,6 +499,25 @@ def build_parser() -> argparse.ArgumentParser:
                     "another latent reward model): its unguided and motion-space rows are taken, not re-generated")
     cg.add_argument("--device", default="auto")
     cg.set_defaults(func=_choose_guidance)
+
+    cf = sub.add_parser("choose-cfg", help="choose the classifier-free guidance scale on the validation split "
+                        "(unguided and default-guided takes at each scale, judged)")
+    cf.add_argument("--models", required=True, help="model root (generator, reward models, guidance.toml)")
+    cf.add_argument("--data", required=True, help=DATA_HELP)
+    cf.add_argument("--generator", default="mld", choices=("mld", "mdm"))
+    cf.add_argument("--scales", type=float, nargs="+", default=[3.0, 4.0, 5.0, 6.0, 7.5],
+                    help="CFG scales to judge (must include the current one)")
+    cf.add_argument("--judges", nargs="+", default=["reward_plain"], help="KIND or KIND@ROOT (as choose-guidance)")
+    cf.add_argument("--prompts", type=int, default=0, help="validation prompts (0: the whole split)")
+    cf.add_argument("--seeds", type=int, default=1, help="seed sets, scores averaged")
+    cf.add_argument("--r1-slack", type=float, default=0.01, help="allowed drop of the guided judge R@1, per judge")
+    cf.add_argument("--kin-slack", type=float, default=0.03)
+    cf.add_argument("--kin-samples", type=int, default=4, help="samples per validation kinematic prompt (0: none)")
+    cf.add_argument("-o", "--output", required=True, help="JSON of every row and the choice (resumable)")
+    cf.add_argument("--plot", default=None, help="PNG: judge R@1 and FID against the CFG scale")
+    cf.add_argument("--write-toml", action="store_true", help="write the choice to MODELS/guidance.toml")
+    cf.add_argument("--device", default="auto")
+    cf.set_defaults(func=_choose_cfg)
 
     cc = sub.add_parser("combine-choices", help="apply choose-guidance's rule across runs that differ only in "
                         "the latent reward model")

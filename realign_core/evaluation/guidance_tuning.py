@@ -48,7 +48,7 @@ from realign_core.evaluation.kinematic.report import kinematic_alignment, pipeli
 from realign_core.evaluation.kinematic.val_prompts import split_prompts
 from realign_core.evaluation.results_table import eval_subset, generate_set
 from realign_core.evaluation.scoring import EVALUATOR_KINDS, EvalSet, embed_feature_list, embed_texts, load_scorer
-from realign_core.guidance.reward_guidance import GuidanceCalibration, GuidanceSettings, guided_step_indices
+from realign_core.guidance.reward_guidance import GuidanceSettings, guided_step_indices
 from realign_core.models.evaluator import MetricSpaceScorer
 from realign_core.models.layout import checkpoint_path
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
@@ -157,7 +157,7 @@ def generate_candidate(pipe: TextToMotionPipeline, prompts: EvalSet, settings: G
                        sampling: SamplingConfig, batch: int, seed_offset: int = 0) -> tuple[list[np.ndarray], float]:
     """One normalised motion (T_i, 263) per prompt, prompt i with seed ``seed_offset + i``, guided by
     ``settings`` at step ``scale``; and the wall seconds per motion it took."""
-    pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
+    pipe.calibration = replace(pipe.calibration, scale=scale)
     start = time.perf_counter()
     seeds = [seed_offset + i for i in range(len(prompts.captions))]
     feats = generate_set(pipe, prompts, seeds, sampling, settings, batch)
@@ -189,7 +189,7 @@ def kinematic_pass(pipe: TextToMotionPipeline, settings: GuidanceSettings | None
                    batch: int) -> dict[str, Any]:
     """{"kin_pass", "kin_matched"}: the validation kinematic checks of ``samples`` motions per prompt
     generated with these settings at this step scale (the tuning's kinematic guard)."""
-    pipe.calibration = GuidanceCalibration(scale, pipe.calibration.defaults)
+    pipe.calibration = replace(pipe.calibration, scale=scale)
     report = kinematic_alignment(pipeline_generator(pipe, sampling, settings), kin_prompts, samples, batch_size=batch)
     return {"kin_pass": report.overall, "kin_matched": report.matched}
 
@@ -299,22 +299,35 @@ def _kin(row: dict[str, Any]) -> str:
 
 def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any], sampling: dict[str, Any] | None = None) -> None:
     """Write/replace table [generator] of guidance.toml with the winner (keeps other tables and the
-    table's ``control_steps``, which the tuning does not choose)."""
+    table's ``control_steps`` and ``cfg_scale``, which the tuning does not choose)."""
     import tomllib
 
     tables: dict[str, dict[str, Any]] = {}
     if path.is_file():
         tables = tomllib.loads(path.read_text())
     s = winner["settings"]
-    kept = {k: v for k, v in tables.get(generator, {}).items() if k == "control_steps"}
+    kept = {k: v for k, v in tables.get(generator, {}).items() if k in ("control_steps", "cfg_scale")}
     tables[generator] = {**kept, "scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
                          "placement": s["placement"],
                          **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {}),
                          **({"reward_space": s["reward_space"]} if s.get("reward_space", "motion") != "motion" else {}),
                          **(sampling or {})}
+    _dump_guidance_toml(path, tables)
+
+
+def write_cfg_scale(path: Path, generator: str, cfg_scale: float) -> None:
+    """Set ``cfg_scale`` (``realign choose-cfg``'s choice) in table [generator] of guidance.toml, keeping the rest."""
+    import tomllib
+
+    tables = tomllib.loads(path.read_text()) if path.is_file() else {}
+    tables.setdefault(generator, {})["cfg_scale"] = float(cfg_scale)
+    _dump_guidance_toml(path, tables)
+
+
+def _dump_guidance_toml(path: Path, tables: dict[str, dict[str, Any]]) -> None:
     lines = ["# ReAlign guidance calibration, chosen on the validation split by `realign tune-guidance` or `realign",
              "# choose-guidance` (judges: the non-step-aware reward model, and a words-only judge; the evaluators are",
-             "# never used). strength 1 = this setting."]
+             "# never used); cfg_scale by `realign choose-cfg`. strength 1 = this setting."]
     for name, table in tables.items():
         lines.append(f"\n[{name}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]

@@ -46,7 +46,7 @@ from realign_core.diffusion.sampling import NoiseSchedule
 
 PLACEMENTS = ("spread", "early", "late")
 REWARD_SPACES = ("motion", "latent")
-SAMPLING_KEYS = ("scale", "sampler", "steps", "control_steps")   # guidance.toml keys besides the settings
+SAMPLING_KEYS = ("scale", "sampler", "steps", "control_steps", "cfg_scale")   # guidance.toml keys besides the settings
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,16 @@ class GuidanceCalibration:
     guidance is on by default only once a setting has been validated.  ``sampler``/``steps``: the
     sampling the setting was validated with (keys of the same table; None = not recorded);
     ``control_steps``: the steps of controlled takes (paths, keyed poses, loops, sequences), whose
-    constraints need more reverse steps to be met than text alone (None = ``steps``)."""
+    constraints need more reverse steps to be met than text alone (None = ``steps``); ``cfg_scale``: the
+    classifier-free guidance scale chosen on validation by ``realign choose-cfg`` (None = the
+    generator's own default)."""
 
     scale: float = 1.0
     defaults: GuidanceSettings = GuidanceSettings()
     sampler: str | None = None
     steps: int | None = None
     control_steps: int | None = None
+    cfg_scale: float | None = None
 
     @classmethod
     def load(cls, path: str | Path, generator: str) -> "GuidanceCalibration":
@@ -125,8 +128,12 @@ class GuidanceCalibration:
             value = table.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{path}: [{generator}] {key} must be a positive integer, got {value!r}")
+        cfg_scale = table.get("cfg_scale")
+        if cfg_scale is not None and (isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float))
+                                      or cfg_scale < 0):
+            raise ValueError(f"{path}: [{generator}] cfg_scale must be a number >= 0, got {cfg_scale!r}")
         return cls(float(table.get("scale", 1.0)), defaults, table.get("sampler"), table.get("steps"),
-                   table.get("control_steps"))
+                   table.get("control_steps"), None if cfg_scale is None else float(cfg_scale))
 
 
 def guided_step_indices(total: int, guided: int | None, placement: str = "spread") -> set[int]:

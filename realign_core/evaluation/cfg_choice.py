@@ -1,0 +1,184 @@
+"""The classifier-free guidance (CFG) scale, chosen on the validation split by the judges (``realign choose-cfg``).
+
+CFG trades realism for text alignment: a larger scale follows the text more and looks less like real
+motion.  The MLD-style generator shipped with MLD's 7.5; issue 11 asks for the scale to be chosen again on
+validation for the trained generator.  For each candidate scale this module generates, with the same
+prompts and seed sets as ``realign choose-guidance`` (set r gives prompt i seed r * 100003 + i):
+
+* the unguided generator, and
+* the models' default ReAlign guidance (guidance.toml: what a user gets),
+
+scores both with every judge (judge R@1 and FID; never the report evaluators) and measures the
+validation kinematic pass rate of both (the model-free guard of ``tune-guidance``).
+
+Rule (:func:`choose_cfg`), about what users get -- the default guided take: among the scales whose guided
+judge R@1 is at least the current scale's minus ``r1_slack`` by every judge and whose guided kinematic pass
+rate is at least the current one's minus ``kin_slack``, the one with the lowest guided judge FID relative to
+the current scale's, averaged over the judges; the current scale when no other is lower.  The unguided rows
+are reported, not used by the rule.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realign_core.evaluation.guidance_choice import SEED_STRIDE, JudgeSpec, Precision
+from realign_core.evaluation.guidance_tuning import generate_candidate, kinematic_pass, load_judge
+from realign_core.evaluation.kinematic.val_prompts import split_prompts
+from realign_core.evaluation.results_table import eval_subset
+from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+
+
+@dataclass(frozen=True)
+class CfgChoiceConfig:
+    scales: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0, 7.5)
+    r1_slack: float = 0.01      # allowed drop of the guided judge R@1 against the current scale, per judge
+    kin_slack: float = 0.03     # allowed drop of the guided validation kinematic pass rate (fraction)
+    kin_samples: int = 4        # samples per validation kinematic prompt (0 = no kinematic guard)
+    batch: int = 32
+
+
+def judge_cfg_scales(models: Path, data: Path, judges: list[JudgeSpec], cfg: CfgChoiceConfig = CfgChoiceConfig(),
+                     generator: str = "mld", device: str = "cpu", precision: Precision = Precision(0, 1),
+                     out: Path | None = None) -> dict[str, Any]:
+    """Rows {cfg_scale, guided, judges: {name: {judge_r1, judge_fid, per_seed}}, kin_pass, seconds_per_motion}
+    for every scale, unguided and with the default guidance.  ``out`` is written after each row; rows already
+    there (same prompts, seeds, sampling and judges) are reused, so an interrupted run continues."""
+    prompts = eval_subset(data, "val", precision.prompts or None)
+    pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind="reward")
+    sampling = pipe.default_sampling
+    settings = pipe.default_guidance
+    result: dict[str, Any] = {
+        "generator": generator, "models": str(models), "split": "val", "prompts": len(prompts.captions),
+        "seeds": precision.seeds, "sampler": sampling.sampler, "steps": sampling.steps,
+        "current_cfg": pipe.default_cfg, "guidance": {"scale": pipe.calibration.scale, **settings.__dict__},
+        "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "config": cfg.__dict__, "rows": []}
+    done = _reusable(out, result)
+    loaded = {j.name: load_judge(j.root, j.kind, prompts, device) for j in judges}
+    kin_prompts = split_prompts(data, "val") if cfg.kin_samples > 0 else []
+    for scale in cfg.scales:
+        for guided in (False, True):
+            key = _row_key(scale, guided)
+            if key not in done:
+                done[key] = _judge_row(pipe, prompts, replace(sampling, cfg_scale=scale), guided, loaded,
+                                       precision.seeds, cfg, kin_prompts)
+            result["rows"].append(done[key])
+            print(describe(done[key]), flush=True)
+            if out is not None:
+                out.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def _judge_row(pipe: TextToMotionPipeline, prompts, sampling: SamplingConfig, guided: bool, judges: dict[str, Any],
+               seeds: int, cfg: CfgChoiceConfig, kin_prompts: list) -> dict[str, Any]:
+    settings = pipe.default_guidance if guided else None
+    scale = pipe.calibration.scale
+    per_seed: dict[str, list[dict[str, float]]] = {name: [] for name in judges}
+    seconds = 0.0
+    for r in range(seeds):
+        feats, s = generate_candidate(pipe, prompts, settings, scale, sampling, cfg.batch, r * SEED_STRIDE)
+        seconds += s / seeds
+        for name, judge in judges.items():
+            per_seed[name].append(judge.score(feats))
+    row = {"cfg_scale": sampling.cfg_scale, "guided": guided, "seconds_per_motion": seconds,
+           "judges": {name: {"judge_r1": float(np.mean([x["judge_r1"] for x in runs])),
+                             "judge_fid": float(np.mean([x["judge_fid"] for x in runs])), "per_seed": runs}
+                      for name, runs in per_seed.items()}}
+    if kin_prompts:
+        row.update(kinematic_pass(pipe, settings, scale, sampling, kin_prompts, cfg.kin_samples, cfg.batch))
+    return row
+
+
+def _row_key(scale: float, guided: bool) -> tuple[float, bool]:
+    return float(scale), bool(guided)
+
+
+def _reusable(out: Path | None, result: dict[str, Any]) -> dict[tuple[float, bool], dict[str, Any]]:
+    if out is None or not out.is_file():
+        return {}
+    old = json.loads(out.read_text())
+    same = ("generator", "prompts", "seeds", "sampler", "steps", "guidance")
+    if any(old.get(k) != result[k] for k in same) or old.get("config", {}).get("kin_samples") != \
+            result["config"]["kin_samples"]:
+        return {}
+    return {_row_key(r["cfg_scale"], r["guided"]): r for r in old.get("rows", [])
+            if all(n in r.get("judges", {}) for n in result["judges"])}
+
+
+def choose_cfg(result: dict[str, Any], cfg: CfgChoiceConfig | None = None) -> dict[str, Any]:
+    """The rule of the module docstring on ``judge_cfg_scales``' result: {"current", "choice", "rows"} with
+    each guided row annotated (``r1_ok``, ``kin_ok``, ``relative_fid``)."""
+    cfg = cfg or CfgChoiceConfig(**{k: tuple(v) if k == "scales" else v for k, v in result["config"].items()})
+    guided = {r["cfg_scale"]: r for r in result["rows"] if r["guided"]}
+    current = guided.get(float(result["current_cfg"]))
+    if current is None:
+        raise ValueError(f"no guided row at the current CFG scale {result['current_cfg']:g}: add it to the scales")
+    rows = []
+    for scale, row in sorted(guided.items()):
+        r1_ok = all(row["judges"][n]["judge_r1"] >= v["judge_r1"] - cfg.r1_slack - 1e-9
+                    for n, v in current["judges"].items())
+        kin_ok = (row.get("kin_pass") is None or current.get("kin_pass") is None
+                  or row["kin_pass"] >= current["kin_pass"] - cfg.kin_slack - 1e-9)
+        rel = float(np.mean([row["judges"][n]["judge_fid"] / v["judge_fid"] for n, v in current["judges"].items()]))
+        rows.append({**row, "r1_ok": r1_ok, "kin_ok": kin_ok, "relative_fid": rel})
+    eligible = [r for r in rows if r["r1_ok"] and r["kin_ok"]]
+    best = min(eligible, key=lambda r: (r["relative_fid"], r["cfg_scale"] != current["cfg_scale"]))
+    return {"current": current["cfg_scale"], "choice": best["cfg_scale"], "rule": cfg.__dict__, "rows": rows}
+
+
+def describe(row: dict[str, Any]) -> str:
+    what = f"cfg {row['cfg_scale']:g} {'guided' if row['guided'] else 'unguided'}"
+    scores = ", ".join(f"{n}: R@1 {v['judge_r1']:.3f} FID {v['judge_fid']:.3f}" for n, v in row["judges"].items())
+    kin = f", kinematic {row['kin_pass']:.1%}" if row.get("kin_pass") is not None else ""
+    return f"{what}: {scores}{kin}"
+
+
+def format_cfg_choice(result: dict[str, Any], choice: dict[str, Any]) -> str:
+    """A markdown table: per scale and row, every judge's R@1 / FID and the kinematic pass rate."""
+    judges = list(result["judges"])
+    head = "| CFG | row | " + " | ".join(f"{n} R@1 | {n} FID" for n in judges) + " | kinematic | rule |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    notes = {r["cfg_scale"]: r for r in choice["rows"]}
+    for row in sorted(result["rows"], key=lambda r: (r["cfg_scale"], r["guided"])):
+        scores = " | ".join(f"{row['judges'][n]['judge_r1']:.3f} | {row['judges'][n]['judge_fid']:.3f}" for n in judges)
+        kin = f"{row['kin_pass']:.1%}" if row.get("kin_pass") is not None else "-"
+        rule = ""
+        if row["guided"]:
+            n = notes[row["cfg_scale"]]
+            rule = (("**chosen** " if n["cfg_scale"] == choice["choice"] else "")
+                    + f"FID x{n['relative_fid']:.3f}" + ("" if n["r1_ok"] else ", R@1 drop")
+                    + ("" if n["kin_ok"] else ", kinematic drop"))
+        lines.append(f"| {row['cfg_scale']:g} | {'default guidance' if row['guided'] else 'unguided'} | {scores} "
+                     f"| {kin} | {rule} |")
+    return "\n".join(lines)
+
+
+def plot_cfg_choice(result: dict[str, Any], choice: dict[str, Any], out: str | Path) -> Path:
+    """Judge R@1 and FID against the CFG scale, one colour per judge, solid = default guidance, dashed =
+    unguided; the chosen scale marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from realign_core.evaluation.benchmark.report import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, name in enumerate(result["judges"]):
+        for guided, style in ((True, "-"), (False, "--")):
+            rows = sorted((r for r in result["rows"] if r["guided"] == guided), key=lambda r: r["cfg_scale"])
+            xs = [r["cfg_scale"] for r in rows]
+            label = f"{name}, {'default guidance' if guided else 'unguided'}"
+            for ax, metric in zip(axes, ("judge_r1", "judge_fid")):
+                ax.plot(xs, [r["judges"][name][metric] for r in rows], style, marker="o", color=f"C{i}", label=label)
+    for ax, title in zip(axes, ("judge R@1 (higher is better)", "judge FID (lower is better)")):
+        ax.axvline(choice["choice"], linestyle=":", color="grey")
+        ax.set_xlabel("CFG scale")
+        ax.set_title(title, fontsize=10)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"CFG scale on the validation split ({result['prompts']} prompts x {result['seeds']} seeds, "
+                 f"{result['sampler']} {result['steps']}): chosen {choice['choice']:g}", fontsize=10)
+    return save_figure(fig, out)
