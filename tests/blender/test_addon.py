@@ -225,8 +225,11 @@ def test_generate_regenerate_and_batch_with_loopback_server(addon, fake_server):
     assert "mu" not in regen["guidance"] and "eta" not in regen["guidance"]   # the model's calibrated mix
     assert len(skeleton.animation_data.nla_tracks) == 3
     settings.custom_mix, settings.mu, settings.eta = True, 2.0, 0.0            # a custom mix is sent as set
-    assert addon.jobs.guidance(settings) == {"strength": settings.strength, "cfg": settings.cfg, "mu": 2.0, "eta": 0.0}
-    settings.custom_mix = False
+    assert settings.cfg == 0.0 and "cfg" not in regen["guidance"]                 # 0: the model's validated CFG
+    assert addon.jobs.guidance(settings) == {"strength": settings.strength, "mu": 2.0, "eta": 0.0}
+    settings.cfg = 4.5                                                          # a CFG the user set is sent
+    assert addon.jobs.guidance(settings) == {"strength": settings.strength, "cfg": 4.5, "mu": 2.0, "eta": 0.0}
+    settings.custom_mix, settings.cfg = False, 0.0
     assert [t.mute for t in skeleton.animation_data.nla_tracks] == [True, True, False]
 
     rig, _ = retarget_rigs.mixamo_rig(np.random.default_rng(1))
