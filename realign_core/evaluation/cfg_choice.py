@@ -20,14 +20,14 @@ are reported, not used by the rule.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from realign_core.evaluation.guidance_choice import SEED_STRIDE, JudgeSpec, Precision
-from realign_core.evaluation.guidance_tuning import generate_candidate, kinematic_pass, load_judge
+from realign_core.evaluation.guidance_choice import JudgeSpec, Precision, judge_candidate
+from realign_core.evaluation.guidance_tuning import kinematic_pass, load_judge
 from realign_core.evaluation.kinematic.val_prompts import split_prompts
 from realign_core.evaluation.results_table import eval_subset
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
@@ -77,17 +77,10 @@ def _judge_row(pipe: TextToMotionPipeline, prompts, sampling: SamplingConfig, gu
                seeds: int, cfg: CfgChoiceConfig, kin_prompts: list) -> dict[str, Any]:
     settings = pipe.default_guidance if guided else None
     scale = pipe.calibration.scale
-    per_seed: dict[str, list[dict[str, float]]] = {name: [] for name in judges}
-    seconds = 0.0
-    for r in range(seeds):
-        feats, s = generate_candidate(pipe, prompts, settings, scale, sampling, cfg.batch, r * SEED_STRIDE)
-        seconds += s / seeds
-        for name, judge in judges.items():
-            per_seed[name].append(judge.score(feats))
-    row = {"cfg_scale": sampling.cfg_scale, "guided": guided, "seconds_per_motion": seconds,
-           "judges": {name: {"judge_r1": float(np.mean([x["judge_r1"] for x in runs])),
-                             "judge_fid": float(np.mean([x["judge_fid"] for x in runs])), "per_seed": runs}
-                      for name, runs in per_seed.items()}}
+    cand = {"scale": scale, "settings": asdict(settings) if guided else None}
+    row = judge_candidate(pipe, prompts, cand, sampling, cfg.batch, judges, seeds)
+    row = {"cfg_scale": sampling.cfg_scale, "guided": guided, "seconds_per_motion": row["seconds_per_motion"],
+           "judges": row["judges"]}
     if kin_prompts:
         row.update(kinematic_pass(pipe, settings, scale, sampling, kin_prompts, cfg.kin_samples, cfg.batch))
     return row

@@ -141,7 +141,7 @@ def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: lis
     for n, cand in enumerate([baseline, *candidates]):
         key = _key(cand)
         if key not in done:
-            done[key] = _judged(pipe, prompts, cand, sampling, cfg["batch"], loaded, precision.seeds)
+            done[key] = judge_candidate(pipe, prompts, cand, sampling, cfg["batch"], loaded, precision.seeds)
         if own_kin and cand["settings"] and _space(cand) == "latent" and not done[key].get("kin_own"):
             settings = GuidanceSettings(**cand["settings"])   # the tunings' kinematic pass was another model's
             done[key].update(kinematic_pass(pipe, settings, cand["scale"], sampling, kin_prompts, cfg["kin_samples"],
@@ -153,8 +153,8 @@ def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: lis
     return result
 
 
-def _judged(pipe: TextToMotionPipeline, prompts: EvalSet, cand: dict[str, Any], sampling: SamplingConfig, batch: int,
-            judges: dict[str, Any], seeds: int) -> dict[str, Any]:
+def judge_candidate(pipe: TextToMotionPipeline, prompts: EvalSet, cand: dict[str, Any], sampling: SamplingConfig,
+                    batch: int, judges: dict[str, Any], seeds: int) -> dict[str, Any]:
     """One candidate generated with each seed set and scored by every judge (means over the seed sets)."""
     settings = GuidanceSettings(**cand["settings"]) if cand["settings"] else None
     per_seed: dict[str, list[dict[str, float]]] = {name: [] for name in judges}
