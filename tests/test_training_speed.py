@@ -82,6 +82,9 @@ def test_judge_generator_on_val_is_seeded_and_uses_the_judge(tiny_guided, synthe
     assert first["split"] == "val" and first["judge"] == "reward" and first["guidance"] is None
     assert 0.0 <= first["judge_r1"] <= 1.0 and first["judge_fid"] >= 0.0
     assert (first["judge_r1"], first["judge_fid"]) == (again["judge_r1"], again["judge_fid"])
+    assert first["cfg_scale"] == 7.5                          # no guidance.toml cfg_scale: the generator's own
+    other = judge_generator(tiny_guided, synthetic_dataset, prompts=8, steps=4, judge_kind="reward", cfg_scale=2.0)
+    assert other["cfg_scale"] == 2.0 and other["judge_fid"] != first["judge_fid"]
     ckpt = torch.load(tiny_guided / "denoiser" / "best.pt", map_location="cpu", weights_only=False)
     assert first["epoch"] == ckpt["epoch"] is not None        # which checkpoint was judged, for the curves
 

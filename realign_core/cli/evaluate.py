@@ -123,7 +123,8 @@ def _eval_judge_val(args: argparse.Namespace) -> int:
     from realign_core.evaluation.generator_selection import judge_generator, save
 
     result = judge_generator(args.models, args.data, args.generator, args.limit or 256, args.steps,
-                             pick_device(args.device), args.judge_models, sampler=args.sampler, spacing=args.spacing)
+                             pick_device(args.device), args.judge_models, sampler=args.sampler, spacing=args.spacing,
+                             cfg_scale=args.cfg)
     out = save(result, Path(args.output) if args.output else Path(args.models) / "generator_val_judge.json")
     print(f"{args.generator} unguided on {result['prompts']} val prompts, {args.sampler}-{args.steps} "
           f"({result['spacing']}): judge R@1 {result['judge_r1']:.3f}, "

@@ -22,23 +22,25 @@ from realign_core.pipeline import SPACING, SamplingConfig, TextToMotionPipeline
 def judge_generator(models: str | Path, data: str | Path, generator: str = "mld", prompts: int = 256,
                     steps: int = 50, device: str = "cpu", judge_models: str | Path | None = None,
                     judge_kind: str = "reward_plain", sampler: str = "ddim",
-                    spacing: str | None = None) -> dict[str, Any]:
+                    spacing: str | None = None, cfg_scale: float | None = None) -> dict[str, Any]:
     """Judge R@1 / FID of ``generator`` under ``models`` on ``prompts`` validation prompts, unguided.
 
     judge_models: the root holding ``reward_plain/best.pt`` (default ``models``), so that checkpoints
     of one generator kept in different roots are judged by the same judge; judge_kind: which model
     judges (``reward_plain``; a words judge ``evaluator_words`` in its own root; tests use a tiny
-    ``reward``); sampler / spacing: as ``SamplingConfig``'s.
+    ``reward``); sampler / spacing / cfg_scale: as ``SamplingConfig``'s
+    (cfg_scale None = the models' validated scale).
     """
     subset = eval_subset(Path(data), "val", prompts)
     judge = load_judge(judge_models or models, judge_kind, subset, device)
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind=None)
     start = time.perf_counter()
-    sampling = SamplingConfig(sampler, steps, spacing=spacing)
+    sampling = SamplingConfig(sampler, steps, cfg_scale=cfg_scale, spacing=spacing)
     feats = generate_set(pipe, subset, list(range(len(subset.captions))), sampling, None, desc=f"{generator} on val")
     return {"models": str(models), "generator": generator, "epoch": checkpoint_epoch(models, generator),
             "split": "val", "prompts": len(subset.captions),
-            "sampler": sampler, "spacing": spacing or SPACING[sampler], "steps": steps, "guidance": None,
+            "sampler": sampler, "spacing": spacing or SPACING[sampler], "steps": steps,
+            "cfg_scale": pipe.default_cfg if cfg_scale is None else cfg_scale, "guidance": None,
             "judge": judge_kind, **judge.score(feats),
             "seconds": round(time.perf_counter() - start, 1)}
 

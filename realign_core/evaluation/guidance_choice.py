@@ -134,6 +134,7 @@ def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: lis
     result: dict[str, Any] = {"generator": first["generator"], "models": str(models), "split": "val",
                               "prompts": len(prompts.captions),
                               "seeds": precision.seeds, "steps": cfg["steps"], "sampler": cfg["sampler"],
+                              "cfg_scale": pipe.default_cfg,
                               "batch": cfg["batch"],
                               "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "rows": []}
     own_kin = reuse is not None and cfg.get("kin_samples", 0) > 0     # another latent model than the tunings'
