@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from realign_core.evaluation.guidance_choice import JudgeSpec, Precision, judge_candidate
+from realign_core.evaluation.guidance_choice import JudgeSpec, Precision, judge_candidate, judge_scores
 from realign_core.evaluation.guidance_tuning import kinematic_pass, load_judge
 from realign_core.evaluation.kinematic.val_prompts import split_prompts
 from realign_core.evaluation.results_table import eval_subset
@@ -78,9 +78,9 @@ def _judge_row(pipe: TextToMotionPipeline, prompts, sampling: SamplingConfig, gu
     settings = pipe.default_guidance if guided else None
     scale = pipe.calibration.scale
     cand = {"scale": scale, "settings": asdict(settings) if guided else None}
-    row = judge_candidate(pipe, prompts, cand, sampling, cfg.batch, judges, seeds)
-    row = {"cfg_scale": sampling.cfg_scale, "guided": guided, "seconds_per_motion": row["seconds_per_motion"],
-           "judges": row["judges"]}
+    judged = judge_candidate(pipe, prompts, cand, sampling, cfg.batch, judges, seeds)
+    row = {"cfg_scale": sampling.cfg_scale, "guided": guided, "seconds_per_motion": judged["seconds_per_motion"],
+           "judges": judged["judges"]}
     if kin_prompts:
         row.update(kinematic_pass(pipe, settings, scale, sampling, kin_prompts, cfg.kin_samples, cfg.batch))
     return row
@@ -125,9 +125,8 @@ def choose_cfg(result: dict[str, Any], cfg: CfgChoiceConfig | None = None) -> di
 
 def describe(row: dict[str, Any]) -> str:
     what = f"cfg {row['cfg_scale']:g} {'guided' if row['guided'] else 'unguided'}"
-    scores = ", ".join(f"{n}: R@1 {v['judge_r1']:.3f} FID {v['judge_fid']:.3f}" for n, v in row["judges"].items())
     kin = f", kinematic {row['kin_pass']:.1%}" if row.get("kin_pass") is not None else ""
-    return f"{what}: {scores}{kin}"
+    return f"{what}: {judge_scores(row)}{kin}"
 
 
 def format_cfg_choice(result: dict[str, Any], choice: dict[str, Any]) -> str:

@@ -202,8 +202,12 @@ def describe(row: dict[str, Any]) -> str:
     s = row["settings"]
     what = "unguided" if s is None else (f"{s.get('reward_space', 'motion')} {s['guided_steps'] or 'all'} "
                                          f"{s['placement']} x{row['scale']:g} mu {s['mu']:g} eta {s['eta']:g}")
-    scores = ", ".join(f"{n}: R@1 {v['judge_r1']:.3f} FID {v['judge_fid']:.3f}" for n, v in row["judges"].items())
-    return f"{what}: {scores}"
+    return f"{what}: {judge_scores(row)}"
+
+
+def judge_scores(row: dict[str, Any]) -> str:
+    """Every judge's R@1 and FID of a judged row, on one line."""
+    return ", ".join(f"{n}: R@1 {v['judge_r1']:.3f} FID {v['judge_fid']:.3f}" for n, v in row["judges"].items())
 
 
 def latency_table(bench: str | Path | dict | list, batch: int = 1
