@@ -95,6 +95,35 @@ def test_trainer_resumes_where_it_stopped(synthetic_dataset, tmp_path):
     assert [v["epoch"] for v in validations] == [1, 2, 3]
 
 
+def test_trainer_keeps_validates_and_resumes_a_moving_average(synthetic_dataset, tmp_path):
+    section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", "vae")
+    cfg = replace(cfg, epochs=2, ema=0.9)
+    task = make_task("vae", section, synthetic_dataset, tmp_path, "vae")
+    trainer = Trainer(task, synthetic_dataset, tmp_path / "vae", cfg, progress=False)
+    trainer.fit()
+    metric = task.selection_metric
+    last = torch.load(tmp_path / "vae" / "last.pt", weights_only=False)
+    ema, raw = last["ema"], last["model"]
+    assert any(not torch.equal(ema[k], raw[k]) for k in raw)          # the average lags the raw weights
+    records = [json.loads(l) for l in (tmp_path / "vae" / "log.jsonl").read_text().splitlines() if '"validation"' in l]
+    assert all(f"{metric}_raw" in r and metric in r for r in records)
+    assert records[0][metric] != records[0][f"{metric}_raw"]
+    best = torch.load(tmp_path / "vae" / "best.pt", weights_only=False)
+    if records[-1]["improved"]:                                        # best.pt holds the average, not the raw
+        assert all(torch.equal(best["model"][k], ema[k]) for k in ema)
+    again = Trainer(task, synthetic_dataset, tmp_path / "vae", replace(cfg, epochs=3), progress=False)
+    assert again.resume() and all(torch.equal(again.ema.state_dict()[k], ema[k]) for k in ema)
+    from realign_core.models.checkpoint import export_checkpoint
+    export_checkpoint(tmp_path / "vae", tmp_path / "raw" / "vae", last_raw=True)      # to judge raw vs average
+    exported = torch.load(tmp_path / "raw" / "vae" / "best.pt", weights_only=False)
+    assert all(torch.equal(exported["model"][k], raw[k].half()) for k in raw if raw[k].is_floating_point())
+    assert exported["epoch"] == 2 and exported["metrics"][metric] == records[-1][f"{metric}_raw"]
+    with pytest.raises(FileNotFoundError, match="needs its last.pt"):
+        export_checkpoint(tmp_path / "raw" / "vae", tmp_path / "again", last_raw=True)
+    with pytest.raises(ValueError, match="ema = 1.0 must lie in"):
+        replace(cfg, ema=1.0)
+
+
 def test_trainer_continues_from_an_exported_best_checkpoint(synthetic_dataset, tmp_path):
     from realign_core.models.checkpoint import export_checkpoint
 

@@ -56,3 +56,31 @@ def test_cli_draws_the_png(tmp_path, capsys):
     with pytest.raises(SystemExit, match="plot-training: .*no validation records"):
         (tmp_path / "empty.jsonl").write_text("\n")
         main(["plot-training", "--log", str(tmp_path / "empty.jsonl"), "-o", str(out)])
+
+
+def _write_speed(path, cpu_s):
+    path.write_text(json.dumps({"kind": "denoiser", "rows": [
+        {"variant": "cached VAE posteriors", "step_cpu_s": 99.0},
+        {"variant": "+ 2 threads", "step_cpu_s": cpu_s}]}))
+
+
+def test_sizes_compare_runs_by_measured_cpu_hours(tmp_path, capsys):
+    small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
+    _write_log(small, [(1, 50, 0.5), (2, 50, 0.4)])            # steps 10, 20 (10 per epoch)
+    _write_log(big, [(1, 999, 0.45), (2, 999, 0.35), (3, 999, 0.3)])
+    _write_speed(tmp_path / "s.json", 360.0)                   # 10 steps x 360 CPU-s = 1 CPU-h per epoch
+    _write_speed(tmp_path / "b.json", 720.0)
+    judged = tmp_path / "j.json"
+    judged.write_text(json.dumps({"epoch": 2, "judge_r1": 0.4, "judge_fid": 0.3}))
+    out = tmp_path / "sizes.png"
+    assert main(["plot-sizes", "--run", "small", str(small), str(tmp_path / "s.json"),
+                 "--run", "big", str(big), str(tmp_path / "b.json"), str(judged), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "small: 2 epochs, 2.00 CPU-h" in printed and "big: 3 epochs, 6.00 CPU-h" in printed
+    assert "best val loss 0.3000, 1 judged" in printed
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "bad.json").write_text(json.dumps({"rows": [{"variant": "x", "step_cpu_s": 1}]}))
+    with pytest.raises(SystemExit, match="--run big: .*bad.json: no row with variant '\\+ 2 threads'"):
+        main(["plot-sizes", "--run", "big", str(big), str(tmp_path / "bad.json"), "-o", str(out)])
+    with pytest.raises(SystemExit, match="needs LABEL LOG SPEED_JSON"):
+        main(["plot-sizes", "--run", "big", str(big), "-o", str(out)])

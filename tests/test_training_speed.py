@@ -65,6 +65,9 @@ def test_realign_bench_train_prints_every_variant(tiny_generator, synthetic_data
 
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == len(VARIANTS) and all(r["samples_per_s"] > 0 and r["steps"] == 2 for r in rows)
+    from realign_core.models.latent_denoiser import load_denoiser
+    model, _ = load_denoiser(tiny_generator[0] / "denoiser" / "best.pt")   # the tiny config's size
+    assert {r["parameters"] for r in rows} == {sum(p.numel() for p in model.parameters())}
 
 
 def test_bench_train_needs_models(capsys):

@@ -13,6 +13,7 @@
     realign choose-guidance --models DIR --data DIR --tunings T.json ... --judges KIND[@ROOT] ... --latency B.json -o OUT
     realign model-card --models DIR -o docs/MODEL_CARD.md
     realign plot-training --log DIR/denoiser/log.jsonl --judged J.json ... -o PNG   (curves vs epochs and hours)
+    realign plot-sizes --run LABEL LOG SPEED.json [J.json ...] --run ... -o PNG  (denoiser sizes vs CPU-hours)
     realign export --models DIR --out DIR
     realign generate "PROMPT" --seconds S --seed N --strength X [--mu --eta --cfg --steps --samples K] -o OUT
         [--path FILE] [--keyframes FILE] [--continue-from J.npy] [--end-pose P.npy] [--loop] [--in-place]
@@ -256,6 +257,17 @@ def _model_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_captions(args: argparse.Namespace) -> int:
+    from realign_core.data.caption_search import format_matches, match_captions, split_captions
+
+    try:
+        matches = match_captions(split_captions(args.dir, args.split), args.match, args.split)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"realign data captions: {err}") from None
+    print(format_matches(matches, args.show))
+    return 0
+
+
 def _plot_training(args: argparse.Namespace) -> int:
     from realign_core.evaluation.training_curves import load_epochs, load_judged, plot_training
 
@@ -268,10 +280,32 @@ def _plot_training(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_sizes(args: argparse.Namespace) -> int:
+    from realign_core.evaluation.training_curves import load_sized_run, plot_sizes
+
+    runs = []
+    for spec in args.run:
+        if len(spec) < 3:
+            raise SystemExit(f"realign plot-sizes: --run {' '.join(spec)}: needs LABEL LOG SPEED_JSON [JUDGED ...]")
+        try:
+            runs.append(load_sized_run(spec[0], spec[1], spec[2], spec[3:]))
+        except (OSError, ValueError, KeyError) as err:
+            raise SystemExit(f"realign plot-sizes: --run {spec[0]}: {err}") from None
+    for run in runs:
+        print(f"{run.label}: {len(run.epochs)} epochs, {run.cpu_hours(run.epochs[-1].epoch):.2f} CPU-h "
+              f"({run.cpu_s_per_step:.2f} CPU-s/step), best val loss {min(r.val_loss for r in run.epochs):.4f}, "
+              f"{len(run.judged)} judged")
+    print(f"wrote {plot_sizes(runs, args.output)}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from realign_core.models.checkpoint import export_models
 
-    sizes = export_models(Path(args.models), Path(args.out))
+    try:
+        sizes = export_models(Path(args.models), Path(args.out), args.last_raw)
+    except FileNotFoundError as err:
+        raise SystemExit(f"realign export: {err}") from None
     for kind, size in sizes.items():
         print(f"{kind:14s} {size / 2 ** 20:7.2f} MB")
     print(f"total          {sum(sizes.values()) / 2 ** 20:7.2f} MB -> {args.out}")
@@ -416,6 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = data.add_parser("report", help="print a built dataset's report")
     r.add_argument("dir")
     r.set_defaults(func=_data_report)
+    dc = data.add_parser("captions", help="how many clips of a split have a caption matching patterns")
+    dc.add_argument("dir", help="a built dataset (HumanML3D layout)")
+    dc.add_argument("--split", default="train")
+    dc.add_argument("--match", action="append", required=True, metavar="REGEX",
+                    help="case-insensitive regular expression; repeat: a clip counts when one caption matches all")
+    dc.add_argument("--show", type=int, default=10, help="most frequent matching captions to list")
+    dc.set_defaults(func=_data_captions)
 
     rd = sub.add_parser("render", help="stick-figure animation of a motion (.npy joints or features)")
     rd.add_argument("motion")
@@ -541,9 +582,19 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("-o", "--output", required=True, help="PNG path")
     pt.set_defaults(func=_plot_training)
 
+    ps = sub.add_parser("plot-sizes", help="denoiser sizes: validation loss and judged metric against CPU-hours")
+    ps.add_argument("--run", nargs="+", action="append", required=True, metavar="ARG",
+                    help="LABEL LOG SPEED_JSON [JUDGED ...]: a run's label, its trainer log.jsonl, its size's "
+                         "realign bench --train denoiser --json file, and its realign eval --judge-val files")
+    ps.add_argument("-o", "--output", required=True, help="PNG path")
+    ps.set_defaults(func=_plot_sizes)
+
     ex = sub.add_parser("export", help="write fp16 shippable checkpoints of a trained stack")
     ex.add_argument("--models", required=True)
     ex.add_argument("--out", required=True)
+    ex.add_argument("--last-raw", action="store_true",
+                    help="the raw weights at the end of each run (last.pt), not best.pt's: to judge a run's moving "
+                         "average (ema > 0) against its raw weights")
     ex.set_defaults(func=_export)
 
     cr = sub.add_parser("check-representation", help="compare our HumanML3D features with reference vectors")

@@ -105,11 +105,93 @@ def plot_training(epochs: list[EpochRecord], judged: list[JudgedCheckpoint], out
         lines = ax.get_lines() + twin.get_lines()
         ax.legend(lines, [ln.get_label() for ln in lines], loc="lower right")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{title}: training curves and the validation generation metric (judge: reward_plain, "
-                 f"unguided, validation split)", fontsize=10)
+    return _save(fig, out, f"{title}: training curves and the validation generation metric (judge: "
+                           f"reward_plain, unguided, validation split)")
+
+
+def _save(fig, out: str | Path, title: str) -> Path:
+    """Title, tight layout, write ``out`` (PNG, parents made), close the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+@dataclass(frozen=True)
+class SizedRun:
+    """One denoiser size's run: its validation records, judged checkpoints and the measured cost of a step.
+
+    ``cpu_s_per_step`` is the CPU seconds of one training step on the idle machine (``realign bench --train
+    denoiser --json``, the row the run trained with), so ``steps[i] * cpu_s_per_step / 3600`` is the run's
+    compute in CPU-hours at epoch ``epochs[i]`` -- comparable across sizes, unlike the logged wall clock of a
+    shared machine.
+    """
+
+    label: str
+    epochs: list[EpochRecord]
+    steps: list[int]
+    judged: list[JudgedCheckpoint]
+    cpu_s_per_step: float
+
+    def cpu_hours(self, epoch: int) -> float:
+        """CPU-hours of training at the end of ``epoch`` (its logged step times the measured step cost)."""
+        before = [s for r, s in zip(self.epochs, self.steps) if r.epoch <= epoch]
+        return (before[-1] if before else 0) * self.cpu_s_per_step / 3600
+
+
+def load_steps(log: str | Path, epochs: list[EpochRecord]) -> list[int]:
+    """The optimiser step logged with each validation record of ``epochs`` (same order)."""
+    steps = {}
+    for line in Path(log).read_text().splitlines():
+        rec = json.loads(line) if line.strip() else {}
+        if rec.get("validation"):
+            steps[int(rec["epoch"])] = int(rec["step"])
+    return [steps[r.epoch] for r in epochs]
+
+
+def step_cost(speed_json: str | Path, variant: str = "+ 2 threads") -> float:
+    """CPU seconds per training step of ``variant``'s row in a ``realign bench --train denoiser --json`` file."""
+    rows = json.loads(Path(speed_json).read_text()).get("rows", [])
+    for row in rows:
+        if row.get("variant") == variant:
+            return float(row["step_cpu_s"])
+    raise ValueError(f"{speed_json}: no row with variant {variant!r} (rows: {[r.get('variant') for r in rows]})")
+
+
+def load_sized_run(label: str, log: str | Path, speed_json: str | Path, judged: list[str | Path]) -> SizedRun:
+    """A :class:`SizedRun` from a trainer's log.jsonl, its size's training-speed JSON and its judge files."""
+    epochs = load_epochs(log)
+    return SizedRun(label, epochs, load_steps(log, epochs), load_judged(judged), step_cost(speed_json))
+
+
+def plot_sizes(runs: list[SizedRun], out: str | Path) -> Path:
+    """Validation loss and the judged generation metric of each size against epochs and CPU-hours (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for run in runs:
+        hours = [run.cpu_hours(r.epoch) for r in run.epochs]
+        val = [r.val_loss for r in run.epochs]
+        line, = axes[0, 0].plot([r.epoch for r in run.epochs], val, label=run.label)
+        axes[0, 1].plot(hours, val, color=line.get_color(), label=run.label)
+        j_hours = [run.cpu_hours(j.epoch) for j in run.judged]
+        axes[1, 0].plot(j_hours, [j.judge_r1 for j in run.judged], "o-", color=line.get_color(), label=run.label)
+        axes[1, 1].plot(j_hours, [j.judge_fid for j in run.judged], "s--", color=line.get_color(), label=run.label)
+    hours = "CPU-hours (steps x CPU-s per step measured idle)"
+    labels = (("epoch", "validation loss (MSE)"), (hours, "validation loss (MSE)"),
+              ("CPU-hours", "judge R@1 (higher is better)"), ("CPU-hours", "judge FID (lower is better)"))
+    for ax, (xlabel, ylabel) in zip(axes.flat, labels):
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return _save(fig, out, "latent denoiser sizes: validation loss and the judged validation generation metric "
+                           "(judge: reward_plain, unguided)")

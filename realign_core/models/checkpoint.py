@@ -57,26 +57,38 @@ def load_weights_for_training(model: nn.Module, ckpt: dict[str, Any], where: str
     return list(dropped)
 
 
-def export_checkpoint(src: Path, dst: Path) -> int:
+def export_checkpoint(src: Path, dst: Path, last_raw: bool = False) -> int:
     """One kind's SRC/best.pt -> fp16 copy at DST/best.pt without training-only submodules (history from
-    SRC/last.pt); returns its size in bytes."""
+    SRC/last.pt); returns its size in bytes.  ``last_raw``: the raw weights at the end of the run (SRC/last.pt's
+    ``model``, not a moving average) in best.pt's format, with the epoch and metrics of that end."""
     ckpt = torch.load(src / BEST_FILE, map_location="cpu", weights_only=False)
+    last = src / LAST_FILE
+    state = torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else None
+    if last_raw:
+        if state is None:
+            raise FileNotFoundError(f"{last}: --last-raw exports the end of a run, which needs its {LAST_FILE}")
+        end = state["history"][-1] if state.get("history") else {}
+        ckpt.update(model=state["model"], epoch=state["epoch"], weights="raw (end of run)",
+                    metrics={k.removesuffix("_raw"): v for k, v in end.items() if k.endswith("_raw")} or end)
     dropped = tuple(sorted(set(ckpt.get("dropped", ())) | set(TRAINING_ONLY_MODULES.get(ckpt.get("task"), ()))))
     ckpt["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()
                      if k.split(".")[0] not in dropped}
     if dropped:
         ckpt["dropped"] = list(dropped)
-    last = src / LAST_FILE
-    if last.is_file():
-        ckpt["history"] = torch.load(last, map_location="cpu", weights_only=False).get("history", [])
+    if state is not None:
+        ckpt["history"] = state.get("history", [])
     dst.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, dst / BEST_FILE)
     return (dst / BEST_FILE).stat().st_size
 
 
-def export_models(src: Path, dst: Path) -> dict[str, int]:
-    """``realign export``: every trained kind found in SRC -> fp16 under DST; returns {kind: bytes}."""
-    sizes = {kind: export_checkpoint(src / kind, dst / kind) for kind in KINDS if (src / kind / BEST_FILE).is_file()}
+def export_models(src: Path, dst: Path, last_raw: bool = False) -> dict[str, int]:
+    """``realign export``: every trained kind found in SRC -> fp16 under DST; returns {kind: bytes}.
+    ``last_raw``: the raw weights at the end of the run of each kind that has a last.pt (``export_checkpoint``);
+    kinds without one (e.g. a linked, already exported VAE) are exported from their best.pt."""
+    sizes = {kind: export_checkpoint(src / kind, dst / kind, last_raw and (src / kind / LAST_FILE).is_file())
+             for kind in KINDS
+             if (src / kind / BEST_FILE).is_file()}
     if not sizes:
         raise FileNotFoundError(f"{src}: no KIND/{BEST_FILE} checkpoints to export (kinds: {KINDS})")
     for extra in ("eval_models.json",):

@@ -39,12 +39,16 @@ class TrainConfig:
     caption_sources: tuple[str, ...] = ()  # empty = all sources
     bucket_by_length: bool = False  # batches of similar lengths (less padding); still a new order every epoch
     cache_latents: bool = False     # denoiser: VAE posteriors encoded once per VAE checkpoint, not every step
+    ema: float = 0.0                # > 0: moving average of the weights (decay per step, warmed up); validated
+                                    # beside the raw weights and chosen by its validation; best.pt holds it
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule = {self.lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
         if not 0.0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr = {self.min_lr} must lie in [0, lr = {self.lr}]")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema = {self.ema} must lie in [0, 1) (0 = no moving average)")
 
 
 def _check_keys(cls, section: dict, where: str) -> None:

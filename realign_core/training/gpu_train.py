@@ -21,7 +21,6 @@ format of ``Trainer``'s exported ``best.pt``)::
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -35,6 +34,7 @@ from torch import Tensor, nn
 from realign_core.models.latent_denoiser import DenoiserConfig, LatentDenoiser, load_denoiser
 from realign_core.training.config import build_dataclass
 from realign_core.training.denoiser_objective import VALIDATION_SEED, DenoiserObjective, DiffusionConfig
+from realign_core.training.ema import averaged_copy, update_average
 from realign_core.training.gpu_pack import GpuPack
 
 MAX_OUT_FILES = 8          # what a device call brings back
@@ -203,7 +203,7 @@ class PackTrainer:
         self.data = PackBatches(pack, cfg.batch_size, self.device, cfg.seed)
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.ema > 0 else None
+        self.ema = averaged_copy(self.model) if cfg.ema > 0 else None
         self.bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         start = start or {}
         self.start_history = [h for h in start.get("history", []) if h.get("epoch", 0) <= start.get("epoch", 0)]
@@ -234,8 +234,7 @@ class PackTrainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
         self.optimizer.step()
         if self.ema is not None:
-            with torch.no_grad():
-                torch._foreach_lerp_(list(self.ema.parameters()), list(self.model.parameters()), 1 - self.cfg.ema)
+            update_average(self.ema, self.model, self.cfg.ema)
         self.step += 1
         return loss.detach()
 

@@ -71,7 +71,8 @@ def measure(kind: str, config: str | Path, data: str | Path, models: str | Path,
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     finally:
         torch.set_num_threads(previous)
-    return {"variant": variant.name, "threads": cfg.torch_threads, "batch": cfg.batch_size, "steps": steps,
+    return {"variant": variant.name, "parameters": sum(p.numel() for p in trainer.model.parameters()),
+            "threads": cfg.torch_threads, "batch": cfg.batch_size, "steps": steps,
             "samples": samples, "setup_s": round(setup_s, 1), "step_s": wall / steps, "step_cpu_s": cpu / steps,
             "samples_per_s": samples / wall, "samples_per_cpu_s": samples / cpu}
 

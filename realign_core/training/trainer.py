@@ -3,7 +3,9 @@
 Writes into ``out_dir``::
 
     last.pt       everything needed to resume (model, optimiser, epoch, step, RNG states, history)
-    best.pt       {"task", "config", "model", "normalizer", "epoch", "metrics", "train_config"}
+    best.pt       {"task", "config", "model", "normalizer", "epoch", "metrics", "train_config"}; with
+                  ``ema > 0`` the moving average of the weights, chosen by its validation (the raw
+                  weights' metrics are logged beside it with a ``_raw`` suffix)
     log.jsonl     one line per logged step and per validation
     curves.png    training loss and validation metrics per epoch
 """
@@ -27,6 +29,7 @@ from realign_core.device import pick_device
 from realign_core.models.checkpoint import load_weights_for_training
 from realign_core.models.layout import BEST_FILE, LAST_FILE
 from realign_core.training.config import TrainConfig
+from realign_core.training.ema import averaged_copy, update_average
 from realign_core.training.task import TrainingTask
 
 
@@ -80,6 +83,7 @@ class Trainer:
                                          seed=cfg.seed + 1)
         self.model = task.build_model().to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = averaged_copy(self.model) if cfg.ema > 0 else None
         self.epoch, self.step = 0, 0
         self.history: list[dict[str, float]] = []
         self.best: float | None = None
@@ -102,6 +106,7 @@ class Trainer:
     # ---------------------------------------------------------- checkpoints
     def _state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
                 "epoch": self.epoch, "step": self.step, "history": self.history, "best": self.best,
                 "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                 "dataset_rng": self.train_set.rng.bit_generator.state, "train_config": asdict(self.cfg)}
@@ -115,6 +120,7 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=False)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._restore_ema(state.get("ema"))
         self.epoch, self.step = state["epoch"], state["step"]
         self.history, self.best = state["history"], state["best"]
         torch.set_rng_state(state["torch_rng"])
@@ -137,7 +143,29 @@ class Trainer:
         self.history = [h for h in self.history if h["epoch"] <= self.epoch]
         self.step = int(self.history[-1]["step"]) if self.history else 0
         self.best = best["metrics"][self.task.selection_metric]
+        self._restore_ema(None)
         return True
+
+    def _restore_ema(self, state: dict[str, Any] | None) -> None:
+        """The moving average from a last.pt, or (a run that had none) the weights just loaded."""
+        if self.ema is not None:
+            self.ema.load_state_dict(state if state is not None else self.model.state_dict())
+
+    def _update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights, decay warmed up as min(ema, (1 + step) / (10 + step))."""
+        update_average(self.ema, self.model, min(self.cfg.ema, (1 + self.step) / (10 + self.step)))
+
+    def selected_model(self) -> torch.nn.Module:
+        """The weights validation chooses among and best.pt holds: the moving average when kept."""
+        return self.ema if self.ema is not None else self.model
+
+    def _validate(self) -> dict[str, float]:
+        """The selected weights' validation metrics, plus the raw weights' with a ``_raw`` suffix (EMA runs)."""
+        self.model.eval()
+        metrics = self.task.validate(self.selected_model(), self.val_loader())
+        if self.ema is not None:
+            metrics.update({f"{k}_raw": v for k, v in self.task.validate(self.model, self.val_loader()).items()})
+        return metrics
 
     def _save(self, metrics: dict[str, float]) -> bool:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +174,8 @@ class Trainer:
         if better:
             self.best = value
             norm = self.train_set.normalizer
-            torch.save({"task": self.task.name, "config": self.task.config_dict(), "model": self.model.state_dict(),
+            torch.save({"task": self.task.name, "config": self.task.config_dict(),
+                        "model": self.selected_model().state_dict(),
                         "normalizer": {"mean": norm.mean, "std": norm.std}, "epoch": self.epoch,
                         "metrics": metrics, "train_config": asdict(self.cfg), "history": self.history},
                        self.out_dir / BEST_FILE)
@@ -185,6 +214,8 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        if self.ema is not None:
+            self._update_ema()
         self.step += 1
         return loss.item(), parts
 
@@ -213,8 +244,7 @@ class Trainer:
         while self.epoch < self.cfg.epochs:
             epoch_start, cpu_start = time.time(), time.process_time()
             train_loss = self._train_epoch()
-            self.model.eval()
-            metrics = self.task.validate(self.model, self.val_loader())
+            metrics = self._validate()
             self.epoch += 1
             record = {"epoch": self.epoch, "step": self.step, "train_loss": train_loss,
                       "epoch_seconds": round(time.time() - epoch_start, 2),
