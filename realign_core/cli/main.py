@@ -35,7 +35,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from realign_core.cli import batch, bench
+from realign_core.cli import batch, bench, training_plots
 from realign_core.cli.control_args import add_control_arguments, add_control_bench
 from realign_core.cli.evaluate import DATA_HELP, SAMPLER_CHOICES, add_check_motion_command, add_eval_command
 from realign_core.cli.gpu import add_gpu_command
@@ -265,37 +265,6 @@ def _data_captions(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         raise SystemExit(f"realign data captions: {err}") from None
     print(format_matches(matches, args.show))
-    return 0
-
-
-def _plot_training(args: argparse.Namespace) -> int:
-    from realign_core.evaluation.training_curves import load_epochs, load_judged, plot_training
-
-    try:
-        epochs, judged = load_epochs(args.log), load_judged(args.judged)
-    except (OSError, ValueError, KeyError) as err:
-        raise SystemExit(f"realign plot-training: {err}") from None
-    print(f"wrote {plot_training(epochs, judged, args.output, args.title)} ({len(epochs)} epochs, "
-          f"{len(judged)} judged checkpoints)")
-    return 0
-
-
-def _plot_sizes(args: argparse.Namespace) -> int:
-    from realign_core.evaluation.training_curves import load_sized_run, plot_sizes
-
-    runs = []
-    for spec in args.run:
-        if len(spec) < 3:
-            raise SystemExit(f"realign plot-sizes: --run {' '.join(spec)}: needs LABEL LOG SPEED_JSON [JUDGED ...]")
-        try:
-            runs.append(load_sized_run(spec[0], spec[1], spec[2], spec[3:]))
-        except (OSError, ValueError, KeyError) as err:
-            raise SystemExit(f"realign plot-sizes: --run {spec[0]}: {err}") from None
-    for run in runs:
-        print(f"{run.label}: {len(run.epochs)} epochs, {run.cpu_hours(run.epochs[-1].epoch):.2f} CPU-h "
-              f"({run.cpu_s_per_step:.2f} CPU-s/step), best val loss {min(r.val_loss for r in run.epochs):.4f}, "
-              f"{len(run.judged)} judged")
-    print(f"wrote {plot_sizes(runs, args.output)}")
     return 0
 
 
@@ -575,19 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     mc.add_argument("-o", "--output", required=True)
     mc.set_defaults(func=_model_card)
 
-    pt = sub.add_parser("plot-training", help="loss and the judged validation metric against epochs and hours")
-    pt.add_argument("--log", required=True, help="a trainer's log.jsonl (e.g. models/default/denoiser/log.jsonl)")
-    pt.add_argument("--judged", nargs="*", default=[], help="realign eval --judge-val JSON files (each with 'epoch')")
-    pt.add_argument("--title", default="latent denoiser")
-    pt.add_argument("-o", "--output", required=True, help="PNG path")
-    pt.set_defaults(func=_plot_training)
-
-    ps = sub.add_parser("plot-sizes", help="denoiser sizes: validation loss and judged metric against CPU-hours")
-    ps.add_argument("--run", nargs="+", action="append", required=True, metavar="ARG",
-                    help="LABEL LOG SPEED_JSON [JUDGED ...]: a run's label, its trainer log.jsonl, its size's "
-                         "realign bench --train denoiser --json file, and its realign eval --judge-val files")
-    ps.add_argument("-o", "--output", required=True, help="PNG path")
-    ps.set_defaults(func=_plot_sizes)
+    training_plots.add_commands(sub)
 
     ex = sub.add_parser("export", help="write fp16 shippable checkpoints of a trained stack")
     ex.add_argument("--models", required=True)
