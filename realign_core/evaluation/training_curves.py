@@ -19,12 +19,13 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One validation record: epoch (1-based), losses, and hours of training up to its end."""
+    """One validation record: epoch (1-based), losses, hours of training up to its end, the optimiser step."""
 
     epoch: int
     train_loss: float
     val_loss: float
     hours: float
+    step: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def load_epochs(log: str | Path) -> list[EpochRecord]:
             continue
         hours += float(rec.get("epoch_seconds", 0.0)) / 3600
         rows[int(rec["epoch"])] = EpochRecord(int(rec["epoch"]), float(rec["train_loss"]), float(rec["val_loss"]),
-                                              hours)
+                                              hours, int(rec.get("step", 0)))
     if not rows:
         raise ValueError(f"{log}: no validation records (lines with \"validation\": true)")
     return [rows[e] for e in sorted(rows)]
@@ -127,31 +128,19 @@ class SizedRun:
     """One denoiser size's run: its validation records, judged checkpoints and the measured cost of a step.
 
     ``cpu_s_per_step`` is the CPU seconds of one training step on the idle machine (``realign bench --train
-    denoiser --json``, the row the run trained with), so ``steps[i] * cpu_s_per_step / 3600`` is the run's
-    compute in CPU-hours at epoch ``epochs[i]`` -- comparable across sizes, unlike the logged wall clock of a
-    shared machine.
+    denoiser --json``, the row the run trained with), so ``epochs[i].step * cpu_s_per_step / 3600`` is the run's
+    compute in CPU-hours at that epoch -- comparable across sizes, unlike the logged wall clock of a shared machine.
     """
 
     label: str
     epochs: list[EpochRecord]
-    steps: list[int]
     judged: list[JudgedCheckpoint]
     cpu_s_per_step: float
 
     def cpu_hours(self, epoch: int) -> float:
         """CPU-hours of training at the end of ``epoch`` (its logged step times the measured step cost)."""
-        before = [s for r, s in zip(self.epochs, self.steps) if r.epoch <= epoch]
+        before = [r.step for r in self.epochs if r.epoch <= epoch]
         return (before[-1] if before else 0) * self.cpu_s_per_step / 3600
-
-
-def load_steps(log: str | Path, epochs: list[EpochRecord]) -> list[int]:
-    """The optimiser step logged with each validation record of ``epochs`` (same order)."""
-    steps = {}
-    for line in Path(log).read_text().splitlines():
-        rec = json.loads(line) if line.strip() else {}
-        if rec.get("validation"):
-            steps[int(rec["epoch"])] = int(rec["step"])
-    return [steps[r.epoch] for r in epochs]
 
 
 def step_cost(speed_json: str | Path, variant: str = "+ 2 threads") -> float:
@@ -165,8 +154,7 @@ def step_cost(speed_json: str | Path, variant: str = "+ 2 threads") -> float:
 
 def load_sized_run(label: str, log: str | Path, speed_json: str | Path, judged: list[str | Path]) -> SizedRun:
     """A :class:`SizedRun` from a trainer's log.jsonl, its size's training-speed JSON and its judge files."""
-    epochs = load_epochs(log)
-    return SizedRun(label, epochs, load_steps(log, epochs), load_judged(judged), step_cost(speed_json))
+    return SizedRun(label, load_epochs(log), load_judged(judged), step_cost(speed_json))
 
 
 def plot_sizes(runs: list[SizedRun], out: str | Path) -> Path:
