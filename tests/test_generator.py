@@ -136,6 +136,45 @@ def test_trainer_continues_from_an_exported_best_checkpoint(synthetic_dataset, t
     assert [h["epoch"] for h in more["history"]][-1] == 3
 
 
+def test_decoder_only_vae_training_keeps_the_latent_space(synthetic_dataset, tmp_path):
+    """``decoder_only``: continuing a VAE changes its decoder, never its encoder (the latents the denoiser was
+    trained on), and the reconstruction still improves."""
+    from realign_core.models.motion_vae import load_vae
+
+    section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", "vae")
+    task = make_task("vae", section, synthetic_dataset, tmp_path, "vae")
+    Trainer(task, synthetic_dataset, tmp_path / "vae", replace(cfg, epochs=1), progress=False).fit()
+    before, _ = load_vae(tmp_path / "vae" / "best.pt")
+    task = make_task("vae", {**section, "decoder_only": True}, synthetic_dataset, tmp_path, "vae")
+    more = Trainer(task, synthetic_dataset, tmp_path / "vae", replace(cfg, epochs=4), progress=False).fit()
+    after, ckpt = load_vae(tmp_path / "vae" / "best.pt")
+    assert ckpt["config"]["decoder_only"] is True and ckpt["epoch"] > 1
+    x, mask = torch.randn(2, 40, 263), torch.ones(2, 40, dtype=torch.bool)
+    with torch.no_grad():
+        for a, b in zip(before.encode(x, mask), after.encode(x, mask)):
+            assert torch.equal(a, b), "the encoder moved"
+        assert not torch.allclose(before.decode(a, mask), after.decode(a, mask)), "the decoder did not train"
+    hist = more["history"]
+    assert hist[-1]["feature_l1"] < hist[0]["feature_l1"]
+
+
+def test_vae_round_trip_reconstructs_long_clips_in_windows(tiny_generator, synthetic_dataset):
+    """Joints of a VAE's reconstruction: one frame per feature frame, long clips in windows whose first window
+    is exactly the reconstruction of those frames alone; ``vae_clip_joints`` reads a dataset's clips."""
+    from realign_core.evaluation.reconstruction import vae_clip_joints, vae_round_trip
+
+    vae = MotionVAE(SMALL_VAE).eval()
+    features = np.random.default_rng(0).normal(size=(130, 263)).astype(np.float32)
+    round_trip = vae_round_trip(vae, np.zeros(263), np.ones(263), window=48)
+    joints = round_trip(features)
+    assert joints.shape == (130, 22, 3) and np.isfinite(joints).all()
+    assert np.allclose(joints[:48], round_trip(features[:48]), atol=1e-5)
+    root, _ = tiny_generator
+    clip_id = (synthetic_dataset / "train.txt").read_text().split()[0]
+    recon = vae_clip_joints(root / "vae" / "best.pt", synthetic_dataset)(clip_id)
+    assert recon.shape == (len(np.load(synthetic_dataset / "new_joint_vecs" / f"{clip_id}.npy")), 22, 3)
+
+
 def test_reward_training_continues_from_an_export_without_its_decoder(synthetic_dataset, tmp_path):
     from realign_core.models.checkpoint import export_checkpoint
 

@@ -17,7 +17,8 @@ from realign_core.evaluation.kinematic.checks import (
     all_checks,
     select_prompts,
 )
-from realign_core.evaluation.kinematic.labels import LABELS, ClipRecord, format_validation, label_clip, validate_checks
+from realign_core.evaluation.kinematic.labels import (LABELS, ClipRecord, format_recall_through, format_validation,
+                                                      label_clip, validate_checks)
 from realign_core.evaluation.kinematic.report import compare_reports, format_reports, kinematic_alignment
 from realign_core.evaluation.metrics import paired_difference, wilson_interval
 from realign_core.motion.features import mirror_joints
@@ -335,6 +336,18 @@ def test_validate_checks_on_a_small_dataset(tmp_path):
     assert result["confusion"]["walk_backward"]["walk_forward"] == 0.0
     assert validate_checks(tmp_path, include_mirrored=False)["labels"]["walk_backward"]["positives"] == 1
     assert "walk_backward" in format_validation(result)
+
+
+def test_validate_checks_on_another_source_of_the_same_clips(tmp_path):
+    """``joints_of`` replaces the real joints (e.g. by a VAE's reconstructions): a source that loses the walk
+    loses its recall, the labels stay the real captions'."""
+    write_dataset(tmp_path)
+    still = standing(80)
+    real, through = validate_checks(tmp_path), validate_checks(tmp_path, joints_of=lambda clip_id: still)
+    assert through["labels"]["walk_backward"]["positives"] == 2 and through["labels"]["walk_backward"]["recall"] == 0.0
+    assert through["labels"]["stand_still"]["recall"] == 1.0
+    row = next(line for line in format_recall_through(real, through).splitlines() if line.startswith("walk_backward"))
+    assert row.split()[1:3] == ["2", "100.0"] and "0.0" in row.split()[4]
 
 
 # --------------------------------------------------------------------------- #

@@ -208,6 +208,9 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--validate-on", type=Path, default=None, metavar="DATA_DIR",
                    help="also run the checks on the real captioned clips of a built dataset")
     p.add_argument("--no-mirrored", action="store_true", help="validation: leave out the mirrored clips")
+    p.add_argument("--through-vae", type=Path, default=None, metavar="VAE_BEST_PT",
+                   help="validation: also run the checks on this VAE's reconstructions of the same clips "
+                        "(what survives the VAE bounds every generator that decodes with it)")
     p.add_argument("-o", "--out", type=Path, default=None,
                    help="JSON output (default: MODELS/kinematic_alignment_GENERATOR.json, or "
                         "kinematic_validation.json)")
@@ -269,16 +272,25 @@ def _check_motion(args: argparse.Namespace) -> int:
 
 def kinematic_main(argv: Sequence[str] | None = None) -> int:
     """The kinematic alignment command: prints the tables and writes JSON.  Returns the exit code."""
-    from realign_core.evaluation.kinematic.labels import format_validation, validate_checks
+    from realign_core.evaluation.kinematic.labels import format_recall_through, format_validation, validate_checks
 
     parser = kinematic_parser()
     args = parser.parse_args(argv)
     if args.models is None and args.validate_on is None:
         parser.error("give --models, --validate-on, or both")
+    if args.through_vae is not None and (args.validate_on is None or not args.through_vae.is_file()):
+        parser.error(f"--through-vae {args.through_vae}: needs --validate-on and an existing VAE best.pt")
     out: dict[str, Any] = {}
     if args.validate_on is not None:
         out["validation"] = validate_checks(args.validate_on, include_mirrored=not args.no_mirrored, progress=True)
         print(format_validation(out["validation"]))
+        if args.through_vae is not None:
+            from realign_core.evaluation.reconstruction import vae_clip_joints
+
+            joints = vae_clip_joints(args.through_vae, args.validate_on, args.device or "cpu")
+            out["validation_through_vae"] = {"vae": str(args.through_vae), **validate_checks(
+                args.validate_on, include_mirrored=not args.no_mirrored, progress=True, joints_of=joints)}
+            print(format_recall_through(out["validation"], out["validation_through_vae"]))
     if args.models is not None:
         out["alignment"] = _alignment_json(args)
     default = (args.models / f"kinematic_alignment_{args.generator}.json" if args.models

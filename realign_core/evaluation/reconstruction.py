@@ -7,12 +7,14 @@ unless said otherwise; ``mask`` (B, T) is True on valid frames; joints are
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from realign_core.motion.features import features_to_joints_torch
+from realign_core.motion.features import features_to_joints, features_to_joints_torch
 
 if TYPE_CHECKING:
     from realign_core.models.motion_vae import MotionVAE
@@ -77,3 +79,45 @@ def measure_reconstructions(model: MotionVAE, loader: Iterable[dict], denormaliz
         sums["latent_use"] += latent_use(recon, x, mask) * b
         n += b
     return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def vae_round_trip(vae: MotionVAE, mean: np.ndarray, std: np.ndarray, window: int = 196
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+    """raw features (F, 263) -> joints (F, 22, 3) m of the VAE's reconstruction (posterior mean).
+
+    ``mean``/``std`` (263,) normalise the features as the VAE saw them (its checkpoint's normaliser).
+    Clips longer than ``window`` frames are reconstructed in consecutive windows whose features are
+    joined before the joints are recovered (HumanML3D features are root-relative, so the root path
+    continues across a join).
+    """
+    device = next(vae.parameters()).device
+    mean_t, std_t = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (mean, std))
+
+    @torch.no_grad()
+    def joints(features: np.ndarray) -> np.ndarray:
+        x = (torch.as_tensor(features, dtype=torch.float32, device=device) - mean_t) / std_t
+        parts = []
+        for start in range(0, len(x), window):
+            chunk = x[None, start:start + window]
+            mask = torch.ones(chunk.shape[:2], dtype=torch.bool, device=device)
+            mu, _ = vae.encode(chunk, mask)
+            parts.append(vae.decode(mu, mask)[0])
+        return features_to_joints(torch.cat(parts).mul(std_t).add(mean_t).cpu().numpy())
+
+    return joints
+
+
+def vae_clip_joints(vae_checkpoint: str | Path, data_dir: str | Path, device: str | torch.device = "cpu"
+                    ) -> Callable[[str], np.ndarray]:
+    """clip id -> joints (F, 22, 3) m of the VAE in ``vae_checkpoint`` (a best.pt) reconstructing the clip's
+    features ``DATA_DIR/new_joint_vecs/ID.npy`` (what :func:`realign_core.evaluation.kinematic.labels.
+    validate_checks` takes as ``joints_of``)."""
+    from realign_core.models.motion_vae import load_vae
+
+    vae, ckpt = load_vae(vae_checkpoint, device)
+    norm = ckpt.get("normalizer")
+    if norm is None:
+        raise ValueError(f"{vae_checkpoint}: no 'normalizer' in the checkpoint (needed to feed the VAE)")
+    round_trip = vae_round_trip(vae, np.asarray(norm["mean"]), np.asarray(norm["std"]))
+    vecs = Path(data_dir) / "new_joint_vecs"
+    return lambda clip_id: round_trip(np.load(vecs / f"{clip_id}.npy"))

@@ -7,14 +7,16 @@ same measurements as the checks), whether the clip surely does an action
 runs every check of :mod:`realign_core.evaluation.kinematic.checks` on the
 joints ``new_joints/ID.npy`` (F, 22, 3) m of a built dataset and reports, per
 label, the recall on the positives and the false-positive rate on the
-negatives (fractions with Wilson 95 % intervals).
+negatives (fractions with Wilson 95 % intervals).  Given another source of joints for the same clips
+(``joints_of``, e.g. the motion VAE's reconstructions), it measures what survives that source: the recall
+through the VAE is the ceiling of any generator that decodes with it.
 """
 from __future__ import annotations
 
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ import numpy as np
 
 from realign_core.evaluation.kinematic.checks import MeasuredMotion, all_checks
 from realign_core.evaluation.metrics import wilson_interval
+
+JointsSource = Callable[[str], np.ndarray]   # clip id -> joints (F, 22, 3) m, Y up, 20 fps
 
 
 @dataclass(frozen=True)
@@ -176,11 +180,16 @@ def label_clip(label: CaptionLabel, clip: ClipRecord) -> bool | None:
     return True if describes_clip else None
 
 
-def _check_clips(data_dir: Path, ids: Sequence[str], progress: bool = False) -> dict[str, dict[str, bool]]:
-    """Every check (:func:`all_checks`) on the joints ``new_joints/ID.npy`` (F, 22, 3) of each clip."""
+def dataset_joints(data_dir: str | Path) -> JointsSource:
+    """The real joints of a built dataset: clip id -> ``new_joints/ID.npy`` (F, 22, 3) m."""
+    return lambda clip_id: np.load(Path(data_dir) / "new_joints" / f"{clip_id}.npy")
+
+
+def _check_clips(joints_of: JointsSource, ids: Sequence[str], progress: bool = False) -> dict[str, dict[str, bool]]:
+    """Every check (:func:`all_checks`) on the joints of each clip."""
     checks, out = all_checks(), {}
     for i, clip_id in enumerate(ids):
-        m = MeasuredMotion(np.load(data_dir / "new_joints" / f"{clip_id}.npy"))
+        m = MeasuredMotion(joints_of(clip_id))
         out[clip_id] = {name: bool(check(m)) for name, check in checks.items()}
         if progress and i % 1000 == 0:
             print(f"  checked {i}/{len(ids)} clips", file=sys.stderr, flush=True)
@@ -200,8 +209,10 @@ def _label_row(label: CaptionLabel, pos: list[str], neg: list[str], results: dic
 
 
 def validate_checks(data_dir: str | Path, labels: Sequence[CaptionLabel] = LABELS,
-                    include_mirrored: bool = True, progress: bool = False) -> dict[str, Any]:
-    """Run every check on the real clips of a built dataset (``new_joints/*.npy``, metadata.jsonl).
+                    include_mirrored: bool = True, progress: bool = False,
+                    joints_of: JointsSource | None = None) -> dict[str, Any]:
+    """Run every check on the captioned clips of a built dataset (metadata.jsonl): on their real joints
+    (``new_joints/*.npy``), or on what ``joints_of`` gives for each clip id.
 
     Per label: positives (n, share passing = recall, Wilson 95 % CI) and negatives
     (n, share passing = false-positive rate, CI); plus, per label, the pass rate of
@@ -213,7 +224,7 @@ def validate_checks(data_dir: str | Path, labels: Sequence[CaptionLabel] = LABEL
     clips = load_clip_records(data_dir, include_mirrored)
     labelled = {c.id: {lab.name: label_clip(lab, c) for lab in labels} for c in clips}
     ids = [c.id for c in clips if any(v is not None for v in labelled[c.id].values())]
-    results = _check_clips(data_dir, ids, progress)
+    results = _check_clips(joints_of or dataset_joints(data_dir), ids, progress)
     rows, confusion = {}, {}
     for lab in labels:
         pos = [i for i in ids if labelled[i][lab.name] is True]
@@ -250,3 +261,15 @@ def format_validation(result: dict[str, Any]) -> str:
         lines.append(f"{label:14s}" + "".join(" " * 7 if row[n] is None else f" {100 * row[n]:6.0f}" for n in names))
     return "\n".join(lines)
 
+
+
+def format_recall_through(real: dict[str, Any], through: dict[str, Any], name: str = "VAE") -> str:
+    """Recall per label on the real joints beside the recall on another source of the same clips' joints
+    (two :func:`validate_checks` results)."""
+    head = f"{'label':14s} {'pos':>5s} {'real recall % [95% CI]':>24s} {name + ' recall % [95% CI]':>26s}"
+    lines = [head, "-" * len(head)]
+    for label, r in real["labels"].items():
+        t = through["labels"][label]
+        cells = ["n/a" if x["recall"] is None else percent_with_ci(x["recall"], x["recall_ci95"]) for x in (r, t)]
+        lines.append(f"{label:14s} {r['positives']:5d} {cells[0]:>24s} {cells[1]:>26s}")
+    return "\n".join(lines)

@@ -21,6 +21,8 @@ class VAELossConfig:
     joint_beta_m: float = 0.05     # SmoothL1 transition, metres
     kl_weight: float = 1e-4
     kl_warmup_steps: int = 0       # KL weight ramps linearly from 0 (avoids early posterior collapse)
+    decoder_only: bool = False     # train the decoder only: the encoder, and so the latent space every latent
+                                   # model (denoiser, latent reward) was trained on, stays fixed
 
 
 class Denormalize(nn.Module):
@@ -73,8 +75,13 @@ class VAETask:
 
     def training_loss(self, model: MotionVAE, batch: dict, step: int) -> tuple[Tensor, dict[str, float]]:
         x, mask = batch["features"], batch["mask"]
-        recon, mu, logvar = model(x, mask, sample=True)
         lc = self.loss_cfg
+        if lc.decoder_only:
+            with torch.no_grad():   # no gradient reaches the encoder: AdamW leaves its weights as they are
+                mu, logvar = model.encode(x, mask)
+            recon = model.decode(mu + torch.randn_like(mu) * torch.exp(0.5 * logvar), mask)
+        else:
+            recon, mu, logvar = model(x, mask, sample=True)
         feat = masked_mean(nn.functional.smooth_l1_loss(recon, x, reduction="none"), mask)
         joints = masked_mean(nn.functional.smooth_l1_loss(self._joints(recon), self._joints(x), reduction="none",
                                                            beta=lc.joint_beta_m), mask) / lc.joint_beta_m
