@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from realign_core.evaluation.model_card import build_model_card
-from realign_core.evaluation.model_eval import evaluate_models, format_result, save_result
+from realign_core.evaluation.model_eval import evaluate_models, format_result, merge_partial_result, save_result
 from realign_core.models.reward_model import load_reward_checkpoint
 from realign_core.pipeline import SamplingConfig
 from realign_core.training.registry import KINDS
@@ -39,6 +39,13 @@ def test_eval_reports_every_measurement(tiny_stack, tmp_path):
     card = build_model_card(root, tmp_path / "e.json")
     assert "NSF EIA-0196217" in card and "| evaluator |" in card and "Generator without guidance" in card
     assert "not in this model folder" not in card and "scored by evaluator_words" in card
+
+    # a later run of the VAE part only updates that part and keeps every evaluator's earlier rows
+    vae_only = evaluate_models(root, data, parts=("vae",), limit=16)
+    merged = merge_partial_result(result, vae_only, ("vae",))
+    assert merged["vae_test"] == vae_only["vae_test"] and merged["generator"] == gen
+    assert merged["by_evaluator"]["evaluator_words"] == words and merged["test_prompts"] == 32
+    assert merged["prompts_per_part"] == {"vae": 16, "real": 32, "generator": 32, "reward": 32}
 
 
 def test_export_halves_weights_and_keeps_models_usable(tiny_stack, tmp_path):

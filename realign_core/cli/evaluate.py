@@ -97,7 +97,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return _eval_kinematic(args)
     if args.judge_val:
         return _eval_judge_val(args)
-    from realign_core.evaluation.model_eval import PARTS, evaluate_models, format_result, save_result
+    from realign_core.evaluation.model_eval import (PARTS, evaluate_models, format_result, merge_partial_result,
+                                                     save_result)
     from realign_core.pipeline import SamplingConfig
 
     models, data = Path(args.models), Path(args.data)
@@ -106,12 +107,7 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate_models(models, data, args.repeats, args.real_repeats, sampling, args.device, args.limit, parts)
     out = Path(args.output) if args.output else models / "eval_models.json"
     if out.is_file() and set(parts) != set(PARTS):      # a partial run updates the earlier results
-        previous = json.loads(out.read_text())
-        earlier = previous.get("prompts_per_part", {p: previous.get("test_prompts") for p in PARTS})
-        result = {**previous, **{k: v for k, v in result.items() if k != "skipped"},
-                  "skipped": {**{k: v for k, v in previous.get("skipped", {}).items()
-                                 if k.removesuffix("_plain") not in parts}, **result["skipped"]},
-                  "prompts_per_part": {**earlier, **result["prompts_per_part"]}}
+        result = merge_partial_result(json.loads(out.read_text()), result, parts)
     save_result(result, out)
     print(format_result(result))
     print(f"written to {out}")

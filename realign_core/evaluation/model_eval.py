@@ -155,5 +155,23 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge_partial_result(previous: dict[str, Any], result: dict[str, Any], parts: tuple[str, ...]) -> dict[str, Any]:
+    """An earlier ``evaluate_models`` result updated by a run of only ``parts``: what the run measured replaces
+    the earlier values (per evaluator and part under ``by_evaluator``); everything else, and the earlier
+    ``test_prompts``, is kept; ``prompts_per_part`` says how many test prompts each part was measured on."""
+    earlier = previous.get("prompts_per_part", {p: previous.get("test_prompts") for p in PARTS})
+    by_evaluator = {kind: dict(rows) for kind, rows in previous.get("by_evaluator", {}).items()}
+    for kind, rows in result.get("by_evaluator", {}).items():
+        by_evaluator.setdefault(kind, {}).update(rows)
+    keep = ("skipped", "by_evaluator", "test_prompts", "prompts_per_part")
+    merged = {**previous, **{k: v for k, v in result.items() if k not in keep}}
+    merged["test_prompts"] = previous.get("test_prompts", result.get("test_prompts"))
+    merged["skipped"] = {**{k: v for k, v in previous.get("skipped", {}).items()
+                            if k.removesuffix("_plain") not in parts}, **result["skipped"]}
+    merged["prompts_per_part"] = {**earlier, **result["prompts_per_part"]}
+    merged["by_evaluator"] = by_evaluator
+    return merged
+
+
 def save_result(result: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(result, indent=2, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
