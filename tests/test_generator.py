@@ -162,10 +162,11 @@ def test_vae_round_trip_reconstructs_long_clips_in_windows(tiny_generator, synth
     """Joints of a VAE's reconstruction: one frame per feature frame, long clips in windows whose first window
     is exactly the reconstruction of those frames alone; ``vae_clip_joints`` reads a dataset's clips."""
     from realign_core.evaluation.reconstruction import vae_clip_joints, vae_round_trip
+    from realign_core.motion.normalization import Normalizer
 
     vae = MotionVAE(SMALL_VAE).eval()
     features = np.random.default_rng(0).normal(size=(130, 263)).astype(np.float32)
-    round_trip = vae_round_trip(vae, np.zeros(263), np.ones(263), window=48)
+    round_trip = vae_round_trip(vae, Normalizer(np.zeros(263), np.ones(263)), window=48)
     joints = round_trip(features)
     assert joints.shape == (130, 22, 3) and np.isfinite(joints).all()
     assert np.allclose(joints[:48], round_trip(features[:48]), atol=1e-5)

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from realign_core.motion.features import features_to_joints, features_to_joints_torch
+from realign_core.motion.normalization import Normalizer
 
 if TYPE_CHECKING:
     from realign_core.models.motion_vae import MotionVAE
@@ -81,28 +82,23 @@ def measure_reconstructions(model: MotionVAE, loader: Iterable[dict], denormaliz
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
-def vae_round_trip(vae: MotionVAE, mean: np.ndarray, std: np.ndarray, window: int = 196
-                   ) -> Callable[[np.ndarray], np.ndarray]:
+def vae_round_trip(vae: MotionVAE, normalizer: Normalizer, window: int = 196) -> Callable[[np.ndarray], np.ndarray]:
     """raw features (F, 263) -> joints (F, 22, 3) m of the VAE's reconstruction (posterior mean).
 
-    ``mean``/``std`` (263,) normalise the features as the VAE saw them (its checkpoint's normaliser).
-    Clips longer than ``window`` frames are reconstructed in consecutive windows whose features are
-    joined before the joints are recovered (HumanML3D features are root-relative, so the root path
-    continues across a join).
+    ``normalizer`` normalises the features as the VAE saw them (its checkpoint's).  Clips longer than
+    ``window`` frames are reconstructed in consecutive windows whose features are joined before the joints
+    are recovered (HumanML3D features are root-relative, so the root path continues across a join).
     """
     device = next(vae.parameters()).device
-    mean_t, std_t = (torch.as_tensor(a, dtype=torch.float32, device=device) for a in (mean, std))
 
     @torch.no_grad()
     def joints(features: np.ndarray) -> np.ndarray:
-        x = (torch.as_tensor(features, dtype=torch.float32, device=device) - mean_t) / std_t
+        x = normalizer.normalize(torch.as_tensor(features, dtype=torch.float32, device=device))
         parts = []
         for start in range(0, len(x), window):
             chunk = x[None, start:start + window]
-            mask = torch.ones(chunk.shape[:2], dtype=torch.bool, device=device)
-            mu, _ = vae.encode(chunk, mask)
-            parts.append(vae.decode(mu, mask)[0])
-        return features_to_joints(torch.cat(parts).mul(std_t).add(mean_t).cpu().numpy())
+            parts.append(vae(chunk, torch.ones(chunk.shape[:2], dtype=torch.bool, device=device), sample=False)[0][0])
+        return features_to_joints(normalizer.denormalize(torch.cat(parts)).cpu().numpy())
 
     return joints
 
@@ -118,6 +114,6 @@ def vae_clip_joints(vae_checkpoint: str | Path, data_dir: str | Path, device: st
     norm = ckpt.get("normalizer")
     if norm is None:
         raise ValueError(f"{vae_checkpoint}: no 'normalizer' in the checkpoint (needed to feed the VAE)")
-    round_trip = vae_round_trip(vae, np.asarray(norm["mean"]), np.asarray(norm["std"]))
+    round_trip = vae_round_trip(vae, Normalizer(np.asarray(norm["mean"]), np.asarray(norm["std"])))
     vecs = Path(data_dir) / "new_joint_vecs"
     return lambda clip_id: round_trip(np.load(vecs / f"{clip_id}.npy"))

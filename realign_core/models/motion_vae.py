@@ -162,9 +162,12 @@ class MotionVAE(nn.Module):
             h = h * nn.functional.pad(keep, (0, h.shape[1] - keep.shape[1]))[..., None]
         return self.out_proj(h[:, :frames]) * mask[..., None]
 
-    def forward(self, features: Tensor, mask: Tensor, sample: bool = True) -> tuple[Tensor, Tensor, Tensor]:
-        """Reconstruct: -> (reconstruction (B, T, 263), mu, logvar)."""
-        mu, logvar = self.encode(features, mask)
+    def forward(self, features: Tensor, mask: Tensor, sample: bool = True,
+                encoder_grad: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+        """Reconstruct: -> (reconstruction (B, T, 263), mu, logvar).  ``encoder_grad`` False encodes without
+        autograd (training the decoder alone leaves the encoder, and so the latent space, as it is)."""
+        with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
+            mu, logvar = self.encode(features, mask)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
         return self.decode(z, mask), mu, logvar
 

@@ -262,7 +262,6 @@ def format_validation(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-
 def format_recall_through(real: dict[str, Any], through: dict[str, Any], name: str = "VAE") -> str:
     """Recall per label on the real joints beside the recall on another source of the same clips' joints
     (two :func:`validate_checks` results)."""

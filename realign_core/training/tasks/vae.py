@@ -76,12 +76,8 @@ class VAETask:
     def training_loss(self, model: MotionVAE, batch: dict, step: int) -> tuple[Tensor, dict[str, float]]:
         x, mask = batch["features"], batch["mask"]
         lc = self.loss_cfg
-        if lc.decoder_only:
-            with torch.no_grad():   # no gradient reaches the encoder: AdamW leaves its weights as they are
-                mu, logvar = model.encode(x, mask)
-            recon = model.decode(mu + torch.randn_like(mu) * torch.exp(0.5 * logvar), mask)
-        else:
-            recon, mu, logvar = model(x, mask, sample=True)
+        # decoder_only: no gradient reaches the encoder, so AdamW leaves its weights as they are
+        recon, mu, logvar = model(x, mask, sample=True, encoder_grad=not lc.decoder_only)
         feat = masked_mean(nn.functional.smooth_l1_loss(recon, x, reduction="none"), mask)
         joints = masked_mean(nn.functional.smooth_l1_loss(self._joints(recon), self._joints(x), reduction="none",
                                                            beta=lc.joint_beta_m), mask) / lc.joint_beta_m
