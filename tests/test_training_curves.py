@@ -84,3 +84,15 @@ def test_sizes_compare_runs_by_measured_cpu_hours(tmp_path, capsys):
         main(["plot-sizes", "--run", "big", str(big), str(tmp_path / "bad.json"), "-o", str(out)])
     with pytest.raises(SystemExit, match="needs LABEL LOG SPEED_JSON"):
         main(["plot-sizes", "--run", "big", str(big), "-o", str(out)])
+
+
+def test_sizes_take_the_speed_row_a_run_trained_as(tmp_path, capsys):
+    log = tmp_path / "run.jsonl"
+    _write_log(log, [(1, 50, 0.5), (2, 50, 0.4)])              # 20 steps
+    _write_speed(tmp_path / "s.json", 360.0)
+    out = tmp_path / "amp.png"
+    assert main(["plot-sizes", "--run", "cached", str(log), f"{tmp_path / 's.json'}::cached VAE posteriors",
+                 "--title", "bf16 vs float32", "-o", str(out)]) == 0
+    assert "cached: 2 epochs, 0.55 CPU-h (99.00 CPU-s/step)" in capsys.readouterr().out   # 20 x 99 / 3600
+    with pytest.raises(SystemExit, match="no row with variant 'bf16'"):
+        main(["plot-sizes", "--run", "x", str(log), f"{tmp_path / 's.json'}::bf16", "-o", str(out)])

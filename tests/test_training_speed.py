@@ -63,7 +63,10 @@ def test_realign_bench_train_prints_every_variant(tiny_generator, synthetic_data
     assert all(v.name in table for v in VARIANTS) and "1.00x" in table
     import json
 
-    rows = json.loads(out.read_text())["rows"]
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["cores"] >= 1 and isinstance(saved["machine"]["native_bf16"], bool)
+    assert "native bf16:" in table and {r["amp"] for r in saved["rows"]} == {"off", "bf16"}
+    rows = saved["rows"]
     assert len(rows) == len(VARIANTS) and all(r["samples_per_s"] > 0 and r["steps"] == 2 for r in rows)
     from realign_core.models.latent_denoiser import load_denoiser
     model, _ = load_denoiser(tiny_generator[0] / "denoiser" / "best.pt")   # the tiny config's size
@@ -119,4 +122,48 @@ def test_train_config_names_a_bad_schedule(tmp_path):
         load_config(bad, "denoiser")
     bad.write_text('[denoiser.train]\nlr = 1e-4\nmin_lr = 1e-3\n')
     with pytest.raises(ValueError, match="min_lr = 0.001 must lie in"):
+        load_config(bad, "denoiser")
+
+
+def test_bf16_autocast_trains_in_bf16_and_validates_in_float32(tiny_generator, synthetic_dataset, tmp_path):
+    root = tiny_generator[0]
+    section, cfg = load_config(TINY, "denoiser")
+    losses = {}
+    for amp in ("off", "bf16"):
+        run = replace(cfg, amp=amp, epochs=1)
+        trainer = Trainer(make_task("denoiser", section, synthetic_dataset, root, "denoiser", run), synthetic_dataset,
+                          tmp_path / amp, run, progress=False)
+        assert trainer.bf16 == (amp == "bf16")
+        batch = next(iter(trainer.train_loader()))
+        seen = []
+        hook = trainer.model.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        losses[amp], _ = trainer.train_step(batch)
+        hook.remove()
+        assert seen == [torch.bfloat16 if amp == "bf16" else torch.float32]     # the step ran in that precision
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # weights stay float32
+        metrics = trainer._validate()
+        assert all(np.isfinite(v) for v in metrics.values())
+    # same seed, same batch, same initial weights: bf16 changes the loss only in its low bits
+    assert losses["bf16"] == pytest.approx(losses["off"], rel=0.05) and losses["bf16"] != losses["off"]
+
+
+def test_native_bf16_reads_the_cpu_flags(tmp_path, monkeypatch):
+    from realign_core import device
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse avx2 avx512f avx512_bf16\n")
+    assert "avx512_bf16" in device.cpu_flags(info) and device.cpu_flags(tmp_path / "missing") == set()
+    assert device.cpu_model(info) == "Test CPU 9000"
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "fma"})
+    assert not device.native_bf16("cpu")
+    from realign_core.training.trainer import uses_bf16
+    assert not uses_bf16("auto", torch.device("cpu")) and uses_bf16("bf16", torch.device("cpu"))
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert device.native_bf16("cpu")
+
+
+def test_train_config_names_a_bad_precision(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[denoiser.train]\namp = "fp8"\n')
+    with pytest.raises(ValueError, match=r"bad.toml \[denoiser.train\]: amp = 'fp8'; allowed"):
         load_config(bad, "denoiser")

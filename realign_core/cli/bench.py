@@ -262,7 +262,7 @@ def _run_training(args: argparse.Namespace) -> int:
     """Training throughput of ``args.train`` under each speed variant; a markdown table (and JSON)."""
     import json
 
-    from realign_core.training.speed import VARIANTS, format_rows, measure, with_speedups
+    from realign_core.training.speed import VARIANTS, format_rows, machine_facts, measure, with_speedups
 
     if args.models is None:
         print("realign bench: error: --train needs --models (the model root whose vae/ the denoiser uses)",
@@ -273,10 +273,13 @@ def _run_training(args: argparse.Namespace) -> int:
         rows.append(measure(args.train, args.config, args.data, args.models, variant, steps=args.train_steps))
         print(f"  {variant.name}: {rows[-1]['step_s']:.2f} s/step", file=sys.stderr, flush=True)
     rows = with_speedups(rows)
-    print(f"# {args.train} training throughput, {args.config}, {args.train_steps} steps per variant")
+    machine = machine_facts()
+    print(f"# {args.train} training throughput, {args.config}, {args.train_steps} steps per variant; "
+          f"{machine['cpu']}, {machine['cores']} cores, native bf16: {'yes' if machine['native_bf16'] else 'no'}")
     print(format_rows(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps({"kind": args.train, "config": args.config, "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"kind": args.train, "config": args.config, "machine": machine,
+                                               "rows": rows}, indent=1))
     return 0
 
 

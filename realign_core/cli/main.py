@@ -112,10 +112,15 @@ def _train(args: argparse.Namespace) -> int:
         train_cfg = replace(train_cfg, max_minutes=args.max_minutes)
     if args.device:
         train_cfg = replace(train_cfg, device=args.device)
+    if args.amp:
+        train_cfg = replace(train_cfg, amp=args.amp)
+    if args.threads:
+        train_cfg = replace(train_cfg, torch_threads=args.threads)
     task = make_task(args.kind, model_section, data, out_root, f"{args.config} [{args.kind}.model]", train_cfg)
     trainer = Trainer(task, data, out_root / args.kind, train_cfg)
-    print(f"training {args.kind} on {trainer.device}: {sum(p.numel() for p in trainer.model.parameters()):,} "
-          f"parameters, {len(trainer.train_set)} train / {len(trainer.val_set)} val entries")
+    precision = "bf16 autocast" if trainer.bf16 else "float32"
+    print(f"training {args.kind} on {trainer.device} ({precision}): "
+          f"{sum(p.numel() for p in trainer.model.parameters()):,} parameters, {len(trainer.train_set)} train / {len(trainer.val_set)} val entries")
     summary = trainer.fit()
     state = "finished" if summary["finished"] else "stopped early (resume with the same command)"
     print(f"{args.kind}: {state} after {summary['epochs_done']} epochs, {summary['steps']} steps; "
@@ -443,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=int, default=None, help="override [KIND.train] epochs")
     tr.add_argument("--max-minutes", type=float, default=None, help="stop after this budget (resumable)")
     tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: config, auto)")
+    tr.add_argument("--amp", default=None, choices=["off", "bf16", "auto"],
+                    help="override [KIND.train] amp: bf16 autocast for the training steps (auto = where native)")
+    tr.add_argument("--threads", type=int, default=None, help="override [KIND.train] torch_threads")
     tr.set_defaults(func=_train)
 
     add_eval_command(sub)

@@ -17,7 +17,7 @@ def _plot_training(args: argparse.Namespace) -> int:
 
 
 def _plot_sizes(args: argparse.Namespace) -> int:
-    from realign_core.evaluation.training_curves import load_sized_run, plot_sizes
+    from realign_core.evaluation.training_curves import SIZES_TITLE, load_sized_run, plot_sizes
 
     runs = []
     for spec in args.run:
@@ -31,7 +31,7 @@ def _plot_sizes(args: argparse.Namespace) -> int:
         print(f"{run.label}: {len(run.epochs)} epochs, {run.cpu_hours(run.epochs[-1].epoch):.2f} CPU-h "
               f"({run.cpu_s_per_step:.2f} CPU-s/step), best val loss {min(r.val_loss for r in run.epochs):.4f}, "
               f"{len(run.judged)} judged")
-    print(f"wrote {plot_sizes(runs, args.output)}")
+    print(f"wrote {plot_sizes(runs, args.output, args.title or SIZES_TITLE)}")
     return 0
 
 
@@ -47,6 +47,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ps = sub.add_parser("plot-sizes", help="denoiser sizes: validation loss and judged metric against CPU-hours")
     ps.add_argument("--run", nargs="+", action="append", required=True, metavar="ARG",
                     help="LABEL LOG SPEED_JSON [JUDGED ...]: a run's label, its trainer log.jsonl, its size's "
-                         "realign bench --train denoiser --json file, and its realign eval --judge-val files")
+                         "realign bench --train denoiser --json file (FILE::VARIANT picks the row it trained "
+                         "as; default '+ 2 threads'), and its realign eval --judge-val files")
+    ps.add_argument("--title", default=None, help="figure title (default: the denoiser-sizes one)")
     ps.add_argument("-o", "--output", required=True, help="PNG path")
     ps.set_defaults(func=_plot_sizes)

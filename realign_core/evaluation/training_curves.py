@@ -153,26 +153,35 @@ def step_cost(speed_json: str | Path, variant: str = "+ 2 threads") -> float:
 
 
 def load_sized_run(label: str, log: str | Path, speed_json: str | Path, judged: list[str | Path]) -> SizedRun:
-    """A :class:`SizedRun` from a trainer's log.jsonl, its size's training-speed JSON and its judge files."""
-    return SizedRun(label, load_epochs(log), load_judged(judged), step_cost(speed_json))
+    """A :class:`SizedRun` from a trainer's log.jsonl, its size's training-speed JSON and its judge files.
+    ``speed_json`` may name the row it trained as after ``::`` (``FILE::VARIANT``; default "+ 2 threads")."""
+    path, _, variant = str(speed_json).partition("::")
+    cost = step_cost(path, variant) if variant else step_cost(path)
+    return SizedRun(label, load_epochs(log), load_judged(judged), cost)
 
 
-def plot_sizes(runs: list[SizedRun], out: str | Path) -> Path:
-    """Validation loss and the judged generation metric of each size against epochs and CPU-hours (PNG)."""
+SIZES_TITLE = ("latent denoiser sizes: validation loss and the judged validation generation metric "
+               "(judge: reward_plain, unguided)")
+
+
+def plot_sizes(runs: list[SizedRun], out: str | Path, title: str = SIZES_TITLE) -> Path:
+    """Validation loss and the judged generation metric of each run against epochs and CPU-hours (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    judged = any(run.judged for run in runs)      # without judged checkpoints only the loss row is drawn
+    fig, axes = plt.subplots(2 if judged else 1, 2, figsize=(11, 7.5 if judged else 4), squeeze=False)
     for run in runs:
         hours = [run.cpu_hours(r.epoch) for r in run.epochs]
         val = [r.val_loss for r in run.epochs]
         line, = axes[0, 0].plot([r.epoch for r in run.epochs], val, label=run.label)
         axes[0, 1].plot(hours, val, color=line.get_color(), label=run.label)
-        j_hours = [run.cpu_hours(j.epoch) for j in run.judged]
-        axes[1, 0].plot(j_hours, [j.judge_r1 for j in run.judged], "o-", color=line.get_color(), label=run.label)
-        axes[1, 1].plot(j_hours, [j.judge_fid for j in run.judged], "s--", color=line.get_color(), label=run.label)
+        if judged:
+            j_hours = [run.cpu_hours(j.epoch) for j in run.judged]
+            axes[1, 0].plot(j_hours, [j.judge_r1 for j in run.judged], "o-", color=line.get_color(), label=run.label)
+            axes[1, 1].plot(j_hours, [j.judge_fid for j in run.judged], "s--", color=line.get_color(), label=run.label)
     hours = "CPU-hours (steps x CPU-s per step measured idle)"
     labels = (("epoch", "validation loss (MSE)"), (hours, "validation loss (MSE)"),
               ("CPU-hours", "judge R@1 (higher is better)"), ("CPU-hours", "judge FID (lower is better)"))
@@ -181,5 +190,4 @@ def plot_sizes(runs: list[SizedRun], out: str | Path) -> Path:
         ax.set_ylabel(ylabel)
         ax.legend()
         ax.grid(alpha=0.3)
-    return _save(fig, out, "latent denoiser sizes: validation loss and the judged validation generation metric "
-                           "(judge: reward_plain, unguided)")
+    return _save(fig, out, title)

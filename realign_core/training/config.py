@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 LR_SCHEDULES = ("constant", "cosine")
+AMP_MODES = ("off", "bf16", "auto")
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,17 @@ class TrainConfig:
     cache_latents: bool = False     # denoiser: VAE posteriors encoded once per VAE checkpoint, not every step
     ema: float = 0.0                # > 0: moving average of the weights (decay per step, warmed up); validated
                                     # beside the raw weights and chosen by its validation; best.pt holds it
+    amp: str = "off"                # training steps under bf16 autocast: "bf16", "off", or "auto" = bf16 where
+                                    # the device multiplies bf16 in hardware (device.native_bf16); validation
+                                    # always runs in float32
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule = {self.lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
         if not 0.0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr = {self.min_lr} must lie in [0, lr = {self.lr}]")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp = {self.amp!r}; allowed: {list(AMP_MODES)}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema = {self.ema} must lie in [0, 1) (0 = no moving average)")
 

@@ -7,7 +7,10 @@ sentence embeddings (B, 384) of their captions:
 * ``training_draws``: timesteps t ~ U{0..T-1}, condition kept with probability 1 - cond_drop, noise;
 * ``validation_draws``: t and noise from a seeded generator (the same for every validation);
 * ``loss``: MSE of the model's prediction against the noise (``epsilon``) or z0 (``sample``),
-  averaged over the latent dimension, then over real tokens.
+  averaged over the latent dimension, then over real tokens; for training, optionally weighted per sample
+  by Min-SNR-gamma (Hang et al., 2023): min(SNR(t), gamma) / SNR(t) for ``epsilon``, min(SNR(t), gamma)
+  for ``sample`` (SNR = abar / (1 - abar)), so that no noise level dominates the gradient.  Validation
+  is always the unweighted MSE, comparable across runs.
 
 This module imports no text encoder and no dataset code, so it runs where only torch is installed.
 """
@@ -28,6 +31,13 @@ class DiffusionConfig:
     prediction_type: str = "epsilon"   # or "sample"
     cond_drop: float = 0.1
     latent_scale: float = 0.0          # 0 = estimate from the training data
+    min_snr_gamma: float = 0.0         # > 0: Min-SNR-gamma weights on the training loss (module docstring)
+
+    def __post_init__(self) -> None:
+        if self.prediction_type not in ("epsilon", "sample"):
+            raise ValueError(f"prediction_type = {self.prediction_type!r}; allowed: ['epsilon', 'sample']")
+        if self.min_snr_gamma < 0:
+            raise ValueError(f"min_snr_gamma = {self.min_snr_gamma} must be >= 0 (0 = unweighted)")
 
 
 VALIDATION_SEED = 1234   # the generator of every validation's timesteps and noise
@@ -70,10 +80,23 @@ class DenoiserObjective:
         shape = (-1,) + (1,) * (z0.ndim - 1)
         return (a[t].reshape(shape).to(z0.dtype) * z0 + s[t].reshape(shape).to(z0.dtype) * noise)
 
+    def snr_weights(self, t: Tensor) -> Tensor:
+        """(B,) Min-SNR-gamma loss weights of timesteps t (B,); ones when ``min_snr_gamma`` is 0."""
+        gamma = self.diffusion.min_snr_gamma
+        if gamma <= 0:
+            return torch.ones(t.shape, device=t.device)
+        abar = self.schedule.alphas_cumprod.to(t.device)[t]
+        snr = (abar / (1 - abar)).float()
+        clipped = snr.clamp(max=gamma)
+        return clipped / snr if self.diffusion.prediction_type == "epsilon" else clipped
+
     def loss(self, model: nn.Module, z0: Tensor, tokens: Tensor, text: Tensor, t: Tensor, noise: Tensor,
-             use_cond: Tensor) -> Tensor:
-        """Scalar masked MSE of ``model(noised z0, t, text, use_cond, tokens)`` against its target."""
+             use_cond: Tensor, weighted: bool = False) -> Tensor:
+        """Scalar masked MSE of ``model(noised z0, t, text, use_cond, tokens)`` against its target;
+        ``weighted``: each sample's error times its ``snr_weights`` (training)."""
         pred = model(self.add_noise(z0, noise, t), t, text, use_cond, tokens)
         target = noise if self.diffusion.prediction_type == "epsilon" else z0
         err = (pred.float() - target).pow(2).mean(-1)
+        if weighted:
+            err = err * self.snr_weights(t)[:, None]
         return (err * tokens).sum() / tokens.sum().clamp(min=1)

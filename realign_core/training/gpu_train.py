@@ -227,7 +227,7 @@ class PackTrainer:
             z0 = self.objective.latents(mu, logvar, tokens, sample=True)
         t, use_cond, noise = self.objective.training_draws(z0)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss = self.objective.loss(self.model, z0, tokens, text, t, noise, use_cond)
+            loss = self.objective.loss(self.model, z0, tokens, text, t, noise, use_cond, weighted=True)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:

@@ -9,6 +9,7 @@ is reported separately (``setup_s``), not inside the step time.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from realign_core.device import cpu_model, native_bf16
 from realign_core.training.config import TrainConfig, load_config
 from realign_core.training.registry import make_task
 from realign_core.training.trainer import Trainer
@@ -31,10 +33,11 @@ class SpeedVariant:
     cache_latents: bool = False
     bucket_by_length: bool = False
     batch_size: int = 64
+    amp: str = "off"
 
     def apply(self, cfg: TrainConfig) -> TrainConfig:
         return replace(cfg, torch_threads=self.torch_threads, cache_latents=self.cache_latents,
-                       bucket_by_length=self.bucket_by_length, batch_size=self.batch_size)
+                       bucket_by_length=self.bucket_by_length, batch_size=self.batch_size, amp=self.amp)
 
 
 BEFORE = SpeedVariant("before: VAE encoder every step, random batches, 1 thread")
@@ -42,8 +45,11 @@ VARIANTS = (
     BEFORE,
     SpeedVariant("cached VAE posteriors", cache_latents=True),
     SpeedVariant("+ length buckets", cache_latents=True, bucket_by_length=True),
-    SpeedVariant("+ 2 threads", torch_threads=2, cache_latents=True, bucket_by_length=True),
-    SpeedVariant("+ batch 128", torch_threads=2, cache_latents=True, bucket_by_length=True, batch_size=128),
+    SpeedVariant("+ bf16 autocast", cache_latents=True, bucket_by_length=True, amp="bf16"),
+    SpeedVariant("+ 2 threads", torch_threads=2, cache_latents=True, bucket_by_length=True, amp="bf16"),
+    SpeedVariant("+ batch 128", torch_threads=2, cache_latents=True, bucket_by_length=True, batch_size=128,
+                 amp="bf16"),
+    SpeedVariant("2 threads, float32 (for comparison)", torch_threads=2, cache_latents=True, bucket_by_length=True),
 )
 
 
@@ -72,9 +78,15 @@ def measure(kind: str, config: str | Path, data: str | Path, models: str | Path,
     finally:
         torch.set_num_threads(previous)
     return {"variant": variant.name, "parameters": sum(p.numel() for p in trainer.model.parameters()),
-            "threads": cfg.torch_threads, "batch": cfg.batch_size, "steps": steps,
+            "threads": cfg.torch_threads, "batch": cfg.batch_size, "amp": cfg.amp,
+            "native_bf16": native_bf16(trainer.device), "steps": steps,
             "samples": samples, "setup_s": round(setup_s, 1), "step_s": wall / steps, "step_cpu_s": cpu / steps,
             "samples_per_s": samples / wall, "samples_per_cpu_s": samples / cpu}
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the rows were measured on: CPU model, logical cores, native bf16, torch version."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "native_bf16": native_bf16("cpu"), "torch": torch.__version__}
 
 
 def _endless(trainer: Trainer):
@@ -92,10 +104,17 @@ def with_speedups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """Markdown table of ``with_speedups`` rows."""
-    lines = ["| variant | threads | batch | s/step (wall) | samples/s (wall) | samples/CPU-s | speed-up wall | "
-             "speed-up per CPU-s |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | threads | batch | precision | s/step (wall) | samples/s (wall) | samples/CPU-s | speed-up wall | "
+             "speed-up per CPU-s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['threads']} | {r['batch']} | {r['step_s']:.2f} | "
+        lines.append(f"| {r['variant']} | {r['threads']} | {r['batch']} | {_precision(r)} | {r['step_s']:.2f} | "
                      f"{r['samples_per_s']:.1f} | {r['samples_per_cpu_s']:.1f} | {r['speedup']:.2f}x | "
                      f"{r['speedup_cpu']:.2f}x |")
     return "\n".join(lines)
+
+
+def _precision(row: dict[str, Any]) -> str:
+    """'float32', or 'bf16' with whether the machine multiplies bf16 in hardware (rows before this field: float32)."""
+    if row.get("amp", "off") == "off":
+        return "float32"
+    return "bf16 (native)" if row.get("native_bf16") else "bf16 (emulated)"

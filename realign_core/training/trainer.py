@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from realign_core.data.dataset import MotionTextDataset, collate
-from realign_core.device import pick_device
+from realign_core.device import native_bf16, pick_device
 from realign_core.models.checkpoint import load_weights_for_training
 from realign_core.models.layout import BEST_FILE, LAST_FILE
 from realign_core.training.config import TrainConfig
@@ -36,6 +36,11 @@ from realign_core.training.task import TrainingTask
 def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU; anything else as given (``realign_core.device``)."""
     return torch.device(pick_device(name))
+
+
+def uses_bf16(amp: str, device: torch.device) -> bool:
+    """Whether training steps run under bf16 autocast (``TrainConfig.amp`` on ``device``)."""
+    return amp == "bf16" or (amp == "auto" and native_bf16(device))
 
 
 def seed_everything(seed: int) -> None:
@@ -72,6 +77,7 @@ class Trainer:
         self.task, self.cfg, self.progress = task, cfg, progress
         self.data_dir, self.out_dir = Path(data_dir), Path(out_dir)
         self.device = resolve_device(cfg.device)
+        self.bf16 = uses_bf16(cfg.amp, self.device)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
@@ -206,7 +212,8 @@ class Trainer:
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, parts = self.task.training_loss(self.model, to_device(batch, self.device), self.step)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss, parts = self.task.training_loss(self.model, to_device(batch, self.device), self.step)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{self.task.name}: non-finite loss at step {self.step}: {parts}")
         self.optimizer.zero_grad(set_to_none=True)

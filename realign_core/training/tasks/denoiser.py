@@ -97,14 +97,14 @@ class DenoiserTask:
             return self.objective.latents(mu, logvar, tokens, sample), tokens
 
     def _loss(self, model: LatentDenoiser, batch: dict, z0: Tensor, tokens: Tensor, t: Tensor, noise: Tensor,
-              use_cond: Tensor) -> Tensor:
+              use_cond: Tensor, weighted: bool = False) -> Tensor:
         text = self.text.encode_sentences(batch["captions"]).to(z0.device)
-        return self.objective.loss(model, z0, tokens, text, t, noise, use_cond)
+        return self.objective.loss(model, z0, tokens, text, t, noise, use_cond, weighted)
 
     def training_loss(self, model: LatentDenoiser, batch: dict, step: int) -> tuple[Tensor, dict[str, float]]:
         z0, tokens = self._latents(batch, sample=True)
         t, use_cond, noise = self.objective.training_draws(z0)
-        loss = self._loss(model, batch, z0, tokens, t, noise, use_cond)
+        loss = self._loss(model, batch, z0, tokens, t, noise, use_cond, weighted=True)
         return loss, {"mse": loss.item()}
 
     @torch.no_grad()
