@@ -214,7 +214,8 @@ def test_levers_on_the_test_split_are_the_validated_points_with_both_evaluators(
         {("motion", 1), ("motion", None), ("latent", 1), ("latent", None)}
     for name, m in levers.items():      # the candidate's own step scale, as a strength of the calibrated one
         assert m["guidance"]["strength"] * scale == pytest.approx(float(name.rsplit("x", 1)[1]))
-        assert table["rows_by_evaluator"]["evaluator_words"][name]["r1"] != table["rows"][name]["r1"]
+        # scored by each evaluator separately: R@1 of tiny models on 32 prompts can coincide, FID cannot
+        assert table["rows_by_evaluator"]["evaluator_words"][name]["fid"] != table["rows"][name]["fid"]
     assert png.stat().st_size > 10000
     with pytest.raises(SystemExit, match="--latency"):
         main(["eval", "--models", str(root), "--data", str(data), "--table", "--levers", str(tunings[0]),
