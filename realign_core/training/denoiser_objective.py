@@ -50,7 +50,7 @@ class DenoiserObjective:
         self.diffusion = diffusion
         self.latent_scale = float(latent_scale)
         self.schedule = NoiseSchedule.make(diffusion.schedule, diffusion.num_train_steps)
-        self._tables: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._tables: dict[torch.device, tuple[Tensor, Tensor, Tensor]] = {}
 
     def latents(self, mu: Tensor, logvar: Tensor, tokens: Tensor, sample: bool) -> Tensor:
         """Scaled latents z0 (B, Lz, D) from posteriors (B, Lz, D) and the token mask (B, Lz)."""
@@ -69,14 +69,19 @@ class DenoiserObjective:
         t = torch.randint(0, self.schedule.num_train_steps, (shape[0],), generator=generator)
         return t, torch.randn(shape, generator=generator)
 
-    def add_noise(self, z0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        """``NoiseSchedule.add_noise`` with the coefficient tables kept on z0's device, so a step on
-        a GPU never copies t to the host (bitwise the same values: float64 tables cast to z0's dtype)."""
-        key = z0.device
-        if key not in self._tables:
+    def _coefficients(self, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """(sqrt(abar), sqrt(1 - abar), SNR = abar / (1 - abar)) per timestep, float32 on ``device``, computed
+        in float64 once per device, so a step on a GPU never copies t or a table between host and device."""
+        if device not in self._tables:
             abar = self.schedule.alphas_cumprod
-            self._tables[key] = (abar.sqrt().to(key, torch.float32), (1 - abar).sqrt().to(key, torch.float32))
-        a, s = self._tables[key]
+            self._tables[device] = tuple(v.to(device, torch.float32)
+                                         for v in (abar.sqrt(), (1 - abar).sqrt(), abar / (1 - abar)))
+        return self._tables[device]
+
+    def add_noise(self, z0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """``NoiseSchedule.add_noise`` with the coefficient tables kept on z0's device (bitwise the same
+        values: float64 tables cast to z0's dtype)."""
+        a, s, _ = self._coefficients(z0.device)
         shape = (-1,) + (1,) * (z0.ndim - 1)
         return (a[t].reshape(shape).to(z0.dtype) * z0 + s[t].reshape(shape).to(z0.dtype) * noise)
 
@@ -85,8 +90,7 @@ class DenoiserObjective:
         gamma = self.diffusion.min_snr_gamma
         if gamma <= 0:
             return torch.ones(t.shape, device=t.device)
-        abar = self.schedule.alphas_cumprod.to(t.device)[t]
-        snr = (abar / (1 - abar)).float()
+        snr = self._coefficients(t.device)[2][t]
         clipped = snr.clamp(max=gamma)
         return clipped / snr if self.diffusion.prediction_type == "epsilon" else clipped
 
@@ -97,6 +101,6 @@ class DenoiserObjective:
         pred = model(self.add_noise(z0, noise, t), t, text, use_cond, tokens)
         target = noise if self.diffusion.prediction_type == "epsilon" else z0
         err = (pred.float() - target).pow(2).mean(-1)
-        if weighted:
+        if weighted and self.diffusion.min_snr_gamma > 0:
             err = err * self.snr_weights(t)[:, None]
         return (err * tokens).sum() / tokens.sum().clamp(min=1)
