@@ -155,6 +155,13 @@ def test_choose_guidance_rejudges_every_candidate_with_each_judge(tuned_tiny, tm
     latent = [r for r in rows if r["settings"] and r["settings"]["reward_space"] == "latent"]
     assert latent and all(r["kin_own"] and 0.0 <= r["kin_pass"] <= 1.0 for r in latent)
     assert all("kin_own" not in r for r in rows if r not in latent)
+    # another generator: every row's kinematic pass rate (the unguided baseline's too) is measured again
+    own = tmp_path / "own.json"
+    assert main(["choose-guidance", "--models", str(root), "--data", str(data), "--tunings", *map(str, both),
+                 "--judges", "reward_plain", "--latency", str(latency), "--max-slowdown", "100", "--keep-gain",
+                 "-100", "--own-kinematic", "-o", str(own)]) == 0
+    rows = json.loads(own.read_text())["rows"]
+    assert rows[0]["settings"] is None and all(r["kin_own"] and 0.0 <= r["kin_pass"] <= 1.0 for r in rows)
     with pytest.raises(FileNotFoundError, match="judge checkpoint .*evaluator_words"):
         load_judge(tmp_path / "nowhere", "evaluator_words", None)
 

@@ -169,7 +169,7 @@ def _choose_guidance(args: argparse.Namespace) -> int:
                 if args.screen else None)
         result = rejudge(models, Path(args.data), tunings, judges, pick_device(args.device), out=out,
                          precision=Precision(args.prompts, args.seeds), only=only,
-                         reuse=Path(args.reuse) if args.reuse else None)
+                         reuse=Path(args.reuse) if args.reuse else None, own_kinematic=args.own_kinematic)
         cfg = ChoiceConfig(max_slowdown=args.max_slowdown, keep_gain=args.keep_gain, kin_slack=args.kin_slack)
         choice = choose(result, args.latency, cfg)
     except (OSError, ValueError, KeyError) as err:
@@ -515,6 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("--write-toml", action="store_true", help="write the choice to MODELS/guidance.toml")
     cg.add_argument("--reuse", default=None, help="an earlier choose-guidance JSON (same prompts, seeds, judges; "
                     "another latent reward model): its unguided and motion-space rows are taken, not re-generated")
+    cg.add_argument("--own-kinematic", action="store_true", help="measure every row's validation kinematic pass "
+                    "rate with --models (the generator changed since the tunings) instead of taking the tunings'")
     cg.add_argument("--device", default="auto")
     cg.set_defaults(func=_choose_guidance)
 

@@ -109,7 +109,7 @@ SEED_STRIDE = 100003
 
 def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: list[JudgeSpec], device: str = "cpu",
             out: Path | None = None, precision: Precision = Precision(), only: set[str] | None = None,
-            reuse: Path | None = None) -> dict[str, Any]:
+            reuse: Path | None = None, own_kinematic: bool = False) -> dict[str, Any]:
     """Every pooled candidate (or those whose ``candidate_key`` is in ``only``, and the baseline) generated
     again and scored by every judge (rows: ``judges`` {name: {judge_r1, judge_fid, per_seed}}, ``kin_pass``
     carried over from the tunings).  ``out``: written after each candidate; rows already there, judged on
@@ -118,7 +118,8 @@ def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: lis
     motion-space guides, the same generator and reward models -- are taken as they are when judged on the
     same prompts and seeds by every judge (to compare latent reward models without re-generating the rest);
     the latent rows' kinematic pass rates are then measured again with this model (``kin_own``), as the
-    tunings measured them (same validation prompts, samples and batch)."""
+    tunings measured them (same validation prompts, samples and batch).  ``own_kinematic``: every row's
+    kinematic pass rate is measured again with ``models`` (the generator changed since the tunings)."""
     baseline, candidates = pool_candidates(tunings)
     candidates = [c for c in candidates if only is None or _key(c) in only]
     first = tunings[0]
@@ -137,14 +138,15 @@ def rejudge(models: Path, data: Path, tunings: list[dict[str, Any]], judges: lis
                               "cfg_scale": pipe.default_cfg,
                               "batch": cfg["batch"],
                               "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "rows": []}
-    own_kin = reuse is not None and cfg.get("kin_samples", 0) > 0     # another latent model than the tunings'
+    own_kin = (reuse is not None or own_kinematic) and cfg.get("kin_samples", 0) > 0   # not the tunings' models
     kin_prompts = split_prompts(data, "val") if own_kin else []
     for n, cand in enumerate([baseline, *candidates]):
         key = _key(cand)
         if key not in done:
             done[key] = judge_candidate(pipe, prompts, cand, sampling, cfg["batch"], loaded, precision.seeds)
-        if own_kin and cand["settings"] and _space(cand) == "latent" and not done[key].get("kin_own"):
-            settings = GuidanceSettings(**cand["settings"])   # the tunings' kinematic pass was another model's
+        remeasure = own_kinematic or (cand["settings"] and _space(cand) == "latent")
+        if own_kin and remeasure and not done[key].get("kin_own"):
+            settings = GuidanceSettings(**cand["settings"]) if cand["settings"] else None
             done[key].update(kinematic_pass(pipe, settings, cand["scale"], sampling, kin_prompts, cfg["kin_samples"],
                                             cfg["batch"]), kin_own=True)
         result["rows"].append(done[key])
