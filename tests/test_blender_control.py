@@ -80,7 +80,7 @@ def test_control_actions_against_a_real_server(version, default_server, tmp_path
 
     # continue: the new take starts in the pose the rig had there; the old take still plays before it
     cont = r["continue"]
-    assert cont["max_cm"] < 3.0 and cont["before_unchanged_cm"] < 1e-3, cont
+    assert cont["max_cm"] < 1.0 and cont["before_unchanged_cm"] < 1e-3, cont
     assert cont["strip_start"] == 41 and cont["extrapolation"] == "HOLD_FORWARD", cont
     assert cont["mutes"] == [True, False, False], cont      # the path take (muted by its regenerated take) stays so
 

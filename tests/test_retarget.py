@@ -510,3 +510,21 @@ def test_partial_map_without_spine_or_arms_still_works():
     assert not res.driven[untouched]
     err = direction_errors(rig, legs_only, rt.retarget(walking_motion(frames=40), rig, legs_only, NO_FEET))
     assert err.max() < 1.0
+
+
+def test_keep_first_starts_in_the_solved_pose_and_is_grounded_after():
+    """A continued take: frame 0 keeps the solved pose (no vertical pop); later frames are snapped."""
+    rig, _ = RIGS["bandai"]
+    _, mapping = bm.detect_bone_map(rig.names)
+    motion = walking_motion(frames=60, speed=0.0)
+    motion[..., 1] += 0.1  # floating 10 cm
+    runs = {"plain": NO_FEET, "snapped": rt.RetargetOptions(pin_feet=False),
+            "kept": rt.RetargetOptions(pin_feet=False, keep_first=15)}
+    results = {k: rt.retarget(motion, rig, mapping, o) for k, o in runs.items()}
+    z = {k: played_back(rig, r)[:, r.root, 2, 3] for k, r in results.items()}     # the hips' height, cm
+    assert z["plain"][0] - z["snapped"][0] > 4                      # the snap moved frame 0 down (cm)
+    assert abs(z["kept"][0] - z["plain"][0]) < 1e-6                 # kept: frame 0 as solved
+    assert np.abs(z["kept"][15:] - z["snapped"][15:]).max() < 1e-6  # grounded like the snapped take after
+    assert np.all(np.diff((z["kept"] - z["snapped"])[:16]) <= 1e-6)  # the offset eased out in between
+    full = rt.retarget(motion, rig, mapping, rt.RetargetOptions(keep_first=15))   # with root lock and pinning
+    assert abs(played_back(rig, full)[0, full.root, 2, 3] - z["plain"][0]) < 1e-6

@@ -26,7 +26,9 @@ set by the operator that asked for it:
   Action's manual frame range is that cycle, marked cyclic (game exporters read
   it); the NLA strip plays ``loop_cycles`` cycles;
 * ``continue``: the strip starts at the current frame on a new track above the
-  playing one, which is not muted (the strip holds forward only);
+  playing one, which is not muted (the strip holds forward only); its first
+  frame keeps the pose it continues from exactly (the retarget's ground snap
+  fades in over ``CONTINUE_BLEND_FRAMES``);
 * ``stash``: name of the Action holding the user's keyed poses (in-between):
   it moves to a muted NLA track "ReAlign keys: ..." so the take plays; the keys stay.
 
@@ -47,6 +49,7 @@ from .retarget import RetargetOptions, frame_times
 
 OBJECT_GROUP = "Object Transforms"
 KEYS_PREFIX = "ReAlign keys: "
+CONTINUE_BLEND_FRAMES = 15   # a continued take's ground snap fades in over 0.75 s (the server's key warp radius)
 BASE_PROP = "realign_base_location"
 ROOT_NAME = "root"
 MARKER_BYTES = 63            # Blender's name limit
@@ -58,6 +61,8 @@ def take_options(options: RetargetOptions, control: dict) -> RetargetOptions:
     if control.get("world"):
         opts = replace(opts, world_xy=True, scale_by_leg_length=False, scale=float(control["scale"]),
                        lock_travel=False)
+    if control.get("continue"):
+        opts = replace(opts, keep_first=CONTINUE_BLEND_FRAMES)
     return opts
 
 

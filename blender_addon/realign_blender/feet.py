@@ -69,6 +69,21 @@ def ground_snap(plan: Plan, pose: np.ndarray, contacts: np.ndarray) -> np.ndarra
     return pose
 
 
+def keep_first_frame(plan: Plan, before: np.ndarray, after: np.ndarray, frames: int) -> np.ndarray:
+    """Undo at frame 0 the rigid shift of the hips' subtree that ``ground_snap``, ``lock_root`` and
+    ``pin_feet``'s hip lowering made between ``before`` and ``after`` (poses (F, B, 4, 4)), fading the undo out
+    over ``frames`` frames (raised cosine): a take that continues from a pose starts with its hips exactly
+    there (the legs keep their pinning) and is grounded from ``frames`` on."""
+    if plan.root < 0 or frames <= 0:
+        return after
+    shift0 = after[0, plan.root, :3, 3] - before[0, plan.root, :3, 3]
+    u = np.clip(np.arange(len(after)) / frames, 0.0, 1.0)
+    weight = 0.5 * (1 + np.cos(np.pi * u))
+    pose = after.copy()
+    _translate(pose, _subtree(plan, plan.root), -weight[:, None] * shift0[None])
+    return pose
+
+
 def _translate(pose: np.ndarray, bones: list[int], offset: np.ndarray) -> None:
     """Add per-frame offsets (F, 3) to the positions of ``bones``, in place."""
     block = pose[:, bones]

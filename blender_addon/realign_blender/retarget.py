@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .feet import ground_snap, lock_root, pin_feet
+from .feet import ground_snap, keep_first_frame, lock_root, pin_feet
 from .kinematics import PLANTED_HEIGHT_M, PLANTED_SPEED_MPS, planted_feet
 from .rig import LEGS, SPINE_SOURCE, J, Plan, Rig, make_plan, to_armature
 from .rotations import (
@@ -78,7 +78,9 @@ class RetargetOptions:
     track. Pinning first moves the whole body against
     the slide of its planted feet and, with ground_snap, to keep them on the
     ground (``feet.lock_root``: no bone turns), so the leg IK bends the legs
-    only for what is left.
+    only for what is left. keep_first: frames (20 fps) over which the rigid
+    hip shifts of snapping and pinning fade out toward frame 0, so frame 0 keeps the solved hips (a
+    take continuing from the rig's pose starts exactly in it; 0 = off).
     """
 
     root_motion: str = "full"
@@ -92,6 +94,7 @@ class RetargetOptions:
     pin_blend: int = 3
     world_xy: bool = False
     lock_travel: bool = True
+    keep_first: int = 0
 
     def kept_axes(self) -> np.ndarray:
         """(3,) bool: which world axes of the root path are kept."""
@@ -302,13 +305,14 @@ def retarget(joints: np.ndarray, rig: Rig, bone_map: dict[str, str], options: Re
     contacts = np.asarray(contacts, bool)
     scale = motion_scale(plan, world, options)
     placed = place_source(plan, world, scale, options)
-    pose = solve_pose(plan, to_armature(plan, placed))
+    pose = solved = solve_pose(plan, to_armature(plan, placed))
     if options.ground_snap:
         pose = ground_snap(plan, pose, contacts)
     if options.pin_feet:
         kept = options.kept_axes() & np.array([options.lock_travel, options.lock_travel, True])
         pose = lock_root(plan, pose, contacts, kept, options.ground_snap, 2 * options.pin_blend + 1)
         pose = pin_feet(plan, pose, contacts, options.pin_blend)
+    pose = keep_first_frame(plan, solved, pose, options.keep_first)
     basis = basis_from_pose(plan, pose)
     quats = make_continuous(matrix_to_quaternion(basis[..., :3, :3]))
     driven = np.zeros(len(rig.names), bool)
