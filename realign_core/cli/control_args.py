@@ -113,6 +113,8 @@ def add_control_bench(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--parts", nargs="+", default=["path", "keyframes", "loop", "sequence"],
                    choices=["path", "keyframes", "loop", "sequence"])
     b.add_argument("--seeds", type=int, default=2, help="samples per case")
+    b.add_argument("--first-seed", type=int, default=0,
+                   help="seeds first-seed .. first-seed+seeds-1 (tune on other seeds than the reported 0..)")
     b.add_argument("--seconds", type=float, default=6.0, help="clip length of the path cases")
     b.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default: control_steps, else steps, of guidance.toml, else 50)")

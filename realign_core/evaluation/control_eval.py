@@ -323,9 +323,10 @@ def main(args) -> int:
             raise SystemExit(f"realign control-bench: --strength {args.strength} needs a reward model in {args.models}")
         base = pipe.default_guidance
         guidance = replace(base, strength=args.strength, eta=base.eta if pipe.has_reference_bank else 0.0)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     schedule = constraint_schedule(args)
-    meta = {"models": str(args.models), "generator": args.generator, "seeds": args.seeds, "steps": cfg.steps,
+    meta = {"models": str(args.models), "generator": args.generator, "seeds": args.seeds, "first_seed": args.first_seed,
+            "steps": cfg.steps,
             "sampler": cfg.sampler,
             "guidance": asdict(guidance) if guidance is not None else None, "threads": args.threads, "loadavg_start": list(os.getloadavg()),
             "evaluators": list(scores.evaluators), "schedule": asdict(schedule), "overlap": args.overlap,
@@ -345,7 +346,7 @@ def main(args) -> int:
         for k, v in results["loop"]["summary"].items():
             print(f"loop {k:8s} {_fmt(v)}")
     if "sequence" in args.parts:
-        results["sequence"] = bench_sequences(pipe, scores, list(args.sequence_seconds), 0, cfg, guidance,
+        results["sequence"] = bench_sequences(pipe, scores, list(args.sequence_seconds), args.first_seed, cfg, guidance,
                                               args.overlap)
         for row in results["sequence"]["rows"]:
             print(f"sequence {_fmt({k: v for k, v in row.items() if k != 'segments'})}  "
