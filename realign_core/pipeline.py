@@ -154,6 +154,11 @@ class TextToMotionPipeline:
         default = self.default_sampling
         return replace(default, steps=self.calibration.control_steps or default.steps)
 
+    @property
+    def constraint_schedule(self) -> ConstraintSchedule:
+        """The constraint hook's default schedule, with guidance.toml's ``control_path_iterations``."""
+        return ConstraintSchedule(path_iterations=self.calibration.control_path_iterations)
+
     def guidance_problem(self, settings: GuidanceSettings | None) -> tuple[str, str] | None:
         """Why these models cannot run ``settings``, as (field, reason), or None when they can."""
         if settings is None or not settings.active:
@@ -213,7 +218,7 @@ class TextToMotionPipeline:
         specs = control_list(control, len(lengths))
         if not any(s is not None and s.active for s in specs):
             return None
-        return ConstraintGuidance(self.generator, lengths, specs, timesteps, schedule or ConstraintSchedule())
+        return ConstraintGuidance(self.generator, lengths, specs, timesteps, schedule or self.constraint_schedule)
 
     @torch.no_grad()
     def __call__(self, captions: list[str], frames: list[int], seeds: list[int],

@@ -151,6 +151,20 @@ def test_path_constraint_follows_the_path_far_better_than_free(pipe):
     assert ctl.constraints.steps and set(ctl.constraints.steps[0]) == {"path"}
 
 
+def test_path_takes_refine_for_path_iterations_other_takes_for_final_iterations(pipe):
+    from realign_core.guidance.constraints import ConstraintSchedule
+
+    path = ControlSpec(path=Path.per_frame(np.stack([np.zeros(40), np.linspace(0, 1, 40)], -1)))
+    keys = ControlSpec(keyframes=Keyframes.make([0], straight_walk(1)))
+    schedule = ConstraintSchedule(final_iterations=7, path_iterations=3)
+    calls = {}
+    for name, spec in (("path", path), ("keys", keys)):
+        out = pipe([PROMPT], [40], [0], CFG, control=spec, constraint_schedule=schedule)
+        calls[name] = len(out.constraints.steps)   # one per guided reverse step, then 1 + iterations
+    assert calls == {"path": STEPS - 1 + 1 + 3, "keys": STEPS - 1 + 1 + 7}, calls
+    assert pipe.constraint_schedule.path_iterations == pipe.calibration.control_path_iterations
+
+
 def test_a_free_sample_in_a_constrained_batch_is_untouched(pipe):
     spec = ControlSpec(path=Path.per_frame(np.stack([np.zeros(40), np.linspace(0, 1, 40)], -1)))
     alone = pipe([PROMPT], [40], [5], CFG).features

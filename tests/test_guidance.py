@@ -141,6 +141,11 @@ def test_settings_and_calibration_errors_name_the_field(tmp_path):
     path.write_text("[mld]\nscale = 40.0\ncontrol_steps = 2.5\n")
     with pytest.raises(ValueError, match="control_steps must be a positive integer, got 2.5"):
         GuidanceCalibration.load(path, "mld")
+    path.write_text("[mld]\nscale = 40.0\ncontrol_path_iterations = 144\n")
+    assert GuidanceCalibration.load(path, "mld").control_path_iterations == 144
+    path.write_text("[mld]\nscale = 40.0\ncontrol_path_iterations = 0\n")
+    with pytest.raises(ValueError, match="control_path_iterations must be a positive integer, got 0"):
+        GuidanceCalibration.load(path, "mld")
 
 
 def test_realign_generate_writes_every_format(tiny_guided, tmp_path):

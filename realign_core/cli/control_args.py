@@ -124,6 +124,8 @@ def add_control_bench(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--overlap", type=int, default=None, help="sequence window overlap in frames (default: 20)")
     b.add_argument("--control-weight", type=float, default=None, help="path part: constraint Polyak weight (default: 2)")
     b.add_argument("--refine-iterations", type=int, default=None, help="path part: refinement steps after sampling (default: 24)")
+    b.add_argument("--refine-regrow", type=float, default=None,
+                   help="path part: a kept refinement step's weight grows by this factor, capped (default: 1, never)")
     b.add_argument("--ramp-start", type=float, default=None, help="path part: weight ramp start fraction (default: 1, no ramp)")
     b.add_argument("--foot-weight", type=float, default=0.0,
                    help="path part: foot-contact cost weight, planted feet do not slide (default: 0, off)")

@@ -297,16 +297,17 @@ def _fmt(d: dict) -> str:
     return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
 
 
-def constraint_schedule(args):
-    """The ConstraintSchedule of the options (defaults where an option is not given)."""
-    from realign_core.guidance.constraints import ConstraintSchedule
-
+def constraint_schedule(args, base):
+    """The ConstraintSchedule ``base`` (the models' default) changed by the options given; --refine-iterations
+    sets the refinement's iterations of every take, paths included."""
+    iterations = getattr(args, "refine_iterations", None)
     changes = {k: v for k, v in (("base_weight", getattr(args, "control_weight", None)),
-                                 ("final_iterations", getattr(args, "refine_iterations", None)),
-                                 ("start_fraction", getattr(args, "ramp_start", None))) if v is not None}
+                                 ("final_iterations", iterations), ("path_iterations", iterations),
+                                 ("start_fraction", getattr(args, "ramp_start", None)),
+                                 ("refine_regrow", getattr(args, "refine_regrow", None))) if v is not None}
     if getattr(args, "no_inpaint", False):
         changes.update(inpaint_root=False, inpaint_final=False)
-    return replace(ConstraintSchedule(), **changes)
+    return replace(base, **changes)
 
 
 def main(args) -> int:
@@ -324,7 +325,7 @@ def main(args) -> int:
         base = pipe.default_guidance
         guidance = replace(base, strength=args.strength, eta=base.eta if pipe.has_reference_bank else 0.0)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    schedule = constraint_schedule(args)
+    schedule = constraint_schedule(args, pipe.constraint_schedule)
     meta = {"models": str(args.models), "generator": args.generator, "seeds": args.seeds, "first_seed": args.first_seed,
             "steps": cfg.steps,
             "sampler": cfg.sampler,

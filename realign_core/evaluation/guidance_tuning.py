@@ -299,14 +299,14 @@ def _kin(row: dict[str, Any]) -> str:
 
 def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any], sampling: dict[str, Any] | None = None) -> None:
     """Write/replace table [generator] of guidance.toml with the winner (keeps other tables and the
-    table's ``control_steps`` and ``cfg_scale``, which the tuning does not choose)."""
+    table's ``control_steps``, ``control_path_iterations`` and ``cfg_scale``, which the tuning does not choose)."""
     import tomllib
 
     tables: dict[str, dict[str, Any]] = {}
     if path.is_file():
         tables = tomllib.loads(path.read_text())
     s = winner["settings"]
-    kept = {k: v for k, v in tables.get(generator, {}).items() if k in ("control_steps", "cfg_scale")}
+    kept = {k: v for k, v in tables.get(generator, {}).items() if k in ("control_steps", "control_path_iterations", "cfg_scale")}
     tables[generator] = {**kept, "scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
                          "placement": s["placement"],
                          **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {}),

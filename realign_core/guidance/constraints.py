@@ -89,6 +89,10 @@ class ConstraintSchedule:
     base_weight: float = 2.0
     start_fraction: float = 1.0
     final_iterations: int = 24
+    path_iterations: int | None = None   # the refinement's iterations when a sample has a path (None =
+                                         # final_iterations; guidance.toml's control_path_iterations)
+    refine_regrow: float = 1.0      # refinement: a kept step's weight is multiplied by this (capped at the
+                                    # step's weight); 1 = a halved weight never grows back
     max_rms: float = 0.5
     inpaint_root: bool = True       # motion-space generators (MDM): root velocities set from the path each step
     inpaint_final: bool = True      # ... and once more on the clean sample, before the refinement
@@ -290,18 +294,25 @@ class ConstraintGuidance:
 
     def refine(self, x: Tensor, weight: float) -> Tensor:
         """The clean sample's steps: each sample keeps a step only if its total cost went down, else its
-        weight halves (a backtracking line search; the costs are not linear in the state, e.g. the heading)."""
+        weight halves (a backtracking line search; the costs are not linear in the state, e.g. the heading);
+        a kept step's weight grows by ``refine_regrow``, at most back to ``weight``."""
         shape = (-1,) + (1,) * (x.ndim - 1)
         weights = torch.full((x.shape[0],), weight, device=x.device, dtype=x.dtype)
         current = self.total_cost(x)
-        for _ in range(1 + self.schedule.final_iterations):
+        for _ in range(1 + self.refine_iterations):
             trial = x + self.correction(x, weights)
             cost = self.total_cost(trial)
             better = cost < current
             x = torch.where(better.reshape(shape), trial, x)
             current = torch.where(better, cost, current)
-            weights = torch.where(better, weights, weights / 2)
+            weights = torch.where(better, (weights * self.schedule.refine_regrow).clamp(max=weight), weights / 2)
         return x
+
+    @property
+    def refine_iterations(self) -> int:
+        """The clean sample's refinement steps: ``path_iterations`` when a sample has a path and it is set."""
+        s = self.schedule
+        return s.path_iterations if s.path_iterations is not None and "path" in self.kinds else s.final_iterations
 
     def total_cost(self, x: Tensor) -> Tensor:
         """(B,) sum of the cost kinds of states x, each times its ``kind_weight`` (no gradient)."""

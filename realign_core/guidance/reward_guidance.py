@@ -46,7 +46,8 @@ from realign_core.diffusion.sampling import NoiseSchedule
 
 PLACEMENTS = ("spread", "early", "late")
 REWARD_SPACES = ("motion", "latent")
-SAMPLING_KEYS = ("scale", "sampler", "steps", "control_steps", "cfg_scale")   # guidance.toml keys besides the settings
+# guidance.toml keys besides the settings
+SAMPLING_KEYS = ("scale", "sampler", "steps", "control_steps", "control_path_iterations", "cfg_scale")
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ class GuidanceCalibration:
     guidance is on by default only once a setting has been validated.  ``sampler``/``steps``: the
     sampling the setting was validated with (keys of the same table; None = not recorded);
     ``control_steps``: the steps of controlled takes (paths, keyed poses, loops, sequences), whose
-    constraints need more reverse steps to be met than text alone (None = ``steps``); ``cfg_scale``: the
+    constraints need more reverse steps to be met than text alone (None = ``steps``);
+    ``control_path_iterations``: the constraint refinement's iterations for takes with a path, chosen on the
+    control bench's tuning seeds for this generator (None = the ConstraintSchedule default); ``cfg_scale``: the
     classifier-free guidance scale chosen on validation by ``realign choose-cfg`` (None = the
     generator's own default)."""
 
@@ -104,6 +107,7 @@ class GuidanceCalibration:
     steps: int | None = None
     control_steps: int | None = None
     cfg_scale: float | None = None
+    control_path_iterations: int | None = None
 
     @classmethod
     def load(cls, path: str | Path, generator: str) -> "GuidanceCalibration":
@@ -124,7 +128,7 @@ class GuidanceCalibration:
                              f"allowed: {', '.join(SAMPLING_KEYS)}, {', '.join(sorted(known))}")
         defaults = GuidanceSettings(**{k: v for k, v in table.items() if k in known and k != "strength"},
                                     strength=float(table.get("strength", 1.0)))
-        for key in ("steps", "control_steps"):
+        for key in ("steps", "control_steps", "control_path_iterations"):
             value = table.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{path}: [{generator}] {key} must be a positive integer, got {value!r}")
@@ -133,7 +137,8 @@ class GuidanceCalibration:
                                       or cfg_scale < 0):
             raise ValueError(f"{path}: [{generator}] cfg_scale must be a number >= 0, got {cfg_scale!r}")
         return cls(float(table.get("scale", 1.0)), defaults, table.get("sampler"), table.get("steps"),
-                   table.get("control_steps"), None if cfg_scale is None else float(cfg_scale))
+                   table.get("control_steps"), None if cfg_scale is None else float(cfg_scale),
+                   table.get("control_path_iterations"))
 
 
 def guided_step_indices(total: int, guided: int | None, placement: str = "spread") -> set[int]:
