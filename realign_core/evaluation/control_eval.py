@@ -8,7 +8,8 @@ Parts (``--parts``), each against the same prompts and seeds generated without t
   fast.  Measured: mean and max root (pelvis XZ) deviation from the path (cm; a free motion is placed at
   the path's start, facing its start direction), foot skating on contact frames (cm per frame), text
   alignment with both evaluators (text-motion distance in their metric space, lower = closer; rank of the
-  true prompt among the 4, ``r1``) and the kinematic suite's check for the prompt (pass rate).
+  true prompt among the 4, ``r1``), the kinematic suite's check for the prompt (pass rate) and the CPU
+  seconds per constrained take (``take_cpu_s``: the batch's process time / its samples).
   ``--foot-weight`` adds the foot-contact cost (``ControlSpec.foot_weight``) to every path case.
 * ``keyframes``: continue-from (the pose at frame 0) and in-between (poses at frames 0, F/2 and F-1), the
   poses taken from another motion of the same prompt.  Measured: joint error at keyed frames (cm) after
@@ -165,8 +166,10 @@ def bench_paths(pipe, scores: TextScores, seeds: list[int], seconds: float, cfg,
         for name in PATHS:
             xz = path_shape(name, speed * (frames - 1) / FPS, frames)
             spec = ControlSpec(path=RootPath.per_frame(xz), foot_weight=foot_weight)
+            cpu_started = time.process_time()
             done = generate_controlled(pipe, [caption] * len(seeds), [frames] * len(seeds), seeds,
                                        [spec] * len(seeds), cfg, guidance, constraint_schedule=schedule)
+            take_cpu_s = (time.process_time() - cpu_started) / len(seeds)
             joints = [m.joints for m in done]
             place = spec.placement()
             dev = [np.linalg.norm(j[:, 0, [0, 2]] - xz, axis=-1) for j in joints]
@@ -175,7 +178,8 @@ def bench_paths(pipe, scores: TextScores, seeds: list[int], seconds: float, cfg,
                 "dev_mean_cm": 100 * float(np.mean([d.mean() for d in dev])),
                 "dev_max_cm": 100 * float(np.max([d.max() for d in dev])),
                 "free_dev_mean_cm": 100 * float(np.mean([d.mean() for d in dev_free])),
-                "skate_cm": float(np.mean([foot_skate_cm(j) for j in joints])), **scores.score(joints, prompt)}
+                "skate_cm": float(np.mean([foot_skate_cm(j) for j in joints])), "take_cpu_s": take_cpu_s,
+                **scores.score(joints, prompt)}
     return {"rows": rows, "summary": _path_summary(rows)}
 
 
