@@ -330,9 +330,8 @@ def main(args) -> int:
         guidance = replace(base, strength=args.strength, eta=base.eta if pipe.has_reference_bank else 0.0)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     schedule = constraint_schedule(args, pipe.constraint_schedule)
-    meta = {"models": str(args.models), "generator": args.generator, "seeds": args.seeds, "first_seed": args.first_seed,
-            "steps": cfg.steps,
-            "sampler": cfg.sampler,
+    meta = {"models": str(args.models), "generator": args.generator, "seeds": args.seeds,
+            "first_seed": args.first_seed, "steps": cfg.steps, "sampler": cfg.sampler,
             "guidance": asdict(guidance) if guidance is not None else None, "threads": args.threads, "loadavg_start": list(os.getloadavg()),
             "evaluators": list(scores.evaluators), "schedule": asdict(schedule), "overlap": args.overlap,
             "foot_weight": args.foot_weight, "time": time.strftime("%Y-%m-%d %H:%M:%S")}

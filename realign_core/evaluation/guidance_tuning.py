@@ -48,7 +48,7 @@ from realign_core.evaluation.kinematic.report import kinematic_alignment, pipeli
 from realign_core.evaluation.kinematic.val_prompts import split_prompts
 from realign_core.evaluation.results_table import eval_subset, generate_set
 from realign_core.evaluation.scoring import EVALUATOR_KINDS, EvalSet, embed_feature_list, embed_texts, load_scorer
-from realign_core.guidance.reward_guidance import GuidanceSettings, guided_step_indices
+from realign_core.guidance.reward_guidance import UNTUNED_KEYS, GuidanceSettings, guided_step_indices
 from realign_core.models.evaluator import MetricSpaceScorer
 from realign_core.models.layout import checkpoint_path
 from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
@@ -299,14 +299,14 @@ def _kin(row: dict[str, Any]) -> str:
 
 def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any], sampling: dict[str, Any] | None = None) -> None:
     """Write/replace table [generator] of guidance.toml with the winner (keeps other tables and the
-    table's ``control_steps``, ``control_path_iterations`` and ``cfg_scale``, which the tuning does not choose)."""
+    table's ``UNTUNED_KEYS``: control steps and iterations, CFG scale, which the tuning does not choose)."""
     import tomllib
 
     tables: dict[str, dict[str, Any]] = {}
     if path.is_file():
         tables = tomllib.loads(path.read_text())
     s = winner["settings"]
-    kept = {k: v for k, v in tables.get(generator, {}).items() if k in ("control_steps", "control_path_iterations", "cfg_scale")}
+    kept = {k: v for k, v in tables.get(generator, {}).items() if k in UNTUNED_KEYS}
     tables[generator] = {**kept, "scale": winner["scale"], "strength": 1.0, "mu": s["mu"], "eta": s["eta"],
                          "placement": s["placement"],
                          **({"guided_steps": s["guided_steps"]} if s["guided_steps"] is not None else {}),

@@ -46,8 +46,9 @@ from realign_core.diffusion.sampling import NoiseSchedule
 
 PLACEMENTS = ("spread", "early", "late")
 REWARD_SPACES = ("motion", "latent")
-# guidance.toml keys besides the settings
-SAMPLING_KEYS = ("scale", "sampler", "steps", "control_steps", "control_path_iterations", "cfg_scale")
+# guidance.toml keys besides the settings; UNTUNED_KEYS: those the guidance tuning does not choose (kept on rewrite)
+UNTUNED_KEYS = ("control_steps", "control_path_iterations", "cfg_scale")
+SAMPLING_KEYS = ("scale", "sampler", "steps", *UNTUNED_KEYS)
 
 
 @dataclass(frozen=True)
