@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 
 import pytest
 
@@ -216,7 +217,10 @@ def test_levers_on_the_test_split_are_the_validated_points_with_both_evaluators(
     table = json.loads(out.read_text())
     scale = GuidanceCalibration.load(guidance_path(root), "mld").scale
     levers = {n: m for n, m in table["methods"].items() if n.startswith("mld lever:")}
-    assert list(table["rows"]) == ["Real", "mld baseline", *levers]
+    default = GuidanceCalibration.load(guidance_path(root), "mld").defaults
+    shipped = [n for n in table["methods"] if n.startswith("mld default:")]
+    assert list(table["rows"]) == ["Real", "mld baseline", *levers, *shipped] and len(shipped) == 1
+    assert table["methods"][shipped[0]]["guidance"] == asdict(default)     # guidance.toml's setting, as it is
     assert {(m["guidance"]["reward_space"], m["guidance"]["guided_steps"]) for m in levers.values()} == \
         {("motion", 1), ("motion", None), ("latent", 1), ("latent", None)}
     for name, m in levers.items():      # the candidate's own step scale, as a strength of the calibrated one

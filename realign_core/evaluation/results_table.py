@@ -106,7 +106,8 @@ def lever_methods(models: Path, tunings: list[str | Path | dict], placement: str
     guided-step count, the candidate with the best judge R@1 on validation (the points of the validation
     levers figure, :func:`~realign_core.evaluation.benchmark.report.best_tuning_rows`), named
     "mld lever: {space} reward, {k} {placement} x{scale}"; its step scale is given as the strength
-    relative to the models' calibrated scale.  The baseline row is ``mld baseline``."""
+    relative to the models' calibrated scale.  The last row is the shipped default
+    (:func:`default_lever_method`); the baseline row is ``mld baseline``."""
     from realign_core.evaluation.benchmark.report import best_tuning_rows, guided_key
 
     scale = GuidanceCalibration.load(guidance_path(models), "mld").scale
@@ -120,11 +121,24 @@ def lever_methods(models: Path, tunings: list[str | Path | dict], placement: str
             if row is None or not row["settings"]:
                 continue
             s = GuidanceSettings(**row["settings"])
-            label = "all steps" if s.guided_steps is None else f"last {s.guided_steps}" if s.placement == "late" \
-                else f"{s.guided_steps} {s.placement}"
-            rows.append(Method(f"mld lever: {space} reward, {label} x{row['scale']:g}", "mld", "reward",
+            rows.append(Method(f"mld lever: {space} reward, {_steps_label(s)} x{row['scale']:g}", "mld", "reward",
                                replace(s, strength=s.strength * row["scale"] / scale)))
-    return rows
+    return rows + [default_lever_method(models)]
+
+
+def default_lever_method(models: Path) -> Method:
+    """The shipped default of ``models/guidance.toml`` as a row of the lever curve, named
+    "mld default: {space} reward, {k} {placement} x{scale}" (the plot marks it apart from the series)."""
+    cal = GuidanceCalibration.load(guidance_path(models), "mld")
+    s = cal.defaults
+    return Method(f"mld default: {s.reward_space} reward, {_steps_label(s)} x{cal.scale * s.strength:g}", "mld",
+                  "reward", s)
+
+
+def _steps_label(s: GuidanceSettings) -> str:
+    """"all steps", "last 3" (late placement) or "3 spread": which steps a setting guides."""
+    return "all steps" if s.guided_steps is None else f"last {s.guided_steps}" if s.placement == "late" \
+        else f"{s.guided_steps} {s.placement}"
 
 
 def _guided_label(k: int | None) -> str:

@@ -236,7 +236,8 @@ def plot_levers_test(table: dict[str, Any], latency: str | Path | dict | list, o
     """Test-split quality against measured latency, one series per lever of a results table made with
     ``realign eval --table --levers`` (rows "mld lever: ..." and "mld baseline"): R@1 and FID with their
     95 % CIs, one row of panels per evaluator, one point per guided-step count (the baseline is every
-    series' 0).  latency: ``realign bench --json`` rows with every (reward space, guided-step count)."""
+    series' 0); rows "mld default: ..." (the shipped default) are drawn as black stars.  latency:
+    ``realign bench --json`` rows with every (reward space, guided-step count)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -248,6 +249,9 @@ def plot_levers_test(table: dict[str, Any], latency: str | Path | dict | list, o
     if unguided is None:
         raise ValueError(f"latency rows have no unguided row at batch {batch}")
     series: dict[str, list[tuple[str, str, float]]] = {}
+    timed_defaults = ((name, (m["guidance"]["reward_space"], guided_key(m["guidance"]["guided_steps"], table["steps"])))
+                      for name, m in table["methods"].items() if name.startswith("mld default:"))
+    defaults = [(name, lat[key]) for name, key in timed_defaults if key in lat]
     for name, method in table["methods"].items():
         g = method["guidance"]
         if name.startswith("mld lever:") and g is not None:
@@ -268,6 +272,11 @@ def plot_levers_test(table: dict[str, Any], latency: str | Path | dict | list, o
                             capsize=3, label=label, linestyle="-" if label.startswith("latent") else "--")
                 for (_, key, x), y in zip(points, ys):
                     ax.annotate(key, (x, y[0]), textcoords="offset points", xytext=(3, 3), fontsize=7)
+        for name, x in defaults:
+            for ax, metric in zip(panel, ("r1", "fid")):
+                y = metrics[name][metric]
+                ax.errorbar([x], [y[0]], yerr=[y[1]], marker="*", markersize=13, color="black", capsize=3,
+                            linestyle="none", label=f"shipped default ({name.split(': ', 1)[1]})", zorder=5)
         for ax, metric in zip(panel, ("R@1 (higher is better)", "FID (lower is better)")):
             ax.axvline(target * unguided, linestyle=":", color="grey", label=f"{target:g}x unguided")
             ax.set_xlabel(f"seconds per motion (batch {batch}, measured)")
