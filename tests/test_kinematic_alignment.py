@@ -15,6 +15,7 @@ from realign_core.evaluation.kinematic.checks import (
     PROMPTS_BY_NAME,
     MeasuredMotion,
     all_checks,
+    caption_prompts,
     select_prompts,
 )
 from realign_core.evaluation.kinematic.labels import (LABELS, ClipRecord, format_recall_through, format_validation,
@@ -221,6 +222,13 @@ def test_prompt_set_and_bad_input():
         select_prompts("fly")
     with pytest.raises(ValueError, match="22, 3"):
         MeasuredMotion(np.zeros((10, 21, 3)))
+    walk_wave = caption_prompts("a person walks forward and waves.", "walk_forward, wave_right")
+    assert [(p.name, p.caption) for p in walk_wave] == [("walk_forward", "a person walks forward and waves."),
+                                                         ("wave_right", "a person walks forward and waves.")]
+    assert walk_wave[0].matches(walking_motion(frames=80, speed=1.2)) and not walk_wave[1].matches(standing(80))
+    for caption, checks in [("a person flies.", "fly"), ("", "jump"), ("a person jumps.", "")]:
+        with pytest.raises(ValueError, match="caption prompts"):
+            caption_prompts(caption, checks)
     nan = standing()
     nan[3, 4, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -375,6 +383,21 @@ def test_end_to_end_on_tiny_models(tiny_guided, tmp_path, capsys):
     assert result["alignment"]["guided"]["settings"]["guidance"]["strength"] == 2.0
     assert -1.0 <= result["alignment"]["difference"]["overall"]["difference"] <= 1.0
     assert result["validation"]["labels"]["walk_backward"]["recall"] == 1.0
+
+
+def test_a_free_caption_is_checked_for_each_thing_it_asks(tiny_guided, tmp_path, capsys):
+    """``--caption`` + ``--checks`` (how often the README demo prompt does what it says): one row per check, all
+    with that caption; without --checks it is refused before anything is generated."""
+    out = tmp_path / "demo.json"
+    caption = "a person walks forward and waves with the right hand."
+    assert kinematic_main(["--models", str(tiny_guided), "--samples", "2", "--steps", "3", "--seconds", "2",
+                           "--caption", caption, "--checks", "walk_forward,wave_right", "--device", "cpu",
+                           "-o", str(out)]) == 0
+    rep = json.loads(out.read_text())["alignment"]["guided"]["prompts"]
+    assert set(rep) == {"walk_forward", "wave_right"} and {p["caption"] for p in rep.values()} == {caption}
+    with pytest.raises(SystemExit):
+        kinematic_main(["--models", str(tiny_guided), "--caption", caption, "-o", str(out)])
+    assert "--checks" in capsys.readouterr().err
 
 
 def test_realign_eval_kinematic_runs_every_generator_present(tiny_guided, tmp_path, capsys):

@@ -201,6 +201,9 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None)
     p.add_argument("--prompts", default=None, help=f"comma-separated subset of: {', '.join(PROMPTS_BY_NAME)}")
+    p.add_argument("--caption", default=None, help="instead of the fixed prompts: this caption, checked by each of "
+                   "--checks (e.g. the README demo prompt with walk_forward,wave_right)")
+    p.add_argument("--checks", default=None, help="--caption: comma-separated check names")
     p.add_argument("--validate-on", type=Path, default=None, metavar="DATA_DIR",
                    help="also run the checks on the real captioned clips of a built dataset")
     p.add_argument("--no-mirrored", action="store_true", help="validation: leave out the mirrored clips")
@@ -215,12 +218,14 @@ def kinematic_parser() -> argparse.ArgumentParser:
 
 def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
     """Run baseline vs guided for the CLI arguments, print the table, return the JSON part."""
-    from realign_core.evaluation.kinematic.checks import select_prompts
+    from realign_core.evaluation.kinematic.checks import caption_prompts, select_prompts
     from realign_core.evaluation.kinematic.report import compare_reports, evaluate_generator, format_reports
 
     steps = args.steps if args.steps is not None else validated_steps(args.models, args.generator)
     reports = evaluate_generator(args.models, args.generator, args.samples, args.seconds, args.strength, steps,
-                                 args.cfg, args.seed, args.batch_size, args.device, select_prompts(args.prompts))
+                                 args.cfg, args.seed, args.batch_size, args.device,
+                                 caption_prompts(args.caption, args.checks or "") if args.caption is not None
+                                 else select_prompts(args.prompts))
     print(format_reports(reports))
     if "guided" not in reports:
         print(f"no reward model in {args.models}: guided sampling skipped")
@@ -274,6 +279,8 @@ def kinematic_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.models is None and args.validate_on is None:
         parser.error("give --models, --validate-on, or both")
+    if args.caption is not None and (args.prompts is not None or not args.checks):
+        parser.error("--caption: give --checks (not --prompts), e.g. --checks walk_forward,wave_right")
     if args.through_vae is not None and (args.validate_on is None or not args.through_vae.is_file()):
         parser.error(f"--through-vae {args.through_vae}: needs --validate-on and an existing VAE best.pt")
     out: dict[str, Any] = {}

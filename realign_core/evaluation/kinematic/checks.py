@@ -363,3 +363,15 @@ def select_prompts(names: str | Sequence[str] | None) -> tuple[KinematicPrompt, 
     if unknown:
         raise ValueError(f"unknown prompt(s) {unknown}; known: {', '.join(PROMPTS_BY_NAME)}")
     return tuple(PROMPTS_BY_NAME[n] for n in names)
+
+
+def caption_prompts(caption: str, checks: str | Sequence[str]) -> tuple[KinematicPrompt, ...]:
+    """A free-text caption checked for each thing it asks: one prompt per named check (of :func:`all_checks`),
+    all with ``caption`` (e.g. the README demo's "walks forward and waves": walk_forward, wave_right)."""
+    known = all_checks()
+    names = [n.strip() for n in checks.split(",") if n.strip()] if isinstance(checks, str) else list(checks)
+    unknown = [n for n in names if n not in known]
+    if not caption.strip() or not names or unknown:
+        raise ValueError(f"caption prompts: need a caption and known checks; got caption {caption!r}, "
+                         f"checks {names} (unknown {unknown}; known: {', '.join(known)})")
+    return tuple(KinematicPrompt(n, caption, known[n]) for n in names)
