@@ -113,7 +113,9 @@ def test_trainer_keeps_validates_and_resumes_a_moving_average(synthetic_dataset,
         assert all(torch.equal(best["model"][k], ema[k]) for k in ema)
     again = Trainer(task, synthetic_dataset, tmp_path / "vae", replace(cfg, epochs=3), progress=False)
     assert again.resume() and all(torch.equal(again.ema.state_dict()[k], ema[k]) for k in ema)
-    from realign_core.models.checkpoint import export_checkpoint
+    from realign_core.models.checkpoint import export_checkpoint, validation_metrics
+    kept = validation_metrics(records[-1])       # what a model card shows of a run's end: metrics, no bookkeeping
+    assert metric in kept and not {"epoch", "step", "train_loss", "epoch_seconds", "improved"} & set(kept)
     export_checkpoint(tmp_path / "vae", tmp_path / "raw" / "vae", last_raw=True)      # to judge raw vs average
     exported = torch.load(tmp_path / "raw" / "vae" / "best.pt", weights_only=False)
     assert all(torch.equal(exported["model"][k], raw[k].half()) for k in raw if raw[k].is_floating_point())

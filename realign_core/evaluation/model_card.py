@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from realign_core.models.checkpoint import validation_metrics
 from realign_core.models.layout import KINDS
 
 DATA_NOTE = """\
@@ -37,7 +38,7 @@ def _training_facts(folder: Path) -> dict[str, Any] | None:
     if "vocabulary" in config:      # the word evaluator's learned vocabulary: its size, not every word
         config["vocabulary"] = f"{len(config['vocabulary'])} words from the train captions"
     facts = {"config": config, "train_config": ckpt.get("train_config", {}),
-             "best_epoch": ckpt.get("epoch"), "best_metrics": ckpt.get("metrics", {}),
+             "best_epoch": ckpt.get("epoch"), "best_metrics": validation_metrics(ckpt.get("metrics", {})),
              "parameters": sum(v.numel() for v in ckpt["model"].values()),
              "size_mb": round(best.stat().st_size / 2 ** 20, 2)}
     history = ckpt.get("history", [])  # exported checkpoints carry it

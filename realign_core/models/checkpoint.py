@@ -57,6 +57,15 @@ def load_weights_for_training(model: nn.Module, ckpt: dict[str, Any], where: str
     return list(dropped)
 
 
+RUN_BOOKKEEPING = ("epoch", "step", "train_loss", "epoch_seconds", "epoch_cpu_seconds", "validation", "improved",
+                   "gpu")   # fields of a training-log record that are not validation metrics
+
+
+def validation_metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """A training-log epoch record without its bookkeeping: the validation metrics only."""
+    return {k: v for k, v in record.items() if k not in RUN_BOOKKEEPING}
+
+
 def export_checkpoint(src: Path, dst: Path, last_raw: bool = False) -> int:
     """One kind's SRC/best.pt -> fp16 copy at DST/best.pt without training-only submodules (history from
     SRC/last.pt); returns its size in bytes.  ``last_raw``: the raw weights at the end of the run (SRC/last.pt's
@@ -69,7 +78,8 @@ def export_checkpoint(src: Path, dst: Path, last_raw: bool = False) -> int:
             raise FileNotFoundError(f"{last}: --last-raw exports the end of a run, which needs its {LAST_FILE}")
         end = state["history"][-1] if state.get("history") else {}
         ckpt.update(model=state["model"], epoch=state["epoch"], weights="raw (end of run)",
-                    metrics={k.removesuffix("_raw"): v for k, v in end.items() if k.endswith("_raw")} or end)
+                    metrics={k.removesuffix("_raw"): v for k, v in end.items() if k.endswith("_raw")}
+                    or validation_metrics(end))
     dropped = tuple(sorted(set(ckpt.get("dropped", ())) | set(TRAINING_ONLY_MODULES.get(ckpt.get("task"), ()))))
     ckpt["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()
                      if k.split(".")[0] not in dropped}
