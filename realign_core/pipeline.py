@@ -49,7 +49,7 @@ SAMPLERS = LIBRARY_SAMPLERS   # all diffusers' schedulers (realign_core/diffusio
 # Default timestep spacing: "leading" (MLD's) for the one-step samplers; the multistep solvers start at T-1
 # ("trailing"), since a leading start (t = (n-1) T/n) moves their result more than their accuracy gains.
 SPACING = {"ddim": "leading", "ddpm": "leading", "diffusers-ddim": "leading", "dpmsolver++": "trailing",
-           "unipc": "trailing"}
+           "unipc": "trailing", "lcm": "leading"}   # lcm: its timesteps are the library's (schedulers.py)
 
 
 @dataclass(frozen=True)
@@ -191,10 +191,25 @@ class TextToMotionPipeline:
             raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {cfg.sampler!r}")
         common = {"prediction_type": self.generator.prediction_type,
                   "timestep_spacing": cfg.spacing or SPACING[cfg.sampler]}
+        if cfg.sampler == "lcm":
+            settings = self._consistency(cfg)[1]
+            common.update(original_steps=settings["original_steps"], timestep_scaling=settings["timestep_scaling"])
         sampler = LibraryScheduler(cfg.sampler, self.generator.schedule,
                                    LibraryConfig(eta=cfg.eta, corrector=not guided, **common))
         sampler.set_timesteps(cfg.steps)
         return sampler
+
+    def _consistency(self, cfg: SamplingConfig) -> tuple:
+        """The generator's consistency denoiser and settings for the 'lcm' sampler; ValueError when the
+        generator has none or ``cfg.cfg_scale`` asks for another CFG scale than the one distilled into it."""
+        if not hasattr(self.generator, "consistency"):
+            raise ValueError(f"sampler 'lcm' needs a consistency-distilled latent denoiser; the "
+                             f"{self.generator.name} generator has none")
+        model, settings = self.generator.consistency()
+        if cfg.cfg_scale is not None and abs(cfg.cfg_scale - settings["cfg_scale"]) > 1e-6:
+            raise ValueError(f"cfg_scale: the 'lcm' sampler's denoiser has CFG {settings['cfg_scale']:g} distilled "
+                             f"in; got {cfg.cfg_scale:g} (leave it unset, or use another sampler)")
+        return model, settings
 
     def make_guidance(self, captions: list[str], lengths: Tensor, settings: GuidanceSettings | None,
                       timesteps: list[int]) -> RewardGuidance | None:
@@ -240,7 +255,8 @@ class TextToMotionPipeline:
         hook = self.make_guidance(list(captions), lengths, guidance, sampler.timesteps)
         constraint = self.make_constraints(lengths, control, sampler.timesteps, constraint_schedule)
         cfg_scale = self.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale
-        x = denoise_loop(gen.model_fn(text_emb, lengths), sampler, gen.state_shape(len(captions)), seeded,
+        model_fn = gen.consistency_fn(text_emb, lengths) if cfg.sampler == "lcm" else gen.model_fn(text_emb, lengths)
+        x = denoise_loop(model_fn, sampler, gen.state_shape(len(captions)), seeded,
                          cfg_scale, guidance=compose([hook, constraint]), callback=callback, device=self.device)
         feats = self.normalizer.denormalize(gen.to_features(x, lengths))
         mask = torch.arange(feats.shape[1], device=self.device)[None] < lengths[:, None]

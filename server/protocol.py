@@ -20,7 +20,7 @@ from typing import Any
 ERROR_CODES = ("bad_json", "bad_request", "too_large", "unknown_op", "busy", "cancelled", "internal",
                "idle_timeout")
 OPS = ("hello", "generate", "cancel", "status", "ping")
-SAMPLERS = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc")   # = realign_core.pipeline.SAMPLERS
+SAMPLERS = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc", "lcm")   # = realign_core.pipeline.SAMPLERS
 FPS = 20
 COMMON_FIELDS = ("id", "op", "token")
 OP_FIELDS: dict[str, tuple[str, ...]] = {

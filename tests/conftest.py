@@ -74,14 +74,15 @@ def synthetic_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_generator(synthetic_dataset, tmp_path_factory):
-    """A real tiny VAE + latent denoiser trained on the synthetic dataset with configs/tiny.toml."""
+    """A real tiny VAE + latent denoiser (+ its consistency distillation, for the 'lcm' sampler) trained on the
+    synthetic dataset with configs/tiny.toml."""
     from realign_core.training.config import load_config
     from realign_core.training.registry import make_task
     from realign_core.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("tiny_models")
     summaries = {}
-    for kind in ("vae", "denoiser"):
+    for kind in ("vae", "denoiser", "denoiser_lcm"):
         section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", kind)
         task = make_task(kind, section, synthetic_dataset, root, kind)
         summaries[kind] = Trainer(task, synthetic_dataset, root / kind, cfg, progress=False).fit()
@@ -101,7 +102,7 @@ def tiny_guided(tiny_generator, synthetic_dataset, tmp_path_factory):
     from realign_core.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("tiny_guided")
-    for kind in ("vae", "denoiser"):
+    for kind in ("vae", "denoiser", "denoiser_lcm"):
         shutil.copytree(tiny_generator[0] / kind, root / kind)
     section, cfg = load_config(REPO_ROOT / "configs" / "tiny.toml", "reward")
     task = make_task("reward", section, synthetic_dataset, root, "reward")

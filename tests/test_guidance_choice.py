@@ -228,6 +228,25 @@ def test_levers_on_the_test_split_are_the_validated_points_with_both_evaluators(
         # scored by each evaluator separately: R@1 of tiny models on 32 prompts can coincide, FID cannot
         assert table["rows_by_evaluator"]["evaluator_words"][name]["fid"] != table["rows"][name]["fid"]
     assert png.stat().st_size > 10000
+    # the sampler-steps lever: each (sampler, steps) unguided and with the default guidance, its own rows and
+    # latency rows (the consistency model 'lcm' timed at 2 steps here; untimed rows are left off the plot)
+    lcm_latency = tmp_path / "lat_lcm.json"
+    assert main(["bench", "--models", str(root), "--sampler", "lcm", "--steps", "2", "--batch", "1", "--guided",
+                 "0", "all", "--placement", "late", "--reward-space", "latent", "--repeats", "1", "--warmup", "0",
+                 "--json", str(lcm_latency)]) == 0
+    samplers = tmp_path / "samplers.json"
+    assert main(["eval", "--models", str(root), "--data", str(data), "--table", "--generators", "mld",
+                 "--limit", "32", "--repeats", "2", "--steps", "4", "--levers", str(tunings[1]), "--samplers",
+                 "--latency", str(latency), str(lcm_latency), "--plot", str(png), "-o", str(samplers)]) == 0
+    table = json.loads(samplers.read_text())
+    rows = {n: m for n, m in table["methods"].items() if n.startswith("mld sampler:")}
+    assert {(m["sampler"], m["steps"]) for m in rows.values()} == {("ddim", 5), ("ddim", 20), ("lcm", 1),
+                                                                    ("lcm", 2), ("lcm", 4)}
+    guided = rows["mld sampler: lcm 2 steps + default guidance"]["guidance"]
+    assert guided == {**asdict(default), "guided_steps": None if default.guided_steps is None
+                      else min(default.guided_steps, 2)}
+    assert rows["mld sampler: lcm 2 steps"]["guidance"] is None
+    assert table["rows"]["mld sampler: lcm 2 steps"]["fid"] != table["rows"]["mld sampler: ddim 20 steps"]["fid"]
     with pytest.raises(SystemExit, match="--latency"):
         main(["eval", "--models", str(root), "--data", str(data), "--table", "--levers", str(tunings[0]),
               "--plot", str(png)])

@@ -26,7 +26,7 @@ DATA_HELP = ("dataset folder in HumanML3D layout, built by 'realign data build' 
              "serve and the Blender add-on need only the models)")
 
 # realign_core.pipeline.SAMPLERS, copied so that parsing never imports torch (tests/test_schedulers.py checks)
-SAMPLER_CHOICES = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc")
+SAMPLER_CHOICES = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc", "lcm")
 
 
 def add_eval_command(sub: argparse._SubParsersAction) -> None:
@@ -60,8 +60,11 @@ def add_eval_command(sub: argparse._SubParsersAction) -> None:
                     help="--table: the baseline and, per validation search (tune-guidance JSON, one reward space "
                          "each), its best validated setting at 1/2/3/5/all late guided steps (the test-split "
                          "quality-vs-latency curve, every lever its own series)")
-    ev.add_argument("--latency", default=None, help="--levers: realign bench --json with a row per reward space "
-                    "and guided-step count, for --plot")
+    ev.add_argument("--samplers", action="store_true",
+                    help="--levers: also the sampler-steps lever (DDIM 5/20, the consistency model 'lcm' at 1/2/4 "
+                         "steps), unguided and with the default guidance")
+    ev.add_argument("--latency", nargs="+", default=None, help="--levers: realign bench --json files with a row per "
+                    "reward space and guided-step count (and per sampler and step count with --samplers), for --plot")
     ev.add_argument("--plot", default=None, help="--levers: PNG of R@1 and FID against the latency, per evaluator")
     ev.add_argument("--judge-val", action="store_true",
                     help="judge the unguided generator on --limit validation prompts (default 256) with "
@@ -132,7 +135,7 @@ def _eval_table(args: argparse.Namespace) -> int:
     from realign_core.device import pick_device
     from realign_core.evaluation.results_table import format_table, merge_tables, run_table, save_table
 
-    from realign_core.evaluation.results_table import lever_methods, table_methods
+    from realign_core.evaluation.results_table import lever_methods, sampler_methods, table_methods
 
     models, generators = Path(args.models), tuple(args.generators.split(","))
     methods = table_methods(models, generators, curve=args.curve)
@@ -140,6 +143,8 @@ def _eval_table(args: argparse.Namespace) -> int:
         if args.plot and not args.latency:
             raise SystemExit("realign eval --levers --plot: give the latency rows with --latency")
         methods = [m for m in methods if m.name == "mld baseline"] + lever_methods(models, args.levers)
+        if args.samplers:
+            methods += sampler_methods(models)
     if args.rows:
         known = {m.name: m for m in methods}
         unknown = [r for r in args.rows if r not in known]

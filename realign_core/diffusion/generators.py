@@ -85,8 +85,11 @@ class LatentGenerator:
     default_cfg = 7.5
 
     def __init__(self, vae, denoiser, normalizer: Normalizer, schedule: NoiseSchedule, latent_scale: float,
-                 prediction_type: str = "epsilon", device: str | torch.device = "cpu"):
+                 prediction_type: str = "epsilon", device: str | torch.device = "cpu",
+                 consistency_path: str | Path | None = None):
         self.device = torch.device(device)
+        self.consistency_path = Path(consistency_path) if consistency_path is not None else None
+        self._consistency: tuple | None = None
         self.vae, self.denoiser = vae.to(self.device).eval(), denoiser.to(self.device).eval()
         for p in list(self.vae.parameters()) + list(self.denoiser.parameters()):
             p.requires_grad_(False)
@@ -104,7 +107,31 @@ class LatentGenerator:
         denoiser, ckpt = load_denoiser(checkpoint_path(root, "denoiser"), device)
         cfg = ckpt["config"]
         return cls(vae, denoiser, _normalizer_from(ckpt), _schedule_from(cfg), cfg["latent_scale"],
-                   cfg["prediction_type"], device)
+                   cfg["prediction_type"], device, consistency_path=checkpoint_path(root, "denoiser_lcm"))
+
+    def consistency(self) -> tuple:
+        """(merged consistency denoiser, its settings: cfg_scale, original_steps, timestep_scaling), loaded from
+        ``consistency_path`` on first use (``realign_core/models/consistency_denoiser.py``)."""
+        if self._consistency is None:
+            from realign_core.models.consistency_denoiser import load_consistency_denoiser
+
+            if self.consistency_path is None:
+                raise FileNotFoundError("this generator was built without a consistency denoiser "
+                                        "(ROOT/denoiser_lcm/best.pt); the 'lcm' sampler needs one")
+            model, ckpt = load_consistency_denoiser(self.consistency_path, self.denoiser,
+                                                    self.consistency_path.parent.parent / "denoiser", self.device)
+            cfg = ckpt["config"]
+            settings = {k: cfg[k] for k in ("cfg_scale", "original_steps", "timestep_scaling")}
+            self._consistency = (model.requires_grad_(False), settings)
+        return self._consistency
+
+    def consistency_fn(self, text_emb: Tensor, lengths: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """``f(z_t, t) -> x0`` of the consistency denoiser (CFG distilled in: one conditional forward) for
+        ``diffusion.denoise_loop`` with the 'lcm' sampler."""
+        model = self.consistency()[0]
+        latent_mask = self.vae.latent_mask(frame_mask(lengths, self.max_frames))
+        use = torch.ones(text_emb.shape[0], dtype=torch.bool, device=text_emb.device)
+        return lambda z, t: model(z, t, text_emb, use, latent_mask)
 
     def state_shape(self, batch: int) -> tuple[int, int, int]:
         return (batch, self.vae.cfg.latent_length(self.max_frames), self.vae.cfg.latent_dim)

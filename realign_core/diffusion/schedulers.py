@@ -57,7 +57,7 @@ from realign_core.diffusion.sampling import (
     randn,
 )
 
-LIBRARY_SAMPLERS = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc")
+LIBRARY_SAMPLERS = ("ddim", "ddpm", "diffusers-ddim", "dpmsolver++", "unipc", "lcm")
 _DDIM_FAMILY = ("ddim", "ddpm", "diffusers-ddim")
 
 
@@ -67,13 +67,16 @@ class LibraryConfig(SamplerConfig):
 
     eta: DDIM's (0 = deterministic; "ddpm" always runs at 1); set_alpha_to_one: the step after
     the last timestep uses abar = 1 (True) or abar_0 (False, as MLD's config); solver_order: the
-    multistep solvers' order (1-3); corrector: UniPC's corrector (False for guided runs).
+    multistep solvers' order (1-3); corrector: UniPC's corrector (False for guided runs); original_steps and
+    timestep_scaling: the LCM's skipping grid and boundary scaling (what ``denoiser_lcm`` was distilled with).
     """
 
     eta: float = 0.0
     set_alpha_to_one: bool = True
     solver_order: int = 2
     corrector: bool = True
+    original_steps: int = 50
+    timestep_scaling: float = 10.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -98,6 +101,10 @@ def _build(name: str, schedule: NoiseSchedule, config: LibraryConfig, steps: int
         sched = diffusers.DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=config.solver_order,
                                                       final_sigmas_type="zero", **common)
         sched.set_timesteps(timesteps=ours)
+    elif name == "lcm":
+        sched = diffusers.LCMScheduler(original_inference_steps=config.original_steps,
+                                       timestep_scaling=config.timestep_scaling, **common)
+        sched.set_timesteps(steps)
     elif name == "unipc":
         off = [] if config.corrector else list(range(steps))
         sched = diffusers.UniPCMultistepScheduler(solver_order=config.solver_order, disable_corrector=off,
@@ -106,9 +113,20 @@ def _build(name: str, schedule: NoiseSchedule, config: LibraryConfig, steps: int
         sched.set_timesteps(steps)
     else:
         raise ValueError(f"unknown library sampler {name!r}; expected one of {LIBRARY_SAMPLERS}")
-    if name != "unipc" and [int(t) for t in sched.timesteps] != ours:
+    if name not in ("unipc", "lcm") and [int(t) for t in sched.timesteps] != ours:
         raise RuntimeError(f"{name}: the library's timesteps {sched.timesteps.tolist()} differ from ours {ours}")
     return sched
+
+
+def _per_sample(generator: GeneratorArg, batch: int) -> GeneratorArg:
+    """The generator argument as diffusers' ``randn_tensor`` takes it: a list of B generators draws sample i
+    from generator i (as our ``randn``), one generator or None the whole batch."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    generators = list(generator)
+    if len(generators) != batch:
+        raise ValueError(f"got {len(generators)} generators for a batch of {batch}")
+    return generators
 
 
 class LibraryScheduler:
@@ -158,6 +176,9 @@ class LibraryScheduler:
         if self.name in _DDIM_FAMILY:
             noise = randn(x_t.shape, generator, x_t.device, x_t.dtype) if self.eta > 0 else None
             out = self._sched.step(model_output, t, x_t, eta=self.eta, variance_noise=noise)
+        elif self.name == "lcm":
+            out = self._sched.step(model_output, t, x_t, generator=_per_sample(generator, x_t.shape[0]))
+            return StepOutput(out.prev_sample, out.denoised)
         else:
             out = self._sched.step(model_output, t, x_t)
         return StepOutput(out.prev_sample, pred_x0)

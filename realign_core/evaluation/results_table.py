@@ -55,12 +55,19 @@ MetricDict = dict[str, tuple[float, float]]
 
 @dataclass(frozen=True)
 class Method:
-    """One generated row: generator, guiding reward model (None = none) and guidance settings."""
+    """One generated row: generator, guiding reward model (None = none), guidance settings, and the sampler
+    and step count when the row has its own (None: the table's DDIM at its ``steps``)."""
 
     name: str
     generator: str = "mld"
     reward_kind: str | None = None
     guidance: GuidanceSettings | None = None
+    sampler: str | None = None
+    steps: int | None = None
+
+    def sampling(self, steps: int) -> SamplingConfig:
+        """This row's sampler settings in a table made at ``steps`` sampler steps."""
+        return SamplingConfig(sampler=self.sampler or "ddim", steps=self.steps or steps)
 
 
 def table_methods(models: Path, generators: tuple[str, ...] = ("mld", "mdm"), curve: bool = False) -> list[Method]:
@@ -133,6 +140,28 @@ def default_lever_method(models: Path) -> Method:
     s = cal.defaults
     return Method(f"mld default: {s.reward_space} reward, {_steps_label(s)} x{cal.scale * s.strength:g}", "mld",
                   "reward", s)
+
+
+SAMPLER_SERIES: tuple[tuple[str, int], ...] = (("ddim", 5), ("ddim", 20), ("lcm", 1), ("lcm", 2), ("lcm", 4))
+
+
+def sampler_methods(models: Path, series: tuple[tuple[str, int], ...] = SAMPLER_SERIES) -> list[Method]:
+    """The sampler-steps lever of the curve: the unguided generator at each (sampler, steps) of ``series``
+    ("mld sampler: lcm 4 steps"), and each with the shipped default guidance ("mld sampler: lcm 4 steps +
+    default guidance": its reward, scale and placement, at most as many guided steps as the sampler has).
+    The 'lcm' rows need the consistency denoiser (ROOT/denoiser_lcm) and are left out without it."""
+    default = GuidanceCalibration.load(guidance_path(models), "mld").defaults
+    has_lcm = checkpoint_path(models, "denoiser_lcm").is_file()
+    rows: list[Method] = []
+    for sampler, steps in series:
+        if sampler == "lcm" and not has_lcm:
+            continue
+        guided = replace(default, guided_steps=None if default.guided_steps is None
+                         else min(default.guided_steps, steps))
+        rows += [Method(f"mld sampler: {sampler} {steps} steps", "mld", None, None, sampler, steps),
+                 Method(f"mld sampler: {sampler} {steps} steps + default guidance", "mld", "reward", guided,
+                        sampler, steps)]
+    return rows
 
 
 def _steps_label(s: GuidanceSettings) -> str:
@@ -247,7 +276,7 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
         if key not in pipes:
             pipes[key] = TextToMotionPipeline.from_checkpoints(models, device, generator=method.generator,
                                                                reward_kind=method.reward_kind)
-        scores = score_method(pipes[key], method, evaluators, prompts, repeats, SamplingConfig(steps=steps), batch)
+        scores = score_method(pipes[key], method, evaluators, prompts, repeats, method.sampling(steps), batch)
         for kind, metrics in scores.items():
             by_kind[kind][method.name] = metrics
     rows = by_kind.pop("evaluator")
@@ -260,8 +289,10 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
 
 
 def _method_dict(m: Method) -> dict[str, Any]:
-    return {"generator": m.generator, "reward": m.reward_kind,
-            "guidance": asdict(m.guidance) if m.guidance else None}
+    out = {"generator": m.generator, "reward": m.reward_kind, "guidance": asdict(m.guidance) if m.guidance else None}
+    if m.sampler is not None:
+        out.update(sampler=m.sampler, steps=m.steps)
+    return out
 
 
 METRIC_ORDER = ("r1", "r2", "r3", "fid", "mm_dist", "diversity", "multimodality")

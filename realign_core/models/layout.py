@@ -4,13 +4,15 @@ A model root (``models/default``, or the ``--out`` of ``realign train``) holds o
 per kind, ``ROOT/KIND/best.pt`` (selected by validation; fp16 when exported), the training
 ``last.pt``, ``log.jsonl`` and ``curves.png``, plus for reward kinds the embedding bank
 ``ROOT/KIND/bank.pt`` and, at the root, the guidance calibration ``guidance.toml``.  ``latent_reward``
-(the reward model that reads the MLD generator's latents) is trained after ``vae`` and ``denoiser``.
+(the reward model that reads the MLD generator's latents) is trained after ``vae`` and ``denoiser``, and
+so is ``denoiser_lcm`` (a low-rank adapter that turns that denoiser into a few-step consistency model).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "evaluator_words", "mdm", "latent_reward")
+KINDS = ("vae", "denoiser", "reward", "reward_plain", "evaluator", "evaluator_words", "mdm", "latent_reward",
+         "denoiser_lcm")
 GENERATOR_PARTS: dict[str, tuple[str, ...]] = {"mld": ("vae", "denoiser"), "mdm": ("mdm",)}
 # Submodules only training uses (the reward models' reconstruction decoders): ``realign export`` leaves
 # them out of the shipped checkpoint; training from that checkpoint starts them afresh.

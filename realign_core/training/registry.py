@@ -2,7 +2,8 @@
 
 All kinds of one size share an output root: ``OUT/vae``, ``OUT/denoiser``,
 ``OUT/reward``, ``OUT/reward_plain``, ``OUT/evaluator``, ``OUT/evaluator_words``, ``OUT/mdm``,
-``OUT/latent_reward``.  The denoiser is trained on the VAE found at ``OUT/vae/best.pt``; the latent
+``OUT/latent_reward``, ``OUT/denoiser_lcm``.  The denoiser is trained on the VAE found at ``OUT/vae/best.pt``;
+``denoiser_lcm`` (the few-step consistency model) is distilled from ``OUT/denoiser`` on those latents; the latent
 reward on the latents of ``OUT/vae`` scaled and noised as ``OUT/denoiser`` sees them; ``mdm`` (the
 MDM-style motion-space generator) needs nothing else.
 """
@@ -37,6 +38,12 @@ def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root
         cache = train is not None and train.cache_latents
         return DenoiserTask(model_section, vae, data_dir, where=where, cache_latents=cache,
                             max_frames=train.max_frames if train else 196)
+    if kind == "denoiser_lcm":
+        from realign_core.training.tasks.denoiser_lcm import make_consistency_task
+
+        return make_consistency_task(model_section, out_root, data_dir, where,
+                                     cache_latents=train is not None and train.cache_latents,
+                                     max_frames=train.max_frames if train else 196)
     if kind in ("reward", "reward_plain"):
         from realign_core.training.tasks.reward import make_reward_task
 

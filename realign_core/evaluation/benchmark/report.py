@@ -231,45 +231,93 @@ def plot_guidance_levers(latency: str | Path | dict | list, tunings: list[str | 
     return save_figure(fig, out)
 
 
-def plot_levers_test(table: dict[str, Any], latency: str | Path | dict | list, out: str | Path,
-                     batch: int = 1, target: float = 1.3) -> Path:
+LatencyKey = tuple[str, int, str, str]   # (sampler, steps, reward space or "-" when unguided, guided-step key)
+
+
+def latency_index(latency: Any, batch: int = 1) -> dict[LatencyKey, float]:
+    """Per-motion seconds of ``realign bench --json`` rows (one source or a list of sources) at ``batch``,
+    keyed by (sampler, steps, reward space, guided-step key); unguided rows have space "-" and key "0"."""
+    sources = latency if isinstance(latency, (list, tuple)) and latency and not isinstance(latency[0], dict) \
+        else [latency]
+    out: dict[LatencyKey, float] = {}
+    for source in sources:
+        for r in load_bench_rows(source):
+            if r["batch"] != batch:
+                continue
+            key = guided_key(r["guided_steps"], r.get("steps"))
+            space = "-" if key == "0" else r.get("reward_space", "motion")
+            out[(r.get("sampler", "ddim"), int(r["steps"]), space, key)] = r["per_motion_s"]
+    return out
+
+
+def _row_latency(lat: dict[LatencyKey, float], method: dict[str, Any], table_steps: int) -> tuple[str, float] | None:
+    """(label, seconds) of a results-table row from the latency index, or None when it was not timed."""
+    sampler, steps, g = method.get("sampler", "ddim"), int(method.get("steps") or table_steps), method["guidance"]
+    key = "0" if g is None else guided_key(g["guided_steps"], steps)
+    seconds = lat.get((sampler, steps, "-" if g is None else g["reward_space"], key))
+    return None if seconds is None else (key, seconds)
+
+
+def _test_series(table: dict[str, Any], lat: dict[LatencyKey, float]) -> dict[str, list[tuple[str, str, float]]]:
+    """{series label: [(row name, point label, seconds)]}: the guidance levers (reward space x placement, one
+    point per guided-step count, from the baseline) and the sampler-steps lever (unguided, and with the
+    default guidance; one point per sampler and step count)."""
+    series: dict[str, list[tuple[str, str, float]]] = {}
+    steps = table["steps"]
+    baseline = _row_latency(lat, table["methods"].get("mld baseline", {"guidance": None}), steps)
+    for name, method in table["methods"].items():
+        timed = _row_latency(lat, method, steps)
+        if timed is None or method["guidance"] is None and not name.startswith("mld sampler:"):
+            continue
+        g = method["guidance"]
+        if name.startswith("mld lever:"):
+            label, point = f"{g['reward_space']} reward, {g['placement']}", timed[0]
+        elif name.startswith("mld sampler:"):
+            label = "sampler steps, " + ("unguided" if g is None else "default guidance")
+            point = name.split(": ", 1)[1].split(" steps")[0]
+        else:
+            continue
+        series.setdefault(label, []).append((name, point, timed[1]))
+    for label, points in series.items():
+        if baseline is not None and not label.endswith("default guidance"):
+            start = "ddim " + str(steps) if label.startswith("sampler") else "0"
+            points.append(("mld baseline", start, baseline[1]))
+        points.sort(key=lambda p: p[2])
+    return series
+
+
+def plot_levers_test(table: dict[str, Any], latency: Any, out: str | Path, batch: int = 1,
+                     target: float = 1.3) -> Path:
     """Test-split quality against measured latency, one series per lever of a results table made with
-    ``realign eval --table --levers`` (rows "mld lever: ..." and "mld baseline"): R@1 and FID with their
-    95 % CIs, one row of panels per evaluator, one point per guided-step count (the baseline is every
-    series' 0); rows "mld default: ..." (the shipped default) are drawn as black stars.  latency:
-    ``realign bench --json`` rows with every (reward space, guided-step count)."""
+    ``realign eval --table --levers`` (rows "mld lever: ...", "mld sampler: ..." and "mld baseline"): R@1 and
+    FID with their 95 % CIs, one row of panels per evaluator; the guidance levers have one point per
+    guided-step count (the baseline is every series' 0), the sampler lever one per sampler and step count;
+    rows "mld default: ..." (the shipped default) are black stars.  latency: one or several ``realign bench
+    --json`` files (or row lists) covering those rows."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in load_bench_rows(latency) if r["batch"] == batch]
-    lat = {(r.get("reward_space", "motion"), guided_key(r["guided_steps"], r.get("steps"))): r["per_motion_s"]
-           for r in rows}
-    unguided = next((r["per_motion_s"] for r in rows if guided_key(r["guided_steps"]) == "0"), None)
+    lat = latency_index(latency, batch)
+    unguided = lat.get(("ddim", int(table["steps"]), "-", "0"))
     if unguided is None:
-        raise ValueError(f"latency rows have no unguided row at batch {batch}")
-    series: dict[str, list[tuple[str, str, float]]] = {}
-    timed_defaults = ((name, (m["guidance"]["reward_space"], guided_key(m["guidance"]["guided_steps"], table["steps"])))
-                      for name, m in table["methods"].items() if name.startswith("mld default:"))
-    defaults = [(name, lat[key]) for name, key in timed_defaults if key in lat]
-    for name, method in table["methods"].items():
-        g = method["guidance"]
-        if name.startswith("mld lever:") and g is not None:
-            key = guided_key(g["guided_steps"], table["steps"])
-            if (g["reward_space"], key) in lat:
-                series.setdefault(f"{g['reward_space']} reward, {g['placement']}", []).append(
-                    (name, key, lat[(g["reward_space"], key)]))
+        raise ValueError(f"latency rows have no unguided DDIM-{table['steps']} row at batch {batch}")
+    defaults = [(name, timed[1]) for name, m in table["methods"].items() if name.startswith("mld default:")
+                for timed in [_row_latency(lat, m, table["steps"])] if timed is not None]
+    series = _test_series(table, lat)
     if not series or "mld baseline" not in table["rows"]:
-        raise ValueError("the table has no 'mld lever: ...' rows with a latency row, or no 'mld baseline'")
+        raise ValueError("the table has no lever rows with a latency row, or no 'mld baseline'")
     evaluators = {"evaluator": table["rows"], **table.get("rows_by_evaluator", {})}
     fig, axes = plt.subplots(len(evaluators), 2, figsize=(10, 3.6 * len(evaluators)), squeeze=False)
     for (kind, metrics), panel in zip(evaluators.items(), axes):
         for label, points in sorted(series.items()):
-            points = [("mld baseline", "0", unguided)] + sorted(points, key=lambda p: p[2])
+            points = [p for p in points if p[0] in metrics]
             for ax, metric in zip(panel, ("r1", "fid")):
                 ys = [metrics[name][metric] for name, _, _ in points]
-                ax.errorbar([x for _, _, x in points], [y[0] for y in ys], yerr=[y[1] for y in ys], marker="o",
-                            capsize=3, label=label, linestyle="-" if label.startswith("latent") else "--")
+                style = ":" if label.startswith("sampler") else "-" if label.startswith("latent") else "--"
+                ax.errorbar([x for _, _, x in points], [y[0] for y in ys], yerr=[y[1] for y in ys],
+                            marker="s" if label.startswith("sampler") else "o", capsize=3, label=label,
+                            linestyle=style)
                 for (_, key, x), y in zip(points, ys):
                     ax.annotate(key, (x, y[0]), textcoords="offset points", xytext=(3, 3), fontsize=7)
         for name, x in defaults:
@@ -279,10 +327,11 @@ def plot_levers_test(table: dict[str, Any], latency: str | Path | dict | list, o
                             linestyle="none", label=f"shipped default ({name.split(': ', 1)[1]})", zorder=5)
         for ax, metric in zip(panel, ("R@1 (higher is better)", "FID (lower is better)")):
             ax.axvline(target * unguided, linestyle=":", color="grey", label=f"{target:g}x unguided")
-            ax.set_xlabel(f"seconds per motion (batch {batch}, measured)")
+            ax.set_xscale("log")
+            ax.set_xlabel(f"seconds per motion (batch {batch}, measured; log scale)")
             ax.set_ylabel(f"{metric}, {kind}")
             ax.grid(alpha=0.3)
     axes[0][1].legend(fontsize=7)
-    fig.suptitle(f"Guidance levers on the test split ({table['prompts']} prompts x {table['repeats']}; "
-                 f"numbers: guided steps of {table['steps']})", fontsize=10)
+    fig.suptitle(f"Levers on the test split ({table['prompts']} prompts x {table['repeats']}; numbers: guided "
+                 f"steps of DDIM {table['steps']}, or the sampler and its steps)", fontsize=10)
     return save_figure(fig, out)
