@@ -98,3 +98,54 @@ def test_calibration_cfg_scale_is_checked(tmp_path):
         path.write_text(f"[mld]\nscale = 40.0\ncfg_scale = {bad}\n")
         with pytest.raises(ValueError, match=r"\[mld\] cfg_scale must be a number >= 0"):
             GuidanceCalibration.load(path, "mld")
+
+
+def _sampler_row(sampler, steps, guided, r1, fid, seconds, kin=0.5):
+    return {"sampler": sampler, "steps": steps, "guided": guided, "kin_pass": kin, "seconds_per_motion": seconds,
+            "judges": {j: {"judge_r1": r1 + d, "judge_fid": fid * (1 + d)} for j, d in (("a", 0.0), ("b", 0.02))}}
+
+
+def test_the_sampler_rule_takes_the_fastest_that_keeps_guided_quality():
+    from realign_core.evaluation.sampler_choice import SamplerChoiceConfig, choose_sampler
+
+    rows = [_sampler_row("ddim", 10, True, 0.70, 0.08, 0.19), _sampler_row("ddim", 10, False, 0.57, 0.09, 0.16),
+            _sampler_row("lcm", 1, True, 0.60, 0.20, 0.02),            # fastest, but loses alignment and realism
+            _sampler_row("lcm", 2, True, 0.695, 0.08, 0.04),           # within the R@1 slack, same FID: chosen
+            _sampler_row("lcm", 4, True, 0.71, 0.07, 0.07),            # better, but slower than lcm 2
+            _sampler_row("lcm", 8, True, 0.72, 0.07, 0.12, kin=0.3)]   # a walk no longer walks
+    result = {"reference": "ddim:10", "rows": rows, "config": SamplerChoiceConfig(candidates=("lcm:1",)).__dict__}
+    choice = choose_sampler(result)
+    notes = {r["candidate"]: r for r in choice["rows"]}
+    assert choice["choice"] == "lcm:2" and notes["lcm:4"]["eligible"] and not notes["lcm:8"]["kin_ok"]
+    assert not notes["lcm:1"]["r1_ok"] and not notes["lcm:1"]["fid_ok"]
+    rows[3] = _sampler_row("lcm", 2, True, 0.695, 0.081, 0.04)          # FID above the reference's: not eligible
+    assert choose_sampler(result)["choice"] == "lcm:4"
+    result["rows"] = rows[:3]
+    assert choose_sampler(result)["choice"] == "ddim:10"                 # nothing eligible: the reference stays
+    with pytest.raises(ValueError, match="candidate 'euler:4'"):
+        SamplerChoiceConfig(candidates=("euler:4",))
+
+
+def test_choose_sampler_judges_the_consistency_model_against_the_validated_ddim(tiny_stack, tmp_path, capsys):
+    from realign_core.cli.main import main
+    from realign_core.evaluation.guidance_tuning import write_guidance_toml
+    from realign_core.models.layout import guidance_path
+
+    data, trained = tiny_stack
+    root = tmp_path / "models"
+    shutil.copytree(trained, root)
+    write_guidance_toml(guidance_path(root), "mld", {"scale": 30.0, "settings": {
+        "mu": 1.0, "eta": 0.0, "guided_steps": 3, "placement": "late"}}, {"sampler": "ddim", "steps": 4})
+    out = tmp_path / "sampler.json"
+    assert main(["choose-sampler", "--models", str(root), "--data", str(data), "--candidates", "lcm:1", "lcm:2",
+                 "--judges", "reward_plain", "--seeds", "1", "--kin-samples", "1", "-o", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["sampler"], r["steps"], r["guided"]) for r in result["rows"]] == [
+        ("ddim", 4, False), ("ddim", 4, True), ("lcm", 1, False), ("lcm", 1, True), ("lcm", 2, False),
+        ("lcm", 2, True)]
+    assert result["reference"] == "ddim:4" and result["choice"]["choice"] in ("ddim:4", "lcm:1", "lcm:2")
+    fids = {(r["sampler"], r["steps"], r["guided"]): r["judges"]["reward_plain"]["judge_fid"] for r in result["rows"]}
+    assert len(set(fids.values())) == 6                          # every sampler and the guidance change the takes
+    assert "choice:" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="candidate 'lcm'"):
+        main(["choose-sampler", "--models", str(root), "--data", str(data), "--candidates", "lcm", "-o", str(out)])

@@ -64,8 +64,8 @@ def judge_cfg_scales(models: Path, data: Path, judges: list[JudgeSpec], cfg: Cfg
         for guided in (False, True):
             key = _row_key(scale, guided)
             if key not in done:
-                done[key] = _judge_row(pipe, prompts, replace(sampling, cfg_scale=scale), guided, loaded,
-                                       precision.seeds, cfg, kin_prompts)
+                done[key] = judge_row(pipe, prompts, replace(sampling, cfg_scale=scale), guided, loaded,
+                                      precision.seeds, cfg.batch, cfg.kin_samples, kin_prompts)
             result["rows"].append(done[key])
             print(describe(done[key]), flush=True)
             if out is not None:
@@ -73,16 +73,19 @@ def judge_cfg_scales(models: Path, data: Path, judges: list[JudgeSpec], cfg: Cfg
     return result
 
 
-def _judge_row(pipe: TextToMotionPipeline, prompts, sampling: SamplingConfig, guided: bool, judges: dict[str, Any],
-               seeds: int, cfg: CfgChoiceConfig, kin_prompts: list) -> dict[str, Any]:
+def judge_row(pipe: TextToMotionPipeline, prompts, sampling: SamplingConfig, guided: bool, judges: dict[str, Any],
+              seeds: int, batch: int, kin_samples: int, kin_prompts: list) -> dict[str, Any]:
+    """One row: unguided or default-guided takes with ``sampling``, judged by every judge over ``seeds`` seed sets
+    (``cfg_scale``, ``guided``, ``seconds_per_motion``, ``judges``) and, with ``kin_prompts``, the kinematic
+    pass rate of ``kin_samples`` motions per prompt."""
     settings = pipe.default_guidance if guided else None
     scale = pipe.calibration.scale
     cand = {"scale": scale, "settings": asdict(settings) if guided else None}
-    judged = judge_candidate(pipe, prompts, cand, sampling, cfg.batch, judges, seeds)
+    judged = judge_candidate(pipe, prompts, cand, sampling, batch, judges, seeds)
     row = {"cfg_scale": sampling.cfg_scale, "guided": guided, "seconds_per_motion": judged["seconds_per_motion"],
            "judges": judged["judges"]}
     if kin_prompts:
-        row.update(kinematic_pass(pipe, settings, scale, sampling, kin_prompts, cfg.kin_samples, cfg.batch))
+        row.update(kinematic_pass(pipe, settings, scale, sampling, kin_prompts, kin_samples, batch))
     return row
 
 
