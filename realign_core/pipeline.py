@@ -211,6 +211,19 @@ class TextToMotionPipeline:
                              f"in; got {cfg.cfg_scale:g} (leave it unset, or use another sampler)")
         return model, settings
 
+    def sampler_problem(self, sampler: str, cfg_scale: float | None = None) -> tuple[str, str] | None:
+        """(field, reason) when these models cannot run ``sampler`` at ``cfg_scale`` (the 'lcm' sampler without a
+        consistency denoiser, or at another CFG scale than the one distilled into it), else None."""
+        if sampler != "lcm":
+            return None
+        try:
+            self._consistency(SamplingConfig("lcm", 1, cfg_scale=cfg_scale))
+        except FileNotFoundError as err:
+            return "sampler", str(err)
+        except ValueError as err:
+            return ("cfg" if str(err).startswith("cfg_scale") else "sampler"), str(err)
+        return None
+
     def make_guidance(self, captions: list[str], lengths: Tensor, settings: GuidanceSettings | None,
                       timesteps: list[int]) -> RewardGuidance | None:
         """The reward-guidance hook for these prompts, or None when guidance is off."""

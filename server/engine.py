@@ -195,11 +195,17 @@ class Engine:
         return totals
 
     def check(self, sampling: Sampling) -> None:
-        """Refuse settings this model cannot run (the pipeline says why: no reward model, or no bank)."""
+        """Refuse settings this model cannot run (the pipeline says why: no reward model, no bank, or no
+        consistency denoiser for the 'lcm' sampler / another CFG scale than the one distilled into it)."""
         problem = self.pipeline.guidance_problem(guidance_settings(sampling, self.pipeline))
         if problem is not None:
             field, reason = problem
             raise ProtocolError("bad_request", f"field 'guidance.{field}': {reason}", f"guidance.{field}")
+        sampler_problem = getattr(self.pipeline, "sampler_problem", None)
+        problem = sampler_problem(sampling.sampler, sampling.cfg) if sampler_problem is not None else None
+        if problem is not None:
+            field = "sampler" if problem[0] == "sampler" else "guidance.cfg"
+            raise ProtocolError("bad_request", f"field '{field}': {problem[1]}", field)
 
     def model_info(self) -> dict[str, Any]:
         """The ``model`` object of the ``hello`` event."""

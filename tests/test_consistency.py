@@ -138,7 +138,7 @@ def test_lcm_sampler_in_the_pipeline_and_its_errors(lcm_root, tmp_path):
     assert not torch.equal(outs[1], outs[4])
     again = pipe(PROMPTS, FRAMES, SEEDS, SamplingConfig("lcm", 4)).features
     assert torch.equal(again, outs[4])                                   # seeded: the same motions again
-    with pytest.raises(ValueError, match="CFG 3 distilled in; got 5"):
+    with pytest.raises(ValueError, match="CFG 7.5 distilled in; got 5"):
         pipe(PROMPTS, FRAMES, SEEDS, SamplingConfig("lcm", 4, cfg_scale=5.0))
     # an adapter distilled from another denoiser is refused by name, not silently applied
     other = tmp_path / "other"

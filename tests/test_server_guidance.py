@@ -112,3 +112,26 @@ def test_realign_generate_samples_controlled_takes_with_control_steps(tiny_guide
                                  sampling_given={"steps"})}
     steps = {name: resolve_sampling(pipe, r).sampling.steps for name, r in requests.items()}
     assert steps == {"text": 7, "in place": 7, "loop": 9, "sequence": 9, "given": 4}, steps
+
+
+def test_the_consistency_sampler_over_the_socket_and_its_refusals(tiny_server, tiny_guided, tmp_path):
+    """"sampler": "lcm" runs the distilled few-step denoiser; a CFG scale other than the distilled one, or a
+    model folder without the consistency denoiser, is refused by field, and the server keeps serving."""
+    import shutil
+
+    with tiny_server.client(timeout=120) as client:
+        assert "lcm" in client.hello()["model"]["samplers"]
+        result = client.generate(prompt="a person walks forward.", frames=60, steps=2, sampler="lcm", seed=3)
+        joints = decode_joints(result["motions"][0]["joints"])
+        assert joints.shape == (60, 22, 3) and np.isfinite(joints).all() and result["sampling"]["sampler"] == "lcm"
+    engine = Engine.load(tiny_guided, "cpu")
+    engine.check(Sampling("lcm", 2, engine.defaults.cfg, strength=1.0, mu=1.0, eta=1.0))
+    with pytest.raises(ProtocolError) as err:
+        engine.check(Sampling("lcm", 2, 5.0, strength=0.0, mu=1.0, eta=1.0))
+    assert err.value.field == "guidance.cfg" and "distilled in" in err.value.message
+    root = tmp_path / "models"
+    shutil.copytree(tiny_guided, root)
+    shutil.rmtree(root / "denoiser_lcm")
+    with pytest.raises(ProtocolError) as err:
+        Engine.load(root, "cpu").check(Sampling("lcm", 2, 7.5, strength=0.0, mu=1.0, eta=1.0))
+    assert err.value.field == "sampler" and "realign train denoiser_lcm" in err.value.message

@@ -9,7 +9,7 @@ latent scale) is the denoiser's own (``DenoiserTask``), with the teacher's diffu
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from realign_core.models.latent_denoiser import DenoiserConfig, load_denoiser
+from realign_core.models.latent_denoiser import DenoiserConfig, LatentDenoiser, load_denoiser
 from realign_core.models.layout import checkpoint_path
 from realign_core.models.low_rank import LowRankAdapter, weights_fingerprint
 from realign_core.training.config import build_dataclass
@@ -49,8 +49,11 @@ class ConsistencyDistillationTask(DenoiserTask):
         self.target: LowRankAdapter | None = None
 
     def build_model(self) -> LowRankAdapter:
-        """The student: a fresh adapter (computing exactly the teacher) on a copy of the teacher."""
-        base = load_denoiser(self.teacher_path)[0]
+        """The student: a fresh adapter (computing the teacher) on a copy of the teacher whose dropout is
+        ``student_dropout`` (0: the consistency targets are compared without dropout noise)."""
+        teacher = load_denoiser(self.teacher_path)[0]
+        base = LatentDenoiser(replace(teacher.cfg, dropout=self.lcm.student_dropout))
+        base.load_state_dict(teacher.state_dict())
         return LowRankAdapter(base, self.lcm.rank, self.lcm.alpha)
 
     def config_dict(self) -> dict[str, Any]:
