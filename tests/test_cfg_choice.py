@@ -147,5 +147,16 @@ def test_choose_sampler_judges_the_consistency_model_against_the_validated_ddim(
     fids = {(r["sampler"], r["steps"], r["guided"]): r["judges"]["reward_plain"]["judge_fid"] for r in result["rows"]}
     assert len(set(fids.values())) == 6                          # every sampler and the guidance change the takes
     assert "choice:" in capsys.readouterr().out
+    # another consistency checkpoint: its rows are judged again, the reference's are reused
+    import torch
+
+    ckpt = torch.load(root / "denoiser_lcm" / "best.pt", weights_only=False)
+    ckpt["model"] = {k: v * 1.5 if k.startswith("up.") else v for k, v in ckpt["model"].items()}
+    torch.save(ckpt, root / "denoiser_lcm" / "best.pt")
+    assert main(["choose-sampler", "--models", str(root), "--data", str(data), "--candidates", "lcm:1",
+                 "--judges", "reward_plain", "--seeds", "1", "--kin-samples", "1", "-o", str(out)]) == 0
+    again = json.loads(out.read_text())
+    assert again["rows"][:2] == result["rows"][:2] and again["consistency_model"] != result["consistency_model"]
+    assert [r["consistency_model"] for r in again["rows"][2:]] == [again["consistency_model"]] * 2
     with pytest.raises(SystemExit, match="candidate 'lcm'"):
         main(["choose-sampler", "--models", str(root), "--data", str(data), "--candidates", "lcm", "-o", str(out)])

@@ -48,8 +48,19 @@ class SamplerChoiceConfig:
             parse_candidate(c)
 
 
-def _key(sampler: str, steps: int, guided: bool) -> str:
-    return f"{sampler}:{steps}:{'guided' if guided else 'unguided'}"
+def _key(sampler: str, steps: int, guided: bool, consistency: str | None = None) -> str:
+    """A row's identity; the consistency model's rows also carry its checkpoint's hash (another adapter, other rows)."""
+    tail = f":{consistency}" if sampler == "lcm" else ""
+    return f"{sampler}:{steps}:{'guided' if guided else 'unguided'}{tail}"
+
+
+def consistency_id(models: Path) -> str | None:
+    """The first 12 hex digits of the sha256 of MODELS/denoiser_lcm/best.pt, or None when there is none."""
+    from realign_core.models.layout import checkpoint_path
+    from realign_core.guidance.reward_bank import file_sha256
+
+    path = checkpoint_path(models, "denoiser_lcm")
+    return file_sha256(path)[:12] if path.is_file() else None
 
 
 def judge_samplers(models: Path, data: Path, judges: list[JudgeSpec], cfg: SamplerChoiceConfig = SamplerChoiceConfig(),
@@ -64,6 +75,7 @@ def judge_samplers(models: Path, data: Path, judges: list[JudgeSpec], cfg: Sampl
     result: dict[str, Any] = {
         "models": str(models), "split": "val", "prompts": len(prompts.captions), "seeds": precision.seeds,
         "reference": f"{reference.sampler}:{reference.steps}", "cfg_scale": pipe.default_cfg,
+        "consistency_model": consistency_id(models),
         "guidance": {"scale": pipe.calibration.scale, **pipe.default_guidance.__dict__},
         "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "config": cfg.__dict__, "rows": []}
     done = _reusable(out, result)
@@ -72,11 +84,13 @@ def judge_samplers(models: Path, data: Path, judges: list[JudgeSpec], cfg: Sampl
     for name, steps in [(reference.sampler, reference.steps)] + [parse_candidate(c) for c in cfg.candidates]:
         sampling = replace(reference, sampler=name, steps=steps, cfg_scale=None if name == "lcm" else pipe.default_cfg)
         for guided in (False, True):
-            key = _key(name, steps, guided)
+            key = _key(name, steps, guided, result["consistency_model"])
             if key not in done:
                 row = judge_row(pipe, prompts, sampling, guided, loaded, precision.seeds, cfg.batch, cfg.kin_samples,
                                 kin_prompts)
                 done[key] = {"sampler": name, "steps": steps, **row}
+                if name == "lcm":
+                    done[key]["consistency_model"] = result["consistency_model"]
             result["rows"].append(done[key])
             print(describe(done[key]), flush=True)
             if out is not None:
@@ -91,7 +105,7 @@ def _reusable(out: Path | None, result: dict[str, Any]) -> dict[str, dict[str, A
     if any(old.get(k) != result[k] for k in ("prompts", "seeds", "guidance", "cfg_scale")) or \
             old.get("config", {}).get("kin_samples") != result["config"]["kin_samples"]:
         return {}
-    return {_key(r["sampler"], r["steps"], r["guided"]): r for r in old.get("rows", [])
+    return {_key(r["sampler"], r["steps"], r["guided"], r.get("consistency_model")): r for r in old.get("rows", [])
             if all(n in r.get("judges", {}) for n in result["judges"])}
 
 
