@@ -378,8 +378,9 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--steps", type=int, default=None,
                    help="sampler steps (default: the models' validated setting, guidance.toml)")
     g.add_argument("--sampler", default=None, choices=SAMPLER_CHOICES,
-                   help="ddim, ddpm (DDIM eta 1), diffusers-ddim, dpmsolver++, unipc (all diffusers' schedulers; "
-                        "default: the models' validated setting)")
+                   help="ddim, ddpm (DDIM eta 1), diffusers-ddim, dpmsolver++, unipc, lcm (the few-step consistency "
+                        "model, 1-4 steps, CFG distilled in; all diffusers' schedulers; default: the models' "
+                        "validated setting)")
     g.add_argument("--ddim-eta", type=float, default=0.0, help="DDIM stochasticity (not the M2M weight)")
     g.add_argument("--device", default="auto")
     g.add_argument("--smpl", action="store_true", help="also write an AMASS-style SMPL .npz")
