@@ -156,3 +156,16 @@ def test_lcm_sampler_in_the_pipeline_and_its_errors(lcm_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="realign train denoiser_lcm"):
         TextToMotionPipeline.from_checkpoints(other, reward_kind=None)(PROMPTS, FRAMES, SEEDS,
                                                                        SamplingConfig("lcm", 4))
+
+
+def test_judging_the_consistency_model_records_its_own_epoch(tiny_stack):
+    """`realign eval --judge-val --sampler lcm` scores the distilled model and names its epoch, not the teacher's."""
+    from realign_core.evaluation.generator_selection import judge_generator
+
+    data, root = tiny_stack
+    lcm = judge_generator(root, data, prompts=16, steps=2, judge_kind="reward_plain", sampler="lcm")
+    ddim = judge_generator(root, data, prompts=16, steps=2, judge_kind="reward_plain", sampler="ddim")
+    lcm_epoch = torch.load(root / "denoiser_lcm" / "best.pt", weights_only=False)["epoch"]
+    teacher_epoch = torch.load(root / "denoiser" / "best.pt", weights_only=False)["epoch"]
+    assert (lcm["epoch"], ddim["epoch"]) == (lcm_epoch, teacher_epoch) and lcm_epoch != teacher_epoch
+    assert lcm["judge_fid"] != ddim["judge_fid"] and 0.0 <= lcm["judge_r1"] <= 1.0

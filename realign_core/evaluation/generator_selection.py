@@ -37,7 +37,8 @@ def judge_generator(models: str | Path, data: str | Path, generator: str = "mld"
     start = time.perf_counter()
     sampling = SamplingConfig(sampler, steps, cfg_scale=cfg_scale, spacing=spacing)
     feats = generate_set(pipe, subset, list(range(len(subset.captions))), sampling, None, desc=f"{generator} on val")
-    return {"models": str(models), "generator": generator, "epoch": checkpoint_epoch(models, generator),
+    kind = "denoiser_lcm" if sampler == "lcm" else None
+    return {"models": str(models), "generator": generator, "epoch": checkpoint_epoch(models, generator, kind),
             "split": "val", "prompts": len(subset.captions),
             "sampler": sampler, "spacing": spacing or SPACING[sampler], "steps": steps,
             "cfg_scale": pipe.default_cfg if cfg_scale is None else cfg_scale, "guidance": None,
@@ -45,12 +46,13 @@ def judge_generator(models: str | Path, data: str | Path, generator: str = "mld"
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def checkpoint_epoch(models: str | Path, generator: str = "mld") -> int | None:
-    """The training epoch stored in the generator's checkpoint (denoiser/ for mld, mdm/ for mdm), if any."""
+def checkpoint_epoch(models: str | Path, generator: str = "mld", kind: str | None = None) -> int | None:
+    """The training epoch stored in the generator's checkpoint (denoiser/ for mld, mdm/ for mdm; ``kind``: another
+    part, e.g. denoiser_lcm for the 'lcm' sampler), if any."""
     import torch
 
-    ckpt = torch.load(checkpoint_path(models, "denoiser" if generator == "mld" else "mdm"), map_location="cpu",
-                      weights_only=False)
+    kind = kind or ("denoiser" if generator == "mld" else "mdm")
+    ckpt = torch.load(checkpoint_path(models, kind), map_location="cpu", weights_only=False)
     return int(ckpt["epoch"]) if ckpt.get("epoch") is not None else None
 
 
