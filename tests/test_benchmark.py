@@ -67,6 +67,13 @@ def test_split_sums_to_at_most_the_total(rows):
         assert r["denoiser_calls"] == STEPS
 
 
+def test_the_consistency_sampler_times_its_own_denoiser(pipe):
+    """With the 'lcm' sampler the distilled denoiser's calls are the denoiser phase (one per step)."""
+    lcm = bench_latency(pipe, batch_sizes=(1,), frames=FRAMES, steps=2, guided_steps=(0,), repeats=1, warmup=0,
+                        base=GUIDED, sampler="lcm")
+    assert lcm[0]["sampler"] == "lcm" and lcm[0]["denoiser_calls"] == 2 and lcm[0]["denoiser_s"] > 0
+
+
 def test_reward_time_only_when_guided(rows):
     for batch in (1, 2):
         unguided, some, every = _find(rows, batch, "0"), _find(rows, batch, "2"), _find(rows, batch, "all")

@@ -129,7 +129,7 @@ def patched_attribute(obj: object, name: str, value: Any) -> Iterator[None]:
 
 
 def _timed_model_fn(clock: PhaseClock, original: Callable[..., Any]) -> Callable[..., Any]:
-    """``generator.model_fn`` whose returned denoiser function is timed."""
+    """``generator.model_fn`` (or ``consistency_fn``) whose returned denoiser function is timed."""
     def model_fn(*args: Any, **kwargs: Any) -> Callable[..., Any]:
         return clock.timed("denoiser", original(*args, **kwargs))
     return model_fn
@@ -161,6 +161,8 @@ def instrumented(pipeline: TextToMotionPipeline, clock: PhaseClock | None = None
     gen = pipeline.generator
     with ExitStack() as stack:
         stack.enter_context(patched_attribute(gen, "model_fn", _timed_model_fn(clock, gen.model_fn)))
+        if hasattr(gen, "consistency_fn"):     # the 'lcm' sampler's denoiser (the consistency model)
+            stack.enter_context(patched_attribute(gen, "consistency_fn", _timed_model_fn(clock, gen.consistency_fn)))
         stack.enter_context(patched_attribute(gen, "to_features", _timed_to_features(clock, gen.to_features)))
         if pipeline.reward is not None:
             model = pipeline.reward.model
