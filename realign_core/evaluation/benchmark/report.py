@@ -297,6 +297,7 @@ def plot_levers_test(table: dict[str, Any], latency: Any, out: str | Path, batch
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     lat = latency_index(latency, batch)
     unguided = lat.get(("ddim", int(table["steps"]), "-", "0"))
@@ -328,6 +329,9 @@ def plot_levers_test(table: dict[str, Any], latency: Any, out: str | Path, batch
         for ax, metric in zip(panel, ("R@1 (higher is better)", "FID (lower is better)")):
             ax.axvline(target * unguided, linestyle=":", color="grey", label=f"{target:g}x unguided")
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(f"seconds per motion (batch {batch}, measured; log scale)")
             ax.set_ylabel(f"{metric}, {kind}")
             ax.grid(alpha=0.3)
