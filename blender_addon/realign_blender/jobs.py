@@ -59,11 +59,12 @@ JOBS: dict[int, Job] = {}
 
 
 def guidance(settings, strength: float | None = None) -> dict:
-    """The ``guidance`` object of a request from scene settings: strength, CFG (when set), and the reward weights
-    only when the user asked for a custom mix (otherwise the server uses the model's calibrated mix, which
-    for a reward model without an embedding bank has no motion-to-motion term)."""
+    """The ``guidance`` object of a request from scene settings: strength, CFG (when set, and not for a fast
+    draft, whose CFG is distilled into the model), and the reward weights only when the user asked for a custom
+    mix (otherwise the server uses the model's calibrated mix, which for a reward model without an embedding bank
+    has no motion-to-motion term)."""
     out = {"strength": float(settings.strength if strength is None else strength)}
-    if settings.cfg > 0:               # 0 = the model's validated scale (the server's default)
+    if settings.cfg > 0 and not settings.draft:   # 0 = the model's validated scale (the server's default)
         out["cfg"] = float(settings.cfg)
     if settings.custom_mix:
         out.update(mu=float(settings.mu), eta=float(settings.eta))
@@ -80,6 +81,8 @@ def generate_request(settings, prompt: str, seconds: float, seed: int, samples: 
            "seed": int(seed), "samples": int(samples), "guidance": guidance(settings, strength)}
     if settings.steps > 0:
         req["steps"] = int(settings.steps)
+    if settings.draft:                 # the few-step consistency model (server sampler "lcm"), 1 step by default
+        req.update(sampler="lcm", steps=int(settings.steps) or 1)
     return req
 
 

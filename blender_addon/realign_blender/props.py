@@ -90,6 +90,9 @@ class RealignSettings(bpy.types.PropertyGroup):
     mu: FloatProperty(name="μ", default=1.0, min=0.0, max=100.0, description="Text-alignment reward weight")
     eta: FloatProperty(name="η", default=1.0, min=0.0, max=100.0, description="Motion-quality reward weight")
     steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Sampler steps (0 = server default)")
+    draft: BoolProperty(name="Fast draft", default=False,
+                        description="The few-step consistency model (1 step unless Steps is set; its CFG is built in): "
+                                    "about 10x faster sampling, less faithful to the prompt with guidance on")
     show_advanced: BoolProperty(name="Advanced", default=False)
     start_frame: IntProperty(name="Start frame", default=1)
     regenerate_strength: FloatProperty(name="New strength", default=2.0, min=0.0, max=100.0)

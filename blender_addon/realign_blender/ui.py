@@ -53,7 +53,10 @@ class REALIGN_PT_main(_Panel, bpy.types.Panel):
         row.operator("realign.dice", text="", icon="MOD_NOISE")
         col.prop(s, "takes")
         col.prop(s, "strength")
-        col.prop(s, "cfg")
+        cfg = col.row()
+        cfg.enabled = not s.draft
+        cfg.prop(s, "cfg")
+        col.prop(s, "draft")
         col.prop(s, "start_frame")
         layout.prop(s, "show_advanced")
         if s.show_advanced:

@@ -202,6 +202,22 @@ def test_regenerate_resends_the_last_request_but_the_strength(addon):
     assert "samples" not in req and req["sequence"] == [{"prompt": "a", "seconds": 2.0}] and target.control is None
 
 
+def test_fast_draft_asks_for_the_consistency_model(addon):
+    """Fast draft: sampler "lcm" at 1 step (or the Steps field), no CFG (it is distilled into that model)."""
+    import bpy
+
+    s = bpy.context.scene.realign
+    s.cfg, s.steps, s.draft = 4.0, 0, False
+    plain = addon.jobs.generate_request(s, "a person walks", 4.0, 3, 1)
+    assert "sampler" not in plain and plain["guidance"]["cfg"] == 4.0
+    s.draft = True
+    draft = addon.jobs.generate_request(s, "a person walks", 4.0, 3, 1)
+    assert (draft["sampler"], draft["steps"]) == ("lcm", 1) and "cfg" not in draft["guidance"]
+    s.steps = 2
+    assert addon.jobs.generate_request(s, "a person walks", 4.0, 3, 1)["steps"] == 2
+    s.cfg, s.steps, s.draft = 0.0, 0, False
+
+
 def test_lead_in_puts_the_hips_before_a_curve_that_starts_elsewhere(addon):
     ci = addon.control_input
     curve = np.array([[1.0, 0.0, 0.0], [1.0, -2.0, 0.0]])
