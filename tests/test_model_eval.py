@@ -132,6 +132,27 @@ def test_guidance_tuning_and_results_table(tiny_stack, tmp_path):
     assert mld[-1].name.startswith("mld + latent reward (")
 
 
+def test_a_row_generated_like_an_earlier_one_is_scored_once(tiny_stack, monkeypatch):
+    """run_table generates and scores each distinct (generator, sampler, steps, reward, guidance) once; rows that
+    name the same settings (e.g. the shipped default and the lever it coincides with) share those scores."""
+    from realign_core.evaluation import results_table as rt
+
+    data, root = tiny_stack
+    calls = []
+    original = rt.score_method
+    def counted(pipe, method, *args):
+        calls.append(method.name)
+        return original(pipe, method, *args)
+
+    monkeypatch.setattr(rt, "score_method", counted)
+    methods = [rt.Method("mld baseline"), rt.Method("mld sampler: ddim 3 steps", sampler="ddim", steps=3),
+               rt.Method("mld sampler: ddim 2 steps", sampler="ddim", steps=2)]
+    table = rt.run_table(root, data, "test", None, repeats=1, steps=3, methods=methods, generators=("mld",))
+    assert calls == ["mld baseline", "mld sampler: ddim 2 steps"]     # DDIM 3 = the table's own 3 steps
+    assert table["rows"]["mld sampler: ddim 3 steps"] == table["rows"]["mld baseline"]
+    assert table["rows"]["mld sampler: ddim 2 steps"] != table["rows"]["mld baseline"]
+
+
 def test_stage3_picks_the_fewest_guided_steps_that_keep_the_gain():
     from realign_core.evaluation.guidance_tuning import TuningConfig, cheapest_keeping_gain
 

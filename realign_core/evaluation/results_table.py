@@ -271,13 +271,16 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
     by_kind: dict[str, dict[str, Any]] = {k: {"Real": real_metrics(e, prompts, None, repeats=20)}
                                           for k, e in evaluators.items()}
     pipes: dict[tuple[str, str | None], TextToMotionPipeline] = {}
+    scored: dict[tuple, dict[str, MetricDict]] = {}
     for method in methods:
         key = (method.generator, method.reward_kind)
         if key not in pipes:
             pipes[key] = TextToMotionPipeline.from_checkpoints(models, device, generator=method.generator,
                                                                reward_kind=method.reward_kind)
-        scores = score_method(pipes[key], method, evaluators, prompts, repeats, method.sampling(steps), batch)
-        for kind, metrics in scores.items():
+        same = _generation_key(method, steps)     # a row generated exactly like an earlier one is not run again
+        if same not in scored:
+            scored[same] = score_method(pipes[key], method, evaluators, prompts, repeats, method.sampling(steps), batch)
+        for kind, metrics in scored[same].items():
             by_kind[kind][method.name] = metrics
     rows = by_kind.pop("evaluator")
     result = {"split": split, "prompts": len(prompts.captions), "repeats": repeats, "steps": steps,
@@ -286,6 +289,13 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
     if curve:
         result["curve"] = curve_rows(result, "mld", steps)
     return result
+
+
+def _generation_key(m: Method, steps: int) -> tuple:
+    """What a row's motions depend on: generator, sampler, steps and (when guided) reward and guidance settings."""
+    sampling = m.sampling(steps)
+    guided = (m.reward_kind, tuple(sorted(asdict(m.guidance).items()))) if m.guidance is not None else None
+    return m.generator, sampling.sampler, sampling.steps, guided
 
 
 def _method_dict(m: Method) -> dict[str, Any]:
