@@ -126,21 +126,31 @@ def choose_cfg(result: dict[str, Any], cfg: CfgChoiceConfig | None = None) -> di
     return {"current": current["cfg_scale"], "choice": best["cfg_scale"], "rule": cfg.__dict__, "rows": rows}
 
 
+def kinematic_text(row: dict[str, Any], prefix: str = ", kinematic ", missing: str = "") -> str:
+    """A judged row's kinematic pass rate as text (``missing`` when it was not measured)."""
+    return f"{prefix}{row['kin_pass']:.1%}" if row.get("kin_pass") is not None else missing
+
+
+def judge_columns(judges: list[str], row: dict[str, Any] | None = None) -> str:
+    """Markdown cells of every judge's R@1 and FID: the header's (``row`` None) or a judged row's."""
+    if row is None:
+        return " | ".join(f"{n} R@1 | {n} FID" for n in judges)
+    return " | ".join(f"{row['judges'][n]['judge_r1']:.3f} | {row['judges'][n]['judge_fid']:.3f}" for n in judges)
+
+
 def describe(row: dict[str, Any]) -> str:
     what = f"cfg {row['cfg_scale']:g} {'guided' if row['guided'] else 'unguided'}"
-    kin = f", kinematic {row['kin_pass']:.1%}" if row.get("kin_pass") is not None else ""
-    return f"{what}: {judge_scores(row)}{kin}"
+    return f"{what}: {judge_scores(row)}{kinematic_text(row)}"
 
 
 def format_cfg_choice(result: dict[str, Any], choice: dict[str, Any]) -> str:
     """A markdown table: per scale and row, every judge's R@1 / FID and the kinematic pass rate."""
     judges = list(result["judges"])
-    head = "| CFG | row | " + " | ".join(f"{n} R@1 | {n} FID" for n in judges) + " | kinematic | rule |"
+    head = "| CFG | row | " + judge_columns(judges) + " | kinematic | rule |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     notes = {r["cfg_scale"]: r for r in choice["rows"]}
     for row in sorted(result["rows"], key=lambda r: (r["cfg_scale"], r["guided"])):
-        scores = " | ".join(f"{row['judges'][n]['judge_r1']:.3f} | {row['judges'][n]['judge_fid']:.3f}" for n in judges)
-        kin = f"{row['kin_pass']:.1%}" if row.get("kin_pass") is not None else "-"
+        scores, kin = judge_columns(judges, row), kinematic_text(row, "", "-")
         rule = ""
         if row["guided"]:
             n = notes[row["cfg_scale"]]

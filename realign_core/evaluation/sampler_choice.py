@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from realign_core.evaluation.cfg_choice import judge_row
+from realign_core.evaluation.cfg_choice import judge_columns, judge_row, kinematic_text
 from realign_core.evaluation.guidance_choice import JudgeSpec, Precision, judge_scores
 from realign_core.evaluation.guidance_tuning import load_judge
 from realign_core.evaluation.kinematic.val_prompts import split_prompts
@@ -133,21 +133,18 @@ def choose_sampler(result: dict[str, Any], cfg: SamplerChoiceConfig | None = Non
 
 def describe(row: dict[str, Any]) -> str:
     what = f"{row['sampler']} {row['steps']} {'guided' if row['guided'] else 'unguided'}"
-    kin = f", kinematic {row['kin_pass']:.1%}" if row.get("kin_pass") is not None else ""
-    return f"{what}: {judge_scores(row)}{kin}, {row['seconds_per_motion']:.3f} s/motion"
+    return f"{what}: {judge_scores(row)}{kinematic_text(row)}, {row['seconds_per_motion']:.3f} s/motion"
 
 
 def format_sampler_choice(result: dict[str, Any], choice: dict[str, Any]) -> str:
     """A markdown table: per sampler and row, every judge's R@1 / FID, the kinematic rate, the time, the rule."""
     judges = list(result["judges"])
-    head = ("| sampler | row | " + " | ".join(f"{n} R@1 | {n} FID" for n in judges)
-            + " | kinematic | s/motion | rule |")
+    head = "| sampler | row | " + judge_columns(judges) + " | kinematic | s/motion | rule |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     notes = {r["candidate"]: r for r in choice["rows"]}
     for row in result["rows"]:
         name = f"{row['sampler']}:{row['steps']}"
-        scores = " | ".join(f"{row['judges'][n]['judge_r1']:.3f} | {row['judges'][n]['judge_fid']:.3f}" for n in judges)
-        kin = f"{row['kin_pass']:.1%}" if row.get("kin_pass") is not None else "-"
+        scores, kin = judge_columns(judges, row), kinematic_text(row, "", "-")
         rule = ""
         if row["guided"]:
             n = notes[name]

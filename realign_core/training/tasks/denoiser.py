@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -107,17 +107,25 @@ class DenoiserTask:
         loss = self._loss(model, batch, z0, tokens, t, noise, use_cond, weighted=True)
         return loss, {"mse": loss.item()}
 
-    @torch.no_grad()
-    def validate(self, model: LatentDenoiser, loader: DataLoader) -> dict[str, float]:
+    def validation_mean(self, model: torch.nn.Module, loader: DataLoader,
+                        loss_at: Callable[[dict, Tensor, Tensor, torch.Generator], Tensor]) -> float:
+        """Clip-weighted mean over the validation batches of ``loss_at(batch, z0, tokens, generator)``: z0 the
+        posterior-mean latents (B, Lz, D) on the model's device, the random draws from one generator seeded
+        with VALIDATION_SEED (the same for every validation)."""
         device = next(model.parameters()).device
         gen = torch.Generator().manual_seed(VALIDATION_SEED)
         total, n = 0.0, 0
         for batch in loader:
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             z0, tokens = self._latents(batch, sample=False)
-            b = z0.shape[0]
-            t, noise = (v.to(device) for v in self.objective.validation_draws(tuple(z0.shape), gen))
-            use_cond = torch.ones(b, dtype=torch.bool, device=device)
-            total += float(self._loss(model, batch, z0, tokens, t, noise, use_cond)) * b
-            n += b
-        return {"val_loss": total / max(n, 1)}
+            total += float(loss_at(batch, z0, tokens, gen)) * z0.shape[0]
+            n += z0.shape[0]
+        return total / max(n, 1)
+
+    @torch.no_grad()
+    def validate(self, model: LatentDenoiser, loader: DataLoader) -> dict[str, float]:
+        def loss_at(batch: dict, z0: Tensor, tokens: Tensor, gen: torch.Generator) -> Tensor:
+            t, noise = (v.to(z0.device) for v in self.objective.validation_draws(tuple(z0.shape), gen))
+            use_cond = torch.ones(z0.shape[0], dtype=torch.bool, device=z0.device)
+            return self._loss(model, batch, z0, tokens, t, noise, use_cond)
+        return {"val_loss": self.validation_mean(model, loader, loss_at)}

@@ -22,7 +22,7 @@ from realign_core.models.layout import checkpoint_path
 from realign_core.models.low_rank import LowRankAdapter, weights_fingerprint
 from realign_core.training.config import build_dataclass
 from realign_core.training.consistency_objective import ConsistencyConfig, ConsistencyObjective
-from realign_core.training.denoiser_objective import VALIDATION_SEED, DiffusionConfig
+from realign_core.training.denoiser_objective import DiffusionConfig
 from realign_core.training.ema import averaged_copy, update_average
 from realign_core.training.tasks.denoiser import DenoiserTask
 
@@ -51,9 +51,8 @@ class ConsistencyDistillationTask(DenoiserTask):
     def build_model(self) -> LowRankAdapter:
         """The student: a fresh adapter (computing the teacher) on a copy of the teacher whose dropout is
         ``student_dropout`` (0: the consistency targets are compared without dropout noise)."""
-        teacher = load_denoiser(self.teacher_path)[0]
-        base = LatentDenoiser(replace(teacher.cfg, dropout=self.lcm.student_dropout))
-        base.load_state_dict(teacher.state_dict())
+        base = LatentDenoiser(replace(self.teacher.cfg, dropout=self.lcm.student_dropout))
+        base.load_state_dict(self.teacher.state_dict())
         return LowRankAdapter(base, self.lcm.rank, self.lcm.alpha)
 
     def config_dict(self) -> dict[str, Any]:
@@ -84,17 +83,11 @@ class ConsistencyDistillationTask(DenoiserTask):
     @torch.no_grad()
     def validate(self, model: LowRankAdapter, loader: DataLoader) -> dict[str, float]:
         """The consistency loss at fixed timesteps and noise, the student as its own target."""
-        device = next(model.parameters()).device
-        gen = torch.Generator().manual_seed(VALIDATION_SEED)
-        total, n = 0.0, 0
-        for batch in loader:
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            z0, tokens = self._latents(batch, sample=False)
+        def loss_at(batch: dict, z0: Tensor, tokens: Tensor, gen: torch.Generator) -> Tensor:
             t, s = self.consistency.draw_timesteps(z0.shape[0], gen)
-            noise = torch.randn(tuple(z0.shape), generator=gen).to(device)
-            total += float(self._loss_at(model, model, batch, z0, tokens, t, s, noise)) * z0.shape[0]
-            n += z0.shape[0]
-        return {"val_consistency": total / max(n, 1)}
+            noise = torch.randn(tuple(z0.shape), generator=gen).to(z0.device)
+            return self._loss_at(model, model, batch, z0, tokens, t, s, noise)
+        return {"val_consistency": self.validation_mean(model, loader, loss_at)}
 
 
 def make_consistency_task(model_section: dict[str, Any], out_root: Path, data_dir: Path, where: str,
