@@ -211,6 +211,15 @@ class TextToMotionPipeline:
                              f"in; got {cfg.cfg_scale:g} (leave it unset, or use another sampler)")
         return model, settings
 
+    @property
+    def consistency_cfg(self) -> float | None:
+        """The CFG scale distilled into the generator's consistency denoiser (the 'lcm' sampler's only scale, which
+        may differ from ``default_cfg``, the other samplers'), or None without one."""
+        try:
+            return float(self._consistency(SamplingConfig("lcm", 1))[1]["cfg_scale"])
+        except (FileNotFoundError, ValueError):
+            return None
+
     def sampler_problem(self, sampler: str, cfg_scale: float | None = None) -> tuple[str, str] | None:
         """(field, reason) when these models cannot run ``sampler`` at ``cfg_scale`` (the 'lcm' sampler without a
         consistency denoiser, or at another CFG scale than the one distilled into it), else None."""

@@ -116,8 +116,9 @@ def has_reference_bank(pipeline: Any) -> bool:
 
 
 def model_defaults(pipeline: Any) -> Defaults:
-    """The model's defaults: its CFG scale and, with a reward model, its calibrated guidance
-    (eta 0 when there is no embedding bank, so that the defaults always run)."""
+    """The model's defaults: its CFG scale (and the one distilled into its consistency denoiser, the 'lcm'
+    sampler's) and, with a reward model, its calibrated guidance (eta 0 when there is no embedding bank, so that
+    the defaults always run)."""
     cfg = float(getattr(pipeline, "default_cfg", getattr(getattr(pipeline, "generator", None), "default_cfg",
                                                          Defaults.cfg)))
     strength, mu, eta = 0.0, Defaults.mu, Defaults.eta
@@ -131,8 +132,9 @@ def model_defaults(pipeline: Any) -> Defaults:
     steps, sampler = (sampling.steps, sampling.sampler) if sampling is not None else (Defaults.steps, Defaults.sampler)
     control = getattr(pipeline, "control_sampling", None)
     control_steps = control.steps if control is not None else steps
-    return Defaults(cfg=cfg, strength=strength, mu=mu, eta=eta, steps=steps, control_steps=control_steps,
-                    sampler=sampler)
+    lcm_cfg = getattr(pipeline, "consistency_cfg", None)
+    return Defaults(cfg=cfg, lcm_cfg=lcm_cfg, strength=strength, mu=mu, eta=eta, steps=steps,
+                    control_steps=control_steps, sampler=sampler)
 
 
 def model_max_steps(pipeline: Any) -> int:

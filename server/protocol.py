@@ -90,6 +90,7 @@ class Defaults:
     control_steps: int = 50        # requests with control fields or a sequence
     sampler: str = "ddim"
     cfg: float = 7.5
+    lcm_cfg: float | None = None   # the CFG scale distilled into the consistency denoiser ('lcm' sampler), if any
     strength: float = 0.0
     mu: float = 1.0
     eta: float = 1.0
@@ -339,9 +340,10 @@ def _sampling(obj: dict[str, Any], limits: Limits, defaults: Defaults) -> Sampli
     if unknown:
         raise ProtocolError("bad_request", f"unknown field 'guidance.{unknown[0]}' (allowed: "
                             f"{', '.join(GUIDANCE_FIELDS)})", f"guidance.{unknown[0]}")
+    cfg_default = defaults.lcm_cfg if sampler == "lcm" and defaults.lcm_cfg is not None else defaults.cfg
     return Sampling(
         sampler=sampler, steps=steps,
-        cfg=_number(g, "cfg", 0.0, limits.max_cfg, defaults.cfg, prefix="guidance."),
+        cfg=_number(g, "cfg", 0.0, limits.max_cfg, cfg_default, prefix="guidance."),
         strength=_number(g, "strength", 0.0, limits.max_strength, defaults.strength, prefix="guidance."),
         mu=_number(g, "mu", 0.0, limits.max_weight, defaults.mu, prefix="guidance."),
         eta=_number(g, "eta", 0.0, limits.max_weight, defaults.eta, prefix="guidance."),

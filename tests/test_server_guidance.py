@@ -114,6 +114,30 @@ def test_realign_generate_samples_controlled_takes_with_control_steps(tiny_guide
     assert steps == {"text": 7, "in place": 7, "loop": 9, "sequence": 9, "given": 4}, steps
 
 
+def test_the_consistency_sampler_defaults_to_its_distilled_cfg(tiny_guided, tmp_path):
+    """When guidance.toml's CFG scale (the other samplers') differs from the one distilled into the consistency
+    denoiser, an 'lcm' request that leaves guidance.cfg out gets the distilled scale and runs; other samplers
+    get guidance.toml's; an explicit other scale is still refused by field."""
+    import shutil
+    from dataclasses import replace
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_guided, root)
+    (root / "guidance.toml").write_text("[mld]\ncfg_scale = 2.5\n")
+    engine = Engine.load(root, "cpu")
+    distilled = engine.pipeline.consistency_cfg
+    assert engine.defaults.cfg == 2.5 and distilled is not None and distilled != 2.5
+    assert engine.defaults.lcm_cfg == distilled
+    lcm = parse_generate({"type": "generate", "id": 1, "prompt": "a person walks.", "sampler": "lcm"},
+                         Limits(), engine.defaults)
+    ddim = parse_generate({"type": "generate", "id": 2, "prompt": "a person walks."}, Limits(), engine.defaults)
+    assert lcm.sampling.cfg == distilled and ddim.sampling.cfg == 2.5
+    engine.check(lcm.sampling)
+    with pytest.raises(ProtocolError) as err:
+        engine.check(replace(lcm.sampling, cfg=2.5))
+    assert err.value.field == "guidance.cfg" and "distilled in" in err.value.message
+
+
 def test_the_consistency_sampler_over_the_socket_and_its_refusals(tiny_server, tiny_guided, tmp_path):
     """"sampler": "lcm" runs the distilled few-step denoiser; a CFG scale other than the distilled one, or a
     model folder without the consistency denoiser, is refused by field, and the server keeps serving."""
