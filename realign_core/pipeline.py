@@ -214,11 +214,9 @@ class TextToMotionPipeline:
     @property
     def consistency_cfg(self) -> float | None:
         """The CFG scale distilled into the generator's consistency denoiser (the 'lcm' sampler's only scale, which
-        may differ from ``default_cfg``, the other samplers'), or None without one."""
-        try:
-            return float(self._consistency(SamplingConfig("lcm", 1))[1]["cfg_scale"])
-        except (FileNotFoundError, ValueError):
-            return None
+        may differ from ``default_cfg``, the other samplers'), or None without one; the model itself is built on
+        the sampler's first use."""
+        return getattr(self.generator, "consistency_cfg", None)
 
     def sampler_problem(self, sampler: str, cfg_scale: float | None = None) -> tuple[str, str] | None:
         """(field, reason) when these models cannot run ``sampler`` at ``cfg_scale`` (the 'lcm' sampler without a

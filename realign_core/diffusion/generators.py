@@ -109,6 +109,16 @@ class LatentGenerator:
         return cls(vae, denoiser, _normalizer_from(ckpt), _schedule_from(cfg), cfg["latent_scale"],
                    cfg["prediction_type"], device, consistency_path=checkpoint_path(root, "denoiser_lcm"))
 
+    @property
+    def consistency_cfg(self) -> float | None:
+        """The CFG scale distilled into the consistency denoiser, read from its checkpoint's config (the model is
+        only built on first use of the 'lcm' sampler), or None without one."""
+        if self._consistency is not None:
+            return float(self._consistency[1]["cfg_scale"])
+        if self.consistency_path is None or not self.consistency_path.is_file():
+            return None
+        return float(torch.load(self.consistency_path, map_location="cpu", weights_only=False)["config"]["cfg_scale"])
+
     def consistency(self) -> tuple:
         """(merged consistency denoiser, its settings: cfg_scale, original_steps, timestep_scaling), loaded from
         ``consistency_path`` on first use (``realign_core/models/consistency_denoiser.py``)."""
