@@ -7,6 +7,8 @@
 * ``loop``: true = a seamless cycle (the last frame flows into the first; the result says the per-cycle
   root offset in ``cycle``);
 * ``in_place``: true = the pelvis's ground track moves off the joints onto ``root_track``;
+* ``layer``: ``{"part": "right_arm" | "left_arm" | "arms", "prompt": str}`` -- that body part moves as in the
+  prompt's own motion, layered on the take (e.g. a wave on a walk; realign_core/control/parts.py);
 * ``control_strength``: how hard the constraints pull (0..``max_control_strength``, default 1);
 * ``sequence``: ``[{"prompt": str, "seconds": s}, ...]`` -- one continuous motion through the prompts,
   instead of ``prompt``/``prompts``/``frames``/``seconds``.
@@ -21,7 +23,8 @@ from typing import Any
 
 from .protocol import FPS, Limits, ProtocolError, _number, _prompt, _show
 
-CONTROL_FIELDS = ("path", "keyframes", "loop", "in_place", "control_strength")
+CONTROL_FIELDS = ("path", "keyframes", "loop", "in_place", "control_strength", "layer")
+LAYER_PARTS = ("right_arm", "left_arm", "arms")   # realign_core.guidance.control_spec.BODY_PARTS
 NUM_JOINTS = 22
 MAX_COORD_M = 1000.0
 
@@ -35,19 +38,21 @@ class Control:
     loop: bool = False
     in_place: bool = False
     strength: float = 1.0
+    layer: tuple[str, str] | None = None      # (part, prompt)
 
     @property
     def constrained(self) -> bool:
         """Whether sampling must meet a constraint (path, keyed poses, loop at a control strength > 0, as
         ``ControlSpec.active``): such takes default to the models' ``control_steps``; ``in_place`` alone
-        only moves the root afterwards."""
+        only moves the root afterwards, and a ``layer`` is set after sampling."""
         return self.strength > 0 and (self.path is not None or bool(self.keyframes) or self.loop)
 
     def as_dict(self) -> dict[str, Any]:
         """What the result echoes (sizes, not the data)."""
         path = None if self.path is None else len(self.path[1])
+        layer = None if self.layer is None else {"part": self.layer[0], "prompt": self.layer[1]}
         return {"path_points": path, "keyframes": [f for f, _ in self.keyframes or ()], "loop": self.loop,
-                "in_place": self.in_place, "control_strength": self.strength}
+                "in_place": self.in_place, "control_strength": self.strength, "layer": layer}
 
 
 def _bool(obj: dict[str, Any], name: str) -> bool:
@@ -138,6 +143,17 @@ def parse_keyframes(value: Any, frames: int, limits: Limits) -> tuple[tuple[int,
     return tuple(out)
 
 
+def parse_layer(value: Any, limits: Limits) -> tuple[str, str]:
+    """``layer`` -> (part, prompt)."""
+    if not isinstance(value, dict) or set(value) != {"part", "prompt"}:
+        raise ProtocolError("bad_request", "field 'layer' must be an object with exactly 'part' and 'prompt', got "
+                            f"{_show(value)}", "layer")
+    if value["part"] not in LAYER_PARTS:
+        raise ProtocolError("bad_request", f"field 'layer.part' must be one of {list(LAYER_PARTS)}, got "
+                            f"{_show(value['part'])}", "layer.part")
+    return value["part"], _prompt(value["prompt"], "layer.prompt", limits)
+
+
 def parse_control(obj: dict[str, Any], frames: int, limits: Limits) -> Control | None:
     """The request's control fields (None when it has none).  ``frames``: the motion's length."""
     if not any(k in obj for k in CONTROL_FIELDS):
@@ -150,7 +166,8 @@ def parse_control(obj: dict[str, Any], frames: int, limits: Limits) -> Control |
         path=parse_path(obj["path"], frames, limits) if "path" in obj else None,
         keyframes=parse_keyframes(obj["keyframes"], frames, limits) if "keyframes" in obj else None,
         loop=loop, in_place=_bool(obj, "in_place"),
-        strength=_number(obj, "control_strength", 0.0, limits.max_control_strength, 1.0))
+        strength=_number(obj, "control_strength", 0.0, limits.max_control_strength, 1.0),
+        layer=parse_layer(obj["layer"], limits) if "layer" in obj else None)
 
 
 def parse_sequence(obj: dict[str, Any], limits: Limits) -> tuple[tuple[str, float], ...]:

@@ -91,8 +91,15 @@ def run_controlled(pipeline: Any, request: Any, callback: ProgressCallback) -> l
 
     motions = request.motions
     spec = control_spec(request.control)
+    specs = [spec] * len(motions)
+    if request.control.layer is not None:   # each take's part layer from its own seed, then the take on it
+        from realign_core.control.parts import part_layer
+
+        part, prompt = request.control.layer
+        specs = [replace(spec, part=part_layer(pipeline, prompt, part, m.frames, m.seed, cfg, guidance))
+                 for m in motions]
     done = generate_controlled(pipeline, [m.prompt for m in motions], [m.frames for m in motions],
-                               [m.seed for m in motions], [spec] * len(motions), cfg, guidance, callback,
+                               [m.seed for m in motions], specs, cfg, guidance, callback,
                                in_place=request.control.in_place)
     out = []
     for m in done:

@@ -26,7 +26,8 @@ COMMON_FIELDS = ("id", "op", "token")
 OP_FIELDS: dict[str, tuple[str, ...]] = {
     "hello": ("client",),
     "generate": ("prompt", "prompts", "frames", "seconds", "seed", "samples", "guidance", "steps", "sampler",
-                 "path", "keyframes", "loop", "in_place", "control_strength", "sequence"),   # control: control_fields.py
+                 "path", "keyframes", "loop", "in_place", "control_strength", "layer",   # control: control_fields.py
+                 "sequence"),
     "cancel": ("target",),
     "status": (),
     "ping": (),

@@ -3,7 +3,7 @@
 The server (``python -m server --models models/default``, CPU, this environment's torch) is owned here;
 Blender runs in its own bpy environment as a subprocess (tests/blender/drive_control.py) that clicks
 Follow path (a curve, then an empty), Regenerate (of the path take and of a sequence), Follow path from the
-current frame, Continue from current frame, In-between selected keyframes, Generate sequence, Batch bake
+current frame, Continue from current frame, In-between selected keyframes, Generate sequence, Generate with a Layer (an arm), Batch bake
 with rows carrying Loop and Path, and Generate with Loop + Root track (object, UE root bone, a rig generated
 by the bundled Rigify), plus the error cases, and reports what Blender evaluates afterwards and what the
 add-on sent. 5 sampler steps, no reward guidance unless a Regenerate asks for it: about 20 s per Blender
@@ -107,6 +107,14 @@ def test_control_actions_against_a_real_server(version, default_server, tmp_path
     seq_regen = r["sequence_regenerate"]
     assert seq_regen["same_sequence"] and seq_regen["strength"] == 0.5 and seq_regen["keys"] == [80], seq_regen
     assert seq_regen["tracks"] == 2 and seq_regen["markers"] == seq["markers"], seq_regen
+
+    # layer: refused without its prompt (nothing sent); the walk's right wrist then hangs from its shoulder as in
+    # the layer prompt's own take (the retarget onto the ReAlign skeleton keeps heights to a few mm)
+    _error(r, "error_layer_prompt", "the layer has no prompt")
+    assert r["error_layer_prompt"]["sent"] == 0
+    lay = r["layer"]
+    assert lay["sent"] == {"part": "right_arm", "prompt": "a person raises the right hand."}, lay
+    assert not lay["alone_sent"] and lay["wrist_height_gap_cm"] < 1.0, lay
 
     # batch: rows carry Loop and Path; a row whose path cannot be read stops the batch before anything is sent
     _error(r, "error_batch_row", "batch row 1: curve 'NoPoints' has no points")

@@ -45,8 +45,11 @@ def test_generate_refuses_bad_control_files_naming_them(tiny_generator, tmp_path
 
 def test_control_bench_runs_and_writes_its_json(tiny_generator, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["control-bench", "--models", str(tiny_generator[0]), "--parts", "loop", "sequence", "--seeds", "1",
-                 "--steps", "3", "--sequence-seconds", "3", "--json", str(out)]) == 0
+    assert main(["control-bench", "--models", str(tiny_generator[0]), "--parts", "loop", "sequence", "layer",
+                 "--seeds", "1", "--steps", "3", "--seconds", "2", "--sequence-seconds", "3", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert set(data["loop"]["summary"]) == {"free", "guided", "final"} and data["meta"]["steps"] == 3
     assert data["sequence"]["rows"][0]["frames"] == 60 and "loop guided" in capsys.readouterr().out
+    for row in data["layer"]["rows"].values():   # the finish sets the layered joints exactly
+        assert row["final_layer_err_cm"] < 1e-3 < row["free_layer_err_cm"], row
+    assert set(data["layer"]["rows"]["walk+wave"]) >= {"free_walk_forward", "final_wave_right", "layer_alone_wave_right"}

@@ -1,4 +1,4 @@
-"""Protocol v1's control fields (path, keyframes, loop, in_place, control_strength, sequence): validation
+"""Protocol v1's control fields (path, keyframes, loop, in_place, control_strength, layer, sequence): validation
 units, and round trips against a real server process on the tiny model."""
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def test_control_fields_parse_into_a_control():
     c = req.control
     assert req.controlled and c.path[0] == "points" and c.keyframes[0][0] == 0 and c.loop and c.in_place
     assert c.strength == 2.0 and c.as_dict()["keyframes"] == [0]
+    layered = parse(prompt="walk", frames=40, layer={"part": "right_arm", "prompt": "wave"})
+    assert not layered.control.constrained and layered.control.layer == ("right_arm", "wave")   # set after sampling
+    assert layered.control.as_dict()["layer"] == {"part": "right_arm", "prompt": "wave"}
     seq = parse(sequence=[{"prompt": "walk", "seconds": 2}, {"prompt": "run", "seconds": 1.5}], seed=4)
     assert seq.frames == 70 and seq.sequence == (("walk", 2.0), ("run", 1.5)) and len(seq.motions) == 1
 
@@ -52,6 +55,9 @@ def test_control_fields_parse_into_a_control():
     ({"keyframes": [{"frame": 0, "joints": pose()[:21]}]}, "keyframes[0].joints", "a list of 22 [x, y, z]"),
     ({"loop": "yes"}, "loop", "must be true or false"),
     ({"control_strength": -1}, "control_strength", "finite number in [0, 10]"),
+    ({"layer": {"part": "tail", "prompt": "wave"}}, "layer.part", "must be one of ['right_arm', 'left_arm', 'arms']"),
+    ({"layer": {"part": "arms"}}, "layer", "exactly 'part' and 'prompt'"),
+    ({"layer": {"part": "arms", "prompt": "  "}}, "layer.prompt", "empty"),
 ])
 def test_bad_control_fields_are_refused_naming_field_and_value(fields, field, message):
     with pytest.raises(ProtocolError) as err:
@@ -117,3 +123,18 @@ def test_keyframes_and_sequence_round_trip_and_model_errors(tiny_server):  # noq
     event = exchange(tiny_server, {"id": "e", "op": "generate", "prompt": "walk", "frames": 30,
                                    "keyframes": [{"frame": 30, "joints": start.tolist()}]})
     assert event["event"] == "error" and event["field"] == "keyframes[0].frame"
+
+
+def test_a_layered_arm_round_trips_and_hangs_from_the_shoulder(tiny_server):  # noqa: F811
+    layer = {"part": "right_arm", "prompt": "a person jumps up and down."}
+    event = exchange(tiny_server, {"id": "a", "op": "generate", "prompt": "a person walks forward.", "frames": 40,
+                                   "seed": 5, "steps": FAST_STEPS, "layer": layer})
+    assert event["event"] == "result", event
+    motion = event["motions"][0]
+    assert motion["control"]["layer"] == layer
+    take = decode_joints(motion["joints"])
+    alone = exchange(tiny_server, {"id": "b", "op": "generate", "prompt": layer["prompt"], "frames": 40, "seed": 5,
+                                   "steps": FAST_STEPS})
+    part = decode_joints(alone["motions"][0]["joints"])
+    # the take's right wrist hangs from its shoulder as the part motion's does (heights do not depend on facing)
+    assert np.allclose(take[:, 21, 1] - take[:, 17, 1], part[:, 21, 1] - part[:, 17, 1], atol=2e-3)

@@ -56,7 +56,7 @@ def _fields(request: dict) -> dict:
 
 
 # Protocol v1 extension fields of ``generate`` (server/control_fields.py) that client.submit() has no keyword for.
-CONTROL_KEYS = ("path", "keyframes", "loop", "in_place", "control_strength", "sequence")
+CONTROL_KEYS = ("path", "keyframes", "loop", "in_place", "control_strength", "layer", "sequence")
 
 
 def _submit(c: client.Client, request: dict) -> client.Job:

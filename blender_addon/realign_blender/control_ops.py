@@ -30,10 +30,18 @@ def max_frames(settings) -> int:
     return int(settings.max_frames) if settings.max_frames > 0 else DEFAULT_MAX_FRAMES
 
 
-def control_flags(settings, request: dict, loop: bool | None = None) -> dict:
-    """Add the Loop field (``loop``, else the panel's) to a request (in place); returns the bake flags for its
-    targets (Loop, Root track)."""
+def control_flags(settings, request: dict, loop: bool | None = None, layer: bool = True) -> dict:
+    """Add the Loop field (``loop``, else the panel's) and, with ``layer``, the panel's Layer to a request (in
+    place); returns the bake flags for its targets (Loop, Root track). ControlInputError for a Layer without
+    a prompt."""
     control: dict = {}
+    if layer and settings.layer_part != "NONE":
+        prompt = " ".join(settings.layer_prompt.split())
+        if not prompt:
+            raise ControlInputError("the layer has no prompt: type what the arm does (Control: Layer), or set "
+                                    "Layer to None")
+        request["layer"] = {"part": settings.layer_part, "prompt": prompt}
+        request["control_strength"] = float(settings.control_strength)
     looped = settings.loop if loop is None else loop
     if looped:
         request["loop"] = control["loop"] = True
@@ -64,7 +72,7 @@ def current_pose_field(context, obj: bpy.types.Object, scale: float) -> list[dic
 def row_control(context, settings, row, request: dict) -> dict | None:
     """A batch row's control fields (its Loop and Path; the panel's control strength) added to its request;
     returns the bake flags of its target (None for a plain take)."""
-    control = control_flags(settings, request, loop=row.loop)
+    control = control_flags(settings, request, loop=row.loop, layer=False)
     if row.path_target is not None:
         control.update(path_flags(context, settings, row.armature, row.path_target, request))
     return control or None

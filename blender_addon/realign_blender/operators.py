@@ -55,7 +55,13 @@ class REALIGN_OT_generate(_NeedsArmature, bpy.types.Operator):
     def execute(self, context):
         s, obj = context.scene.realign, _armature(context)
         req = jobs.generate_request(s, s.prompt, s.seconds, s.seed, s.takes)
-        target = jobs.Target(obj.name, s.start_frame, control_ops.control_flags(s, req) or None)   # Loop, Root track
+        try:
+            flags = control_ops.control_flags(s, req)    # Loop, Root track, Layer
+        except ControlInputError as exc:
+            s.message = f"error: {exc}"
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        target = jobs.Target(obj.name, s.start_frame, flags or None)
         jobs.remember(s, req, target)
         _start(context, [req], {req["id"]: [target] * s.takes})
         return {"FINISHED"}

@@ -138,6 +138,15 @@ class RealignSettings(bpy.types.PropertyGroup):
     loop: BoolProperty(name="Loop", default=False,
                        description="A seamless cycle: Cycles modifiers on the baked F-curves")
     loop_cycles: IntProperty(name="Cycles", default=4, min=1, max=1000, description="Cycles the NLA strip plays")
+    layer_part: EnumProperty(name="Layer", default="NONE", items=[
+        ("NONE", "None", "No layered body part"),
+        ("right_arm", "Right arm", "The right arm moves as in the layer prompt's own motion"),
+        ("left_arm", "Left arm", "The left arm moves as in the layer prompt's own motion"),
+        ("arms", "Both arms", "Both arms move as in the layer prompt's own motion")],
+        description="A body part that moves as in another prompt's motion, layered on the take (e.g. a wave "
+                    "on a walk); Generate, Follow path, Continue and In-between use it")
+    layer_prompt: StringProperty(name="Layer prompt", default="a person waves with the right hand.",
+                                 description="What the layered part does")
     sequence: CollectionProperty(type=RealignSequenceRow)
     sequence_index: IntProperty(default=0)
 

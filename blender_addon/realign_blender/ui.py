@@ -145,6 +145,10 @@ class REALIGN_PT_control(_Panel, bpy.types.Panel):
         row.prop(s, "loop", toggle=True)
         row.prop(s, "loop_cycles")
         col.prop(s, "root_motion")
+        row = layout.row(align=True)
+        row.prop(s, "layer_part")
+        if s.layer_part != "NONE":
+            layout.prop(s, "layer_prompt", text="")
         layout.prop(s, "path_target")
         row = layout.row(align=True)
         row.operator("realign.follow_path", icon="CURVE_PATH")

@@ -10,6 +10,9 @@
 * ``--end-pose FILE.npy``: a pose (22, 3) or joints (F, 22, 3) whose last frame the take ends in;
 * ``--loop`` (a seamless cycle; writes OUT_cycle.json), ``--in-place`` (writes OUT_root.npy, the root
   track x, z, heading per frame), ``--control-strength X`` (default 1);
+* ``--layer PART PROMPT``: a body part (right_arm, left_arm, arms) moving as in PROMPT's own motion, layered
+  on the take (e.g. ``--layer right_arm "a person waves with the right hand."`` on a walk;
+  ``realign_core.control.parts``);
 * ``--sequence FILE.json``: ``[{"prompt": ..., "seconds": ...}, ...]`` -- one continuous motion through
   the prompts (the positional prompt is then ignored; write ``-`` for it).
 
@@ -35,6 +38,8 @@ def add_control_arguments(g: argparse.ArgumentParser) -> None:
     c.add_argument("--loop", action="store_true", help="a seamless cycle (writes OUT_cycle.json)")
     c.add_argument("--in-place", action="store_true", help="root track on its own (writes OUT_root.npy)")
     c.add_argument("--control-strength", type=float, default=1.0, help="how hard the constraints pull (0 = off)")
+    c.add_argument("--layer", nargs=2, metavar=("PART", "PROMPT"), default=None,
+                   help="layer a body part (right_arm, left_arm, arms) moving as in PROMPT's motion on the take")
     c.add_argument("--sequence", default=None, help="JSON list of {prompt, seconds}: one continuous motion")
 
 
@@ -86,10 +91,18 @@ def _load_keys(file: str | None, frames: int, continue_from: str | None, end_pos
 
 
 def control_fields(args: argparse.Namespace, frames: int) -> dict[str, Any]:
-    """``GenerateRequest`` keyword arguments from the parsed options: control, in_place, sequence."""
-    from realign_core.guidance.control_spec import ControlSpec
+    """``GenerateRequest`` keyword arguments from the parsed options: control, in_place, layer, sequence."""
+    from realign_core.guidance.control_spec import ControlSpec, part_joints
 
     out: dict[str, Any] = {"in_place": bool(args.in_place)}
+    if getattr(args, "layer", None):
+        if args.sequence:
+            raise ValueError("--layer and --sequence cannot be combined (layer each take of the sequence instead)")
+        part, prompt = args.layer
+        part_joints(part)
+        if not prompt.strip():
+            raise ValueError("--layer: the part's prompt is empty")
+        out["layer"] = (part, prompt)
     if args.sequence:
         from realign_core.control.sequence import Segment
 
@@ -106,12 +119,13 @@ def control_fields(args: argparse.Namespace, frames: int) -> dict[str, Any]:
 
 
 def add_control_bench(sub: argparse._SubParsersAction) -> None:
-    """``realign control-bench``: measure path following, keyframes, loops and sequences (docs/control.md)."""
-    b = sub.add_parser("control-bench", help="measure path/keyframe/loop/sequence control on fixed cases")
+    """``realign control-bench``: measure path following, keyframes, loops, sequences and layered body parts
+    (docs/control.md)."""
+    b = sub.add_parser("control-bench", help="measure path/keyframe/loop/sequence/layer control on fixed cases")
     b.add_argument("--models", default="models/default")
     b.add_argument("--generator", default="mld", choices=["mld", "mdm"])
-    b.add_argument("--parts", nargs="+", default=["path", "keyframes", "loop", "sequence"],
-                   choices=["path", "keyframes", "loop", "sequence"])
+    b.add_argument("--parts", nargs="+", default=["path", "keyframes", "loop", "sequence", "layer"],
+                   choices=["path", "keyframes", "loop", "sequence", "layer"])
     b.add_argument("--seeds", type=int, default=2, help="samples per case")
     b.add_argument("--first-seed", type=int, default=0,
                    help="seeds first-seed .. first-seed+seeds-1 (tune on other seeds than the reported 0..)")

@@ -209,6 +209,9 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--caption", default=None, help="instead of the fixed prompts: this caption, checked by each of "
                    "--checks (e.g. the README demo prompt with walk_forward,wave_right)")
     p.add_argument("--checks", default=None, help="--caption: comma-separated check names")
+    p.add_argument("--layer", nargs=2, metavar=("PART", "PROMPT"), default=None,
+                   help="--caption: layer a body part (right_arm, left_arm, arms) from PROMPT's own motion of the "
+                        "same seed on every sample, as realign generate --layer does")
     p.add_argument("--validate-on", type=Path, default=None, metavar="DATA_DIR",
                    help="also run the checks on the real captioned clips of a built dataset")
     p.add_argument("--no-mirrored", action="store_true", help="validation: leave out the mirrored clips")
@@ -230,7 +233,7 @@ def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
     reports = evaluate_generator(args.models, args.generator, args.samples, args.seconds, args.strength, steps,
                                  args.cfg, args.seed, args.batch_size, args.device,
                                  caption_prompts(args.caption, args.checks or "") if args.caption is not None
-                                 else select_prompts(args.prompts))
+                                 else select_prompts(args.prompts), tuple(args.layer) if args.layer else None)
     print(format_reports(reports))
     if "guided" not in reports:
         print(f"no reward model in {args.models}: guided sampling skipped")
@@ -286,6 +289,8 @@ def kinematic_main(argv: Sequence[str] | None = None) -> int:
         parser.error("give --models, --validate-on, or both")
     if args.caption is not None and (args.prompts is not None or not args.checks):
         parser.error("--caption: give --checks (not --prompts), e.g. --checks walk_forward,wave_right")
+    if args.layer is not None and args.caption is None:
+        parser.error("--layer: only with --caption")
     if args.through_vae is not None and (args.validate_on is None or not args.through_vae.is_file()):
         parser.error(f"--through-vae {args.through_vae}: needs --validate-on and an existing VAE best.pt")
     out: dict[str, Any] = {}

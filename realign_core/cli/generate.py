@@ -9,7 +9,8 @@ Per sample k (seed + k), with OUT the ``-o`` prefix (``_s{k}`` appended when K >
 * ``OUT.gif``          a stick-figure animation (``--gif``);
 * ``OUT_root.npy``     the root track (F, 3): pelvis x, z (m) and heading (rad), with ``--in-place``;
 * ``OUT_cycle.json``   the per-cycle root offset of a ``--loop``;
-* ``OUT_sequence.json`` each prompt's frame range of a ``--sequence``.
+* ``OUT_sequence.json`` each prompt's frame range of a ``--sequence``;
+* ``OUT_layer.npy``    the layered part's own motion, joints (F, 22, 3), with ``--layer``.
 
 Control options (paths, keyed poses, loops, sequences) are parsed in ``control_args.py``; the motions
 come from ``realign_core.control`` (docs/control.md).
@@ -46,6 +47,7 @@ class GenerateRequest:
     control: Any = None                     # realign_core.guidance.control_spec.ControlSpec (path, keys, loop)
     in_place: bool = False                  # root track apart (OUT_root.npy)
     sequence: list | None = None            # realign_core.control.sequence.Segment list: one long motion
+    layer: tuple[str, str] | None = None    # (body part, its prompt): the part layered on the take (control.parts)
     extras: list = field(default_factory=list, compare=False)   # filled by generate: per sample, extra files
     sampling_given: set = field(default_factory=lambda: {"sampler", "steps"})  # the others: the models' defaults
 
@@ -109,17 +111,39 @@ def generate(pipe: TextToMotionPipeline, req: GenerateRequest) -> tuple[list[np.
     if not req.prompt.strip():
         raise ValueError("the prompt is empty")
     frames = frames_for(req.seconds, pipe.max_frames)
-    if req.control is not None or req.in_place:
+    if req.control is not None or req.in_place or req.layer is not None:
         from realign_core.control.motion import generate_controlled
 
+        controls, layers = layered_controls(pipe, req, settings, seeds, frames)
         done = generate_controlled(pipe, [req.prompt] * req.samples, [frames] * req.samples, seeds,
-                                   [req.control] * req.samples, req.sampling, settings, in_place=req.in_place)
-        req.extras[:] = [{"root": m.root_track, "cycle": m.cycle.as_dict() if m.cycle else None} for m in done]
+                                   controls, req.sampling, settings, in_place=req.in_place)
+        req.extras[:] = [{"root": m.root_track, "cycle": m.cycle.as_dict() if m.cycle else None, "layer": lay}
+                         for m, lay in zip(done, layers)]
         return [m.joints for m in done], [m.features for m in done]
     out = pipe([req.prompt] * req.samples, [frames] * req.samples, seeds, req.sampling, settings)
     feats, mask = out.features, out.mask
     features = [feats[i, :frames].cpu().numpy() for i in range(req.samples)]
     return pipe.to_joints(feats, mask), features
+
+
+def layered_controls(pipe: TextToMotionPipeline, req: GenerateRequest, settings, seeds: list[int],
+                     frames: int) -> tuple[list, list]:
+    """Per sample the ControlSpec (the request's, with the ``--layer`` part added) and the layer motion's
+    joints (F, 22, 3) canonical, or None without a layer."""
+    if req.layer is None:
+        return [req.control] * len(seeds), [None] * len(seeds)
+    from realign_core.control.parts import part_layer
+    from realign_core.guidance.control_spec import ControlSpec
+    from realign_core.motion.features import features_to_joints
+
+    part, prompt = req.layer
+    base = req.control if req.control is not None else ControlSpec()
+    controls, layers = [], []
+    for seed in seeds:
+        layer, features = part_layer(pipe, prompt, part, frames, seed, req.sampling, settings, with_features=True)
+        controls.append(replace(base, part=layer))
+        layers.append(features_to_joints(features).astype(np.float32))
+    return controls, layers
 
 
 def generate_sequence_takes(pipe: TextToMotionPipeline, req: GenerateRequest, settings,
@@ -138,11 +162,12 @@ def generate_sequence_takes(pipe: TextToMotionPipeline, req: GenerateRequest, se
 
 
 def write_extras(prefix: Path, extra: dict) -> list[Path]:
-    """The control outputs of one sample: OUT_root.npy, OUT_cycle.json, OUT_sequence.json."""
+    """The control outputs of one sample: OUT_root.npy, OUT_layer.npy, OUT_cycle.json, OUT_sequence.json."""
     paths = []
-    if extra.get("root") is not None:
-        paths.append(prefix.with_name(prefix.name + "_root.npy"))
-        np.save(paths[-1], extra["root"].astype(np.float32))
+    for key in ("root", "layer"):
+        if extra.get(key) is not None:
+            paths.append(prefix.with_name(f"{prefix.name}_{key}.npy"))
+            np.save(paths[-1], extra[key].astype(np.float32))
     for key in ("cycle", "sequence"):
         if extra.get(key) is not None:
             paths.append(prefix.with_name(f"{prefix.name}_{key}.json"))

@@ -3,6 +3,8 @@
 ``generate_controlled(pipe, captions, frames, seeds, controls, ...)`` runs the pipeline with the
 ControlSpecs' constraint hook (:mod:`realign_core.guidance.constraints`) and finishes each motion:
 
+* a layered body part (``ControlSpec.part``, :mod:`realign_core.control.parts`) is set exactly onto the
+  body's anchors unless ``exact_keys`` is False (guidance brings the rest of the body along);
 * keyed poses are met exactly by ``warp.warp_to_keyframes`` (guidance brings the motion close, the warp
   removes the rest smoothly) unless ``exact_keys`` is False;
 * a loop is generated with one extra frame F that the loop cost ties to frame 0 (pose, velocities and
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from realign_core.control.parts import layer_part
 from realign_core.control.warp import DEFAULT_RADIUS, warp_to_keyframes
 from realign_core.guidance.control_spec import ControlSpec, Placement
 from realign_core.motion.features import features_to_joints, recover_root
@@ -125,6 +128,8 @@ def generate_controlled(pipe, captions: list[str], frames: list[int], seeds: lis
 
 def finish(features: np.ndarray, spec: ControlSpec | None, in_place: bool, exact_keys: bool) -> ControlledMotion:
     """Canonical features of one guided sample -> the finished ControlledMotion."""
+    if spec is not None and spec.part is not None and exact_keys:
+        features = layer_part(features, spec.part)
     joints = features_to_joints(features)
     placement = spec.placement() if spec is not None else Placement()
     keys = spec.canonical_keyframes() if spec is not None else None

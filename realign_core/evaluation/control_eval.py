@@ -17,6 +17,11 @@ Parts (``--parts``), each against the same prompts and seeds generated without t
 * ``loop``: 3 s cycles; the pop where the last frame flows into the next cycle's first (position and
   velocity gap, cm, see ``control.motion.loop_seam_gaps``) vs the same second difference inside the clip,
   for free, guided (before the closing warp) and final clips.
+* ``layer``: layered body parts (``control.parts``), ``LAYERS``: a base prompt with an arm taken from another
+  prompt's motion of the same seed.  Measured: the layered joints' distance from the layer (cm; their offsets
+  from the shoulder in the facing frame) free, pulled by the ``part`` cost (``part_weight`` 1) before and after
+  the exact set, and final (the default: set exactly after sampling, no pull); the base prompt's check and
+  foot skating; the layer prompt's check on its own motion and on the layered take.
 * ``sequence``: sequences of 5 s segments cycling through the prompts, total lengths ``--sequence-seconds``.
   Measured: wall and CPU time vs total length (CPU time is the fairer one on a loaded machine), jerk and foot skating within 3 frames of a transition vs inside
   segments, each segment's text alignment vs the same prompt generated alone.
@@ -42,7 +47,7 @@ from realign_core.control.motion import generate_controlled, loop_seam_gaps
 from realign_core.control.sequence import Segment, generate_sequence
 from realign_core.guidance.control_spec import ControlSpec, Keyframes
 from realign_core.guidance.control_spec import Path as RootPath
-from realign_core.motion.features import joints_to_features
+from realign_core.motion.features import features_to_joints, joints_to_features
 from realign_core.motion.skeleton import FPS, LEFT_FOOT, RIGHT_FOOT
 
 # name: (caption, typical pelvis speed m/s, kinematic check name)
@@ -53,6 +58,12 @@ PROMPTS: dict[str, tuple[str, float, str]] = {
     "walk_sadly": ("a person walks forward sadly.", 0.9, "walk_forward"),
 }
 PATHS = ("straight", "l_turn", "s_curve", "circle")
+# name: (base prompt of PROMPTS, part, layer caption, the layer's kinematic check name or None)
+LAYERS: dict[str, tuple[str, str, str, str | None]] = {
+    "walk+wave": ("walk", "right_arm", "a person waves with the right hand.", "wave_right"),
+    "jog+wave": ("jog", "right_arm", "a person waves with the right hand.", "wave_right"),
+    "walk+arms_up": ("walk", "arms", "a person raises both arms above the head.", None),
+}
 CONTACT_HEIGHT_M = 0.05
 NEAR_KEY_FRAMES = 5
 NEAR_SEAM_FRAMES = 3
@@ -297,6 +308,49 @@ def bench_sequences(pipe, scores: TextScores, totals: list[float], seed: int, cf
 
 # --------------------------------------------------------------------------- CLI
 
+def layer_error_cm(features: np.ndarray, layer) -> float:
+    """Mean distance (cm) of a take's layered joints from the layer (offsets from their anchors, facing frame)."""
+    from realign_core.guidance.control_spec import part_joints, root_relative_joints
+
+    ric = root_relative_joints(np.asarray(features, dtype=np.float64))
+    joints, anchors = part_joints(layer.part)
+    off = ric[:, list(joints)] - ric[:, list(anchors)]
+    return 100 * float(np.linalg.norm(off - layer.offsets[:len(ric)], axis=-1).mean())
+
+
+def bench_layers(pipe, seeds: list[int], seconds: float, cfg, guidance) -> dict:
+    """The layer part (see the module docstring)."""
+    from realign_core.control.parts import part_layer
+    from realign_core.evaluation.kinematic.checks import MeasuredMotion, all_checks
+
+    frames, rows = round(seconds * FPS), {}
+
+    def passed(name: str, joints_list) -> float:
+        return float(np.mean([all_checks()[name](MeasuredMotion(j)) for j in joints_list]))
+    for name, (base, part, caption, check) in LAYERS.items():
+        base_caption, _, base_check = PROMPTS[base]
+        layers = [part_layer(pipe, caption, part, frames, s, cfg, guidance, with_features=True) for s in seeds]
+        pulled = [ControlSpec(part=lay, part_weight=1.0) for lay, _ in layers]
+        runs = {"free": ([None] * len(seeds), True), "pulled": (pulled, False), "pulled_final": (pulled, True),
+                "final": ([ControlSpec(part=lay) for lay, _ in layers], True)}
+        row: dict[str, float] = {}
+        for label, (specs, exact) in runs.items():
+            done = generate_controlled(pipe, [base_caption] * len(seeds), [frames] * len(seeds), seeds, specs, cfg,
+                                       guidance, exact_keys=exact)
+            row[f"{label}_layer_err_cm"] = float(np.mean([layer_error_cm(m.features, lay)
+                                                          for m, (lay, _) in zip(done, layers)]))
+            if label != "pulled":
+                joints = [m.joints for m in done]
+                row[f"{label}_{base_check}"] = passed(base_check, joints)
+                row[f"{label}_skate_cm"] = float(np.mean([foot_skate_cm(j) for j in joints]))
+                if check is not None:
+                    row[f"{label}_{check}"] = passed(check, joints)
+        if check is not None:
+            row[f"layer_alone_{check}"] = passed(check, [features_to_joints(f) for _, f in layers])
+        rows[name] = row
+    return {"rows": rows}
+
+
 def _fmt(d: dict) -> str:
     return "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())
 
@@ -349,6 +403,10 @@ def main(args) -> int:
         results["loop"] = bench_loops(pipe, seeds, 3.0, cfg, guidance)
         for k, v in results["loop"]["summary"].items():
             print(f"loop {k:8s} {_fmt(v)}")
+    if "layer" in args.parts:
+        results["layer"] = bench_layers(pipe, seeds, args.seconds, cfg, guidance)
+        for k, v in results["layer"]["rows"].items():
+            print(f"layer {k:12s} {_fmt(v)}")
     if "sequence" in args.parts:
         results["sequence"] = bench_sequences(pipe, scores, list(args.sequence_seconds), args.first_seed, cfg, guidance,
                                               args.overlap)
@@ -367,4 +425,4 @@ def main(args) -> int:
     return 0
 
 
-__all__ = ["PATHS", "PROMPTS", "foot_skate_cm", "jerk_cm", "main", "path_shape"]
+__all__ = ["LAYERS", "PATHS", "PROMPTS", "foot_skate_cm", "jerk_cm", "main", "path_shape"]

@@ -8,6 +8,10 @@ Costs (per sample, (B,), on the canonical motion decoded from a state x; targets
                 differentiable);
 * ``keyframes`` mean over keyed frames and 22 joints of |joint - target|^2 (m^2), joints recovered by
                 ``features_to_joints_torch``;
+* ``part``      mean over frames and the layered part's joints of |(joint - anchor)(t) - offset(t)|^2 (m^2),
+                both in the body's facing frame (the ric features; ``control_spec.PartLayer``): the part
+                moves as in the layer wherever the body goes.  Weighted by the ControlSpec's
+                ``part_weight`` (0 = off, the default: the layer is then only set after sampling);
 * ``loop``      mean over the 263 normalised features of (x[L-1] - x[0])^2: the clip's extra last frame
                 must be its first again.  HumanML3D features are all relative to the root (velocities in
                 the facing frame, root-relative positions, rotations, contacts), so this matches pose,
@@ -55,13 +59,13 @@ import torch
 from torch import Tensor
 
 from realign_core.diffusion.generators import frame_mask
-from realign_core.guidance.control_spec import ControlSpec
+from realign_core.guidance.control_spec import ControlSpec, PartLayer, part_joints
 from realign_core.motion.features import features_to_joints_torch, recover_root
 from realign_core.motion.skeleton import FPS, LEFT_FOOT, NUM_JOINTS, RIGHT_FOOT
 
 FOOT_JOINTS = LEFT_FOOT + RIGHT_FOOT   # ankles and toes
 
-COST_KINDS = ("path", "keyframes", "loop", "foot")
+COST_KINDS = ("path", "keyframes", "part", "loop", "foot")
 EPS = 1e-12
 
 
@@ -121,6 +125,10 @@ class Targets:
         self.path_mask = torch.zeros(b, frames, dtype=torch.bool, device=device)
         self.keys = torch.zeros(b, frames, NUM_JOINTS, 3, device=device)
         self.key_mask = torch.zeros(b, frames, dtype=torch.bool, device=device)
+        self.part = torch.zeros(b, frames, NUM_JOINTS, 3, device=device)     # target offsets from the anchors
+        self.part_joints = torch.zeros(b, NUM_JOINTS, dtype=torch.bool, device=device)
+        self.part_anchor = torch.arange(NUM_JOINTS, device=device).repeat(b, 1)
+        self.part_weight = torch.zeros(b, device=device)
         self.loop = torch.zeros(b, dtype=torch.bool, device=device)
         self.foot = torch.zeros(b, device=device)
         self.strength = torch.zeros(b, device=device)
@@ -140,18 +148,30 @@ class Targets:
                 frames_k, joints = keys
                 self.keys[i, list(frames_k)] = torch.as_tensor(joints, dtype=torch.float32)
                 self.key_mask[i, list(frames_k)] = True
+            if spec.part is not None and spec.part_weight > 0:
+                self._add_part(i, spec.part, int(lengths[i]))
+                self.part_weight[i] = float(spec.part_weight)
             self.loop[i] = bool(spec.loop)
             self.foot[i] = float(spec.foot_weight)
+
+    def _add_part(self, i: int, layer: PartLayer, frames: int) -> None:
+        joints, anchors = part_joints(layer.part)
+        self.part[i, :frames, list(joints)] = torch.as_tensor(layer.offsets[:frames], dtype=torch.float32)
+        self.part_joints[i, list(joints)] = True
+        self.part_anchor[i, list(joints)] = torch.as_tensor(anchors, device=self.part_anchor.device)
 
     def kinds(self) -> list[str]:
         """The cost kinds some sample of the batch uses."""
         used = {"path": bool(self.path_mask.any()), "keyframes": bool(self.key_mask.any()),
+                "part": bool(self.part_joints.any()),
                 "loop": bool(self.loop.any()), "foot": bool((self.foot > 0).any())}
         return [k for k in COST_KINDS if used[k]]
 
     def kind_weight(self, kind: str) -> Tensor:
-        """(B,) relative weight of a cost kind: ``foot_weight`` for the foot cost, else 1."""
-        return self.foot if kind == "foot" else torch.ones_like(self.strength)
+        """(B,) relative weight of a cost kind: ``foot_weight`` / ``part_weight`` for the foot / part cost, else 1."""
+        if kind in ("foot", "part"):
+            return self.foot if kind == "foot" else self.part_weight
+        return torch.ones_like(self.strength)
 
 
 def path_cost(features: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -165,6 +185,17 @@ def keyframe_cost(joints: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """joints (B, T, 22, 3), target (B, T, 22, 3) canonical, mask (B, T) -> (B,) mean squared joint error m^2."""
     err = ((joints - target) ** 2).sum(-1).mean(-1) * mask
     return err.sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def part_cost(features: Tensor, target: Tensor, joints: Tensor, anchor: Tensor, mask: Tensor) -> Tensor:
+    """features (B, T, 263) un-normalised; target (B, T, 22, 3) offsets from the anchors (facing frame, m);
+    joints (B, 22) bool, the layered joints; anchor (B, 22) each joint's anchor index; mask (B, T) -> (B,) m^2."""
+    b, t = features.shape[:2]
+    ric = torch.cat([torch.zeros(b, t, 1, 3, dtype=features.dtype, device=features.device),
+                     features[..., 4:67].reshape(b, t, NUM_JOINTS - 1, 3)], dim=2)
+    anchors = torch.gather(ric, 2, anchor[:, None, :, None].expand(b, t, NUM_JOINTS, 3))
+    err = ((ric - anchors - target) ** 2).sum(-1) * joints[:, None, :] * mask[..., None]
+    return err.sum((1, 2)) / (joints.sum(-1)[:, None] * mask).sum(-1).clamp(min=1)
 
 
 def loop_cost(normalised: Tensor, lengths: Tensor, loop: Tensor) -> Tensor:
@@ -206,6 +237,8 @@ def costs(generator, x0: Tensor, targets: Targets, kinds: list[str],
         out["path"] = path_cost(features, targets.path, targets.path_mask)
     if "keyframes" in kinds:
         out["keyframes"] = keyframe_cost(joints, targets.keys, targets.key_mask)
+    if "part" in kinds:
+        out["part"] = part_cost(features, targets.part, targets.part_joints, targets.part_anchor, targets.frame_mask)
     if "foot" in kinds:
         out["foot"] = foot_contact_cost(joints, targets.frame_mask, contact) * (targets.foot > 0)
     if "loop" in kinds:

@@ -6,7 +6,10 @@ Inputs are in the user's *world* frame (metres, Y up, 20 fps, 22 joints):
   (``Path.from_points`` resamples them linearly at 20 fps);
 * ``Keyframes``: joint positions (K, 22, 3) at chosen frames (continue-from = a pose at frame 0,
   end-in = a pose at the last frame, in-between = several);
-* ``ControlSpec``: any of the two, plus ``loop`` (the last frame flows into the first) and
+* ``PartLayer``: a body part's motion taken from another motion (e.g. the right arm of "a person waves"
+  on a walk): per frame, the offsets of the part's joints from the joint it hangs from, in the body's
+  facing frame (so they move with the character wherever it walks or turns);
+* ``ControlSpec``: any of these, plus ``loop`` (the last frame flows into the first) and
   ``foot_weight`` (planted feet do not slide: the foot-contact cost's weight relative to the others,
   0 = off, 1 = as hard as a path).
 
@@ -27,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from realign_core.motion.skeleton import FACE_JOINTS, FPS, NUM_JOINTS
+from realign_core.motion.skeleton import FACE_JOINTS, FPS, JOINT_INDEX, NUM_JOINTS
 
 MIN_TURN_DISTANCE = 0.05   # m: the path's initial direction is read from the first point this far from its start
 MAX_COORD = 1000.0         # m: anything further is a unit mistake
@@ -160,10 +163,74 @@ class Keyframes:
         return self.joints[self.frames.index(frame)] if frame in self.frames else None
 
 
+# A layerable body part: (the joint it hangs from, the joints that follow the layer).  The shoulder is the
+# anchor (not the chest), so the layered arm always starts where the base motion's torso puts it.
+BODY_PARTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
+    "right_arm": (("right_shoulder", ("right_elbow", "right_wrist")),),
+    "left_arm": (("left_shoulder", ("left_elbow", "left_wrist")),),
+    "arms": (("right_shoulder", ("right_elbow", "right_wrist")), ("left_shoulder", ("left_elbow", "left_wrist"))),
+}
+
+
+def part_joints(part: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(joints, their anchors) of a body part as joint indices; an unknown part names the known ones."""
+    if part not in BODY_PARTS:
+        raise ValueError(f"part must be one of {sorted(BODY_PARTS)}, got {part!r}")
+    pairs = [(JOINT_INDEX[j], JOINT_INDEX[a]) for a, joints in BODY_PARTS[part] for j in joints]
+    return tuple(j for j, _ in pairs), tuple(a for _, a in pairs)
+
+
+@dataclass(frozen=True)
+class PartLayer:
+    """A body part's motion to layer on: ``offsets`` (N, J, 3) metres, per frame (20 fps) the part's joints
+    (``part_joints(part)[0]``) minus their anchors, in the body's facing frame (HumanML3D's root-relative frame:
+    +Z forward, Y up).  ``PartLayer.from_features`` reads them off a generated motion."""
+
+    part: str
+    offsets: np.ndarray
+
+    @classmethod
+    def make(cls, part: str, offsets, name: str = "part") -> PartLayer:
+        joints, _ = part_joints(part)
+        try:
+            arr = np.asarray(offsets, dtype=np.float64)
+        except (TypeError, ValueError):
+            arr = np.zeros(0)
+        if arr.ndim != 3 or arr.shape[1:] != (len(joints), 3) or len(arr) == 0:
+            raise ValueError(f"{name}.offsets of {part!r} must have shape (N, {len(joints)}, 3) with N >= 1, "
+                             f"got {arr.shape}")
+        flat = _finite_array(arr.reshape(len(arr), -1), f"{name}.offsets", (3 * len(joints),))
+        return cls(part, flat.reshape(arr.shape))
+
+    @classmethod
+    def from_features(cls, part: str, features: np.ndarray) -> PartLayer:
+        """The layer of ``part`` in a motion's HumanML3D features (F, 263) -> F frames of offsets."""
+        joints, anchors = part_joints(part)
+        ric = root_relative_joints(np.asarray(features, dtype=np.float64))
+        return cls.make(part, ric[:, list(joints)] - ric[:, list(anchors)])
+
+    @property
+    def frames(self) -> int:
+        return len(self.offsets)
+
+
+def root_relative_joints(features: np.ndarray) -> np.ndarray:
+    """(F, 263) features -> (F, 22, 3) joints relative to the root's XZ in each frame's facing frame (the
+    ric positions, with the root itself at (0, height, 0))."""
+    ric = features[:, 4:67].reshape(len(features), NUM_JOINTS - 1, 3)
+    root = np.zeros((len(features), 1, 3))
+    root[:, 0, 1] = features[:, 3]
+    return np.concatenate([root, ric], axis=1)
+
+
 @dataclass(frozen=True)
 class ControlSpec:
     """One motion's constraints (world frame).  ``strength`` scales every constraint step (0 = off);
-    ``foot_weight`` scales the foot-contact cost's step on top of it (0 = off)."""
+    ``foot_weight`` scales the foot-contact cost's step on top of it (0 = off).  A ``part`` layer is set
+    exactly after sampling (``control.parts.layer_part``); ``part_weight`` > 0 also pulls the decoded part
+    towards it during sampling (the ``part`` cost), which makes the body follow the arm: on a walk with a
+    layered wave that stopped half of the walks (docs/control.md, "Layered body parts"), so it is off by
+    default."""
 
     path: Path | None = None
     keyframes: Keyframes | None = None
@@ -171,15 +238,19 @@ class ControlSpec:
     strength: float = 1.0
     fixed_placement: Placement | None = field(default=None)
     foot_weight: float = 0.0
+    part: PartLayer | None = None
+    part_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        for name, s in (("control strength", self.strength), ("foot_weight", self.foot_weight)):
+        for name, s in (("control strength", self.strength), ("foot_weight", self.foot_weight),
+                        ("part_weight", self.part_weight)):
             if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {s!r}")
 
     @property
     def active(self) -> bool:
-        wanted = self.path is not None or self.keyframes is not None or self.loop or self.foot_weight > 0
+        pulled = self.part is not None and self.part_weight > 0
+        wanted = self.path is not None or self.keyframes is not None or pulled or self.loop or self.foot_weight > 0
         return self.strength > 0 and wanted
 
     def check_frames(self, frames: int) -> None:
@@ -190,6 +261,9 @@ class ControlSpec:
         if self.keyframes is not None and max(self.keyframes.frames) >= frames:
             raise ValueError(f"keyframes frame {max(self.keyframes.frames)} is past the motion's last frame "
                              f"{frames - 1}")
+        if self.part is not None and self.part.frames < frames:
+            raise ValueError(f"part layer has {self.part.frames} frames but the motion has {frames}; layer a "
+                             f"part motion at least as long as the motion")
 
     def placement(self) -> Placement:
         """Where the canonical motion goes in the world (see the module docstring)."""

@@ -308,6 +308,35 @@ def sequence(addon, report: dict) -> None:
                                      "keys": sorted({len(fc.keyframe_points) for fc in fcurves}), "markers": markers()}
 
 
+def layer(addon, report: dict) -> None:
+    """Generate with a Layer (right arm of another prompt): refused without its prompt (nothing sent), then a
+    walk whose baked right wrist hangs from its shoulder as in the layer prompt's own take (same seed)."""
+    s, scene = bpy.context.scene.realign, bpy.context.scene
+    walker, alone = make_skeleton("Layered", (-3.0, 0.0, 0.0)), make_skeleton("LayerAlone", (-3.0, 4.0, 0.0))
+    s.prompt, s.seconds, s.start_frame = "a person walks forward.", 2.0, 1
+    s.layer_part, s.layer_prompt = "right_arm", "   "
+    activate(walker)
+    sent_before = len(SENT)
+    report["error_layer_prompt"] = run(addon, bpy.ops.realign.generate)
+    report["error_layer_prompt"]["sent"] = len(SENT) - sent_before
+    s.layer_prompt = "a person raises the right hand."
+    report["layer_run"] = run(addon, bpy.ops.realign.generate)
+    sent = SENT[-1]
+    _, strip = latest_take(walker)
+    times = motion_frames(scene, strip.frame_start, 40)
+    take = joint_heads(addon, walker, times)
+    s.layer_part, s.prompt = "NONE", s.layer_prompt
+    activate(alone)
+    report["layer_alone_run"] = run(addon, bpy.ops.realign.generate)
+    _, strip = latest_take(alone)
+    part = joint_heads(addon, alone, motion_frames(scene, strip.frame_start, 40))
+    wrist, shoulder = 21, 17      # skeleton joint order; Blender's Z is up
+    lift = (take[:, wrist, 2] - take[:, shoulder, 2]) - (part[:, wrist, 2] - part[:, shoulder, 2])
+    report["layer"] = {"sent": sent.get("layer"), "alone_sent": "layer" in SENT[-1],
+                       "wrist_height_gap_cm": float(np.abs(lift).max() * CM),
+                       "wrist_rise_cm": float((part[:, wrist, 2] - part[:, shoulder, 2]).max() * CM)}
+
+
 def batch_rows(addon, report: dict) -> None:
     """Batch rows carry the Control panel's Loop and Path (captured by +): a row with a broken path is refused
     before anything is sent; then one row follows a curve and one loops."""
@@ -438,6 +467,7 @@ def main() -> int:
     continue_take(addon, report, walker)
     inbetween(addon, report)
     sequence(addon, report)
+    layer(addon, report)
     batch_rows(addon, report)
     loop_root_track(addon, report)
     rigify_root_track(addon, report)
