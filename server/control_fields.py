@@ -7,8 +7,9 @@
 * ``loop``: true = a seamless cycle (the last frame flows into the first; the result says the per-cycle
   root offset in ``cycle``);
 * ``in_place``: true = the pelvis's ground track moves off the joints onto ``root_track``;
-* ``layer``: ``{"part": "right_arm" | "left_arm" | "arms", "prompt": str}`` -- that body part moves as in the
-  prompt's own motion, layered on the take (e.g. a wave on a walk; realign_core/control/parts.py);
+* ``layer``: ``{"part": "right_arm" | "left_arm" | "arms", "prompt": str}`` and optionally ``"candidates": k``
+  (1..``MAX_LAYER_CANDIDATES``; default: the library's) -- that body part moves as in the prompt's own motion,
+  layered on the take (e.g. a wave on a walk; realign_core/control/parts.py);
 * ``control_strength``: how hard the constraints pull (0..``max_control_strength``, default 1);
 * ``sequence``: ``[{"prompt": str, "seconds": s}, ...]`` -- one continuous motion through the prompts,
   instead of ``prompt``/``prompts``/``frames``/``seconds``.
@@ -25,6 +26,7 @@ from .protocol import FPS, Limits, ProtocolError, _number, _prompt, _show
 
 CONTROL_FIELDS = ("path", "keyframes", "loop", "in_place", "control_strength", "layer")
 LAYER_PARTS = ("right_arm", "left_arm", "arms")   # realign_core.guidance.control_spec.BODY_PARTS
+MAX_LAYER_CANDIDATES = 8
 NUM_JOINTS = 22
 MAX_COORD_M = 1000.0
 
@@ -39,6 +41,7 @@ class Control:
     in_place: bool = False
     strength: float = 1.0
     layer: tuple[str, str] | None = None      # (part, prompt)
+    layer_candidates: int | None = None       # None = the library's default
 
     @property
     def constrained(self) -> bool:
@@ -50,7 +53,8 @@ class Control:
     def as_dict(self) -> dict[str, Any]:
         """What the result echoes (sizes, not the data)."""
         path = None if self.path is None else len(self.path[1])
-        layer = None if self.layer is None else {"part": self.layer[0], "prompt": self.layer[1]}
+        layer = None if self.layer is None else {"part": self.layer[0], "prompt": self.layer[1],
+                                                 "candidates": self.layer_candidates}
         return {"path_points": path, "keyframes": [f for f, _ in self.keyframes or ()], "loop": self.loop,
                 "in_place": self.in_place, "control_strength": self.strength, "layer": layer}
 
@@ -143,15 +147,20 @@ def parse_keyframes(value: Any, frames: int, limits: Limits) -> tuple[tuple[int,
     return tuple(out)
 
 
-def parse_layer(value: Any, limits: Limits) -> tuple[str, str]:
-    """``layer`` -> (part, prompt)."""
-    if not isinstance(value, dict) or set(value) != {"part", "prompt"}:
-        raise ProtocolError("bad_request", "field 'layer' must be an object with exactly 'part' and 'prompt', got "
-                            f"{_show(value)}", "layer")
+def parse_layer(value: Any, limits: Limits) -> tuple[tuple[str, str], int | None]:
+    """``layer`` -> ((part, prompt), candidates or None)."""
+    if not isinstance(value, dict) or not {"part", "prompt"} <= set(value) <= {"part", "prompt", "candidates"}:
+        raise ProtocolError("bad_request", "field 'layer' must be an object with 'part' and 'prompt' (and "
+                            f"optionally 'candidates'), got {_show(value)}", "layer")
     if value["part"] not in LAYER_PARTS:
         raise ProtocolError("bad_request", f"field 'layer.part' must be one of {list(LAYER_PARTS)}, got "
                             f"{_show(value['part'])}", "layer.part")
-    return value["part"], _prompt(value["prompt"], "layer.prompt", limits)
+    candidates = value.get("candidates")
+    if candidates is not None and (isinstance(candidates, bool) or not isinstance(candidates, int)
+                                   or not 1 <= candidates <= MAX_LAYER_CANDIDATES):
+        raise ProtocolError("bad_request", f"field 'layer.candidates' must be an integer in [1, "
+                            f"{MAX_LAYER_CANDIDATES}], got {_show(candidates)}", "layer.candidates")
+    return (value["part"], _prompt(value["prompt"], "layer.prompt", limits)), candidates
 
 
 def parse_control(obj: dict[str, Any], frames: int, limits: Limits) -> Control | None:
@@ -167,7 +176,14 @@ def parse_control(obj: dict[str, Any], frames: int, limits: Limits) -> Control |
         keyframes=parse_keyframes(obj["keyframes"], frames, limits) if "keyframes" in obj else None,
         loop=loop, in_place=_bool(obj, "in_place"),
         strength=_number(obj, "control_strength", 0.0, limits.max_control_strength, 1.0),
-        layer=parse_layer(obj["layer"], limits) if "layer" in obj else None)
+        **_layer_fields(obj, limits))
+
+
+def _layer_fields(obj: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    if "layer" not in obj:
+        return {}
+    layer, candidates = parse_layer(obj["layer"], limits)
+    return {"layer": layer, "layer_candidates": candidates}
 
 
 def parse_sequence(obj: dict[str, Any], limits: Limits) -> tuple[tuple[str, float], ...]:

@@ -96,7 +96,8 @@ def run_controlled(pipeline: Any, request: Any, callback: ProgressCallback) -> l
         from realign_core.control.parts import part_layer
 
         part, prompt = request.control.layer
-        specs = [replace(spec, part=part_layer(pipeline, prompt, part, m.frames, m.seed, cfg, guidance))
+        specs = [replace(spec, part=part_layer(pipeline, prompt, part, m.frames, m.seed, cfg, guidance,
+                                               candidates=request.control.layer_candidates))
                  for m in motions]
     done = generate_controlled(pipeline, [m.prompt for m in motions], [m.frames for m in motions],
                                [m.seed for m in motions], specs, cfg, guidance, callback,

@@ -39,7 +39,7 @@ def test_control_fields_parse_into_a_control():
     assert c.strength == 2.0 and c.as_dict()["keyframes"] == [0]
     layered = parse(prompt="walk", frames=40, layer={"part": "right_arm", "prompt": "wave"})
     assert not layered.control.constrained and layered.control.layer == ("right_arm", "wave")   # set after sampling
-    assert layered.control.as_dict()["layer"] == {"part": "right_arm", "prompt": "wave"}
+    assert layered.control.as_dict()["layer"] == {"part": "right_arm", "prompt": "wave", "candidates": None}
     seq = parse(sequence=[{"prompt": "walk", "seconds": 2}, {"prompt": "run", "seconds": 1.5}], seed=4)
     assert seq.frames == 70 and seq.sequence == (("walk", 2.0), ("run", 1.5)) and len(seq.motions) == 1
 
@@ -56,7 +56,8 @@ def test_control_fields_parse_into_a_control():
     ({"loop": "yes"}, "loop", "must be true or false"),
     ({"control_strength": -1}, "control_strength", "finite number in [0, 10]"),
     ({"layer": {"part": "tail", "prompt": "wave"}}, "layer.part", "must be one of ['right_arm', 'left_arm', 'arms']"),
-    ({"layer": {"part": "arms"}}, "layer", "exactly 'part' and 'prompt'"),
+    ({"layer": {"part": "arms"}}, "layer", "with 'part' and 'prompt'"),
+    ({"layer": {"part": "arms", "prompt": "wave", "candidates": 9}}, "layer.candidates", "integer in [1, 8]"),
     ({"layer": {"part": "arms", "prompt": "  "}}, "layer.prompt", "empty"),
 ])
 def test_bad_control_fields_are_refused_naming_field_and_value(fields, field, message):
@@ -126,7 +127,7 @@ def test_keyframes_and_sequence_round_trip_and_model_errors(tiny_server):  # noq
 
 
 def test_a_layered_arm_round_trips_and_hangs_from_the_shoulder(tiny_server):  # noqa: F811
-    layer = {"part": "right_arm", "prompt": "a person jumps up and down."}
+    layer = {"part": "right_arm", "prompt": "a person jumps up and down.", "candidates": 1}   # the take's seed
     event = exchange(tiny_server, {"id": "a", "op": "generate", "prompt": "a person walks forward.", "frames": 40,
                                    "seed": 5, "steps": FAST_STEPS, "layer": layer})
     assert event["event"] == "result", event

@@ -106,5 +106,24 @@ def test_generate_layer_option_writes_the_take_and_the_layer(tiny_generator, tmp
                                np.linalg.norm(layer[:, j] - layer[:, 17], axis=-1), atol=1e-4)
     with pytest.raises(SystemExit, match=r"realign generate: part must be one of .* got 'tail'"):
         main(["generate", BASE, "--models", models, "--layer", "tail", PART, "-o", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match="ranking layer candidates needs a reward model"):
+        main(["generate", BASE, "--models", models, "--layer", "arms", PART, "--layer-candidates", "2", "-o", "x"])
     with pytest.raises(SystemExit, match="--layer and --sequence cannot be combined"):
         main(["generate", "-", "--models", models, "--layer", "arms", PART, "--sequence", "s.json", "-o", "x"])
+
+
+def test_layer_candidates_keep_the_one_the_reward_model_rates_highest(tiny_guided, pipe):
+    from realign_core.control.parts import CANDIDATE_SEED_STRIDE, rank_by_reward
+
+    guided = TextToMotionPipeline.from_checkpoints(tiny_guided)
+    seeds = [3 + k * CANDIDATE_SEED_STRIDE for k in range(3)]
+    all_three = guided([PART] * 3, [40] * 3, seeds, CFG).features[:, :40]
+    rewards = rank_by_reward(guided, PART, all_three)
+    _, chosen = part_layer(guided, PART, "arms", 40, 3, CFG, candidates=3, with_features=True)
+    assert np.allclose(chosen, all_three[int(rewards.argmax())].numpy(), atol=1e-5)
+    _, first = part_layer(guided, PART, "arms", 40, 3, CFG, candidates=1, with_features=True)
+    assert np.allclose(first, all_three[0].numpy(), atol=1e-5)          # one candidate = the take's own seed
+    with pytest.raises(ValueError, match="layer candidates must be a whole number >= 1, got 0"):
+        part_layer(guided, PART, "arms", 40, 3, CFG, candidates=0)
+    with pytest.raises(ValueError, match="ranking layer candidates needs a reward model"):
+        part_layer(pipe, PART, "arms", 40, 3, CFG, candidates=2)

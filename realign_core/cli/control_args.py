@@ -12,7 +12,8 @@
   track x, z, heading per frame), ``--control-strength X`` (default 1);
 * ``--layer PART PROMPT``: a body part (right_arm, left_arm, arms) moving as in PROMPT's own motion, layered
   on the take (e.g. ``--layer right_arm "a person waves with the right hand."`` on a walk;
-  ``realign_core.control.parts``);
+  ``realign_core.control.parts``); ``--layer-candidates K``: the layer is the best of K motions of PROMPT
+  by the reward model (default 1);
 * ``--sequence FILE.json``: ``[{"prompt": ..., "seconds": ...}, ...]`` -- one continuous motion through
   the prompts (the positional prompt is then ignored; write ``-`` for it).
 
@@ -40,6 +41,9 @@ def add_control_arguments(g: argparse.ArgumentParser) -> None:
     c.add_argument("--control-strength", type=float, default=1.0, help="how hard the constraints pull (0 = off)")
     c.add_argument("--layer", nargs=2, metavar=("PART", "PROMPT"), default=None,
                    help="layer a body part (right_arm, left_arm, arms) moving as in PROMPT's motion on the take")
+    c.add_argument("--layer-candidates", type=int, default=None,
+                   help="--layer: motions of PROMPT to choose the layer from by the reward model (default 1: "
+                        "the take's seed)")
     c.add_argument("--sequence", default=None, help="JSON list of {prompt, seconds}: one continuous motion")
 
 
@@ -103,6 +107,7 @@ def control_fields(args: argparse.Namespace, frames: int) -> dict[str, Any]:
         if not prompt.strip():
             raise ValueError("--layer: the part's prompt is empty")
         out["layer"] = (part, prompt)
+        out["layer_candidates"] = args.layer_candidates
     if args.sequence:
         from realign_core.control.sequence import Segment
 

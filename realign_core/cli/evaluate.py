@@ -212,6 +212,8 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", nargs=2, metavar=("PART", "PROMPT"), default=None,
                    help="--caption: layer a body part (right_arm, left_arm, arms) from PROMPT's own motion of the "
                         "same seed on every sample, as realign generate --layer does")
+    p.add_argument("--layer-candidates", type=int, default=None,
+                   help="--layer: motions of PROMPT the reward model chooses the layer from (default 1)")
     p.add_argument("--validate-on", type=Path, default=None, metavar="DATA_DIR",
                    help="also run the checks on the real captioned clips of a built dataset")
     p.add_argument("--no-mirrored", action="store_true", help="validation: leave out the mirrored clips")
@@ -233,7 +235,8 @@ def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
     reports = evaluate_generator(args.models, args.generator, args.samples, args.seconds, args.strength, steps,
                                  args.cfg, args.seed, args.batch_size, args.device,
                                  caption_prompts(args.caption, args.checks or "") if args.caption is not None
-                                 else select_prompts(args.prompts), tuple(args.layer) if args.layer else None)
+                                 else select_prompts(args.prompts), tuple(args.layer) if args.layer else None,
+                                 args.layer_candidates)
     print(format_reports(reports))
     if "guided" not in reports:
         print(f"no reward model in {args.models}: guided sampling skipped")

@@ -48,6 +48,7 @@ class GenerateRequest:
     in_place: bool = False                  # root track apart (OUT_root.npy)
     sequence: list | None = None            # realign_core.control.sequence.Segment list: one long motion
     layer: tuple[str, str] | None = None    # (body part, its prompt): the part layered on the take (control.parts)
+    layer_candidates: int | None = None     # motions of the layer's prompt ranked by the reward (None = default)
     extras: list = field(default_factory=list, compare=False)   # filled by generate: per sample, extra files
     sampling_given: set = field(default_factory=lambda: {"sampler", "steps"})  # the others: the models' defaults
 
@@ -140,7 +141,8 @@ def layered_controls(pipe: TextToMotionPipeline, req: GenerateRequest, settings,
     base = req.control if req.control is not None else ControlSpec()
     controls, layers = [], []
     for seed in seeds:
-        layer, features = part_layer(pipe, prompt, part, frames, seed, req.sampling, settings, with_features=True)
+        layer, features = part_layer(pipe, prompt, part, frames, seed, req.sampling, settings, with_features=True,
+                                     candidates=req.layer_candidates)
         controls.append(replace(base, part=layer))
         layers.append(features_to_joints(features).astype(np.float32))
     return controls, layers

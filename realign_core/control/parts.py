@@ -6,10 +6,13 @@ single prompt asking for both gets the walk only.  A layer composes them at samp
 
 1. ``part_layer(pipe, caption, part, frames, seed, ...)`` generates the part's own motion and reads the
    part's joints off it as offsets from their anchors (the shoulders) in the body's facing frame
-   (``control_spec.PartLayer``);
-2. the base prompt is generated with the layer as a constraint (``ControlSpec(part=layer)``; the ``part``
-   cost of ``guidance.constraints`` pulls the decoded arm onto the layer while the denoiser keeps the rest
-   of the body consistent with it);
+   (``control_spec.PartLayer``).  With ``candidates`` > 1 it generates that many motions (the take's seed
+   first) and keeps the one the reward model rates closest to the part's prompt (its text-to-motion reward
+   on the clean motion); the default is 1: on the README demo prompt 4 candidates did not wave more often
+   (docs/control.md, "Layered body parts");
+2. the base prompt is generated as without the layer (``ControlSpec(part=layer)`` adds no constraint hook;
+   with ``part_weight`` > 0 the ``part`` cost of ``guidance.constraints`` would pull the decoded arm onto the
+   layer, but then the body follows the arm and stops walking -- measured in docs/control.md);
 3. ``layer_part`` then sets the part's joints exactly (as keyed poses are met exactly by the warp): each
    layered joint = its anchor in the base motion + the layer's offset, so the arm stays attached to the
    shoulder wherever the body walks or turns, with the layer's bone lengths (every motion shares the
@@ -21,10 +24,13 @@ the part's rot6d and velocity features keep the base motion's values.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from realign_core.guidance.control_spec import PartLayer, part_joints
 
 RIC = slice(4, 67)
+DEFAULT_CANDIDATES = 1          # layer candidates ranked by the reward model (1 = the take's seed only)
+CANDIDATE_SEED_STRIDE = 100_003  # candidate k of seed s uses seed s + k * stride (k = 0: the take's own seed)
 
 
 def layer_part(features: np.ndarray, layer: PartLayer) -> np.ndarray:
@@ -39,18 +45,37 @@ def layer_part(features: np.ndarray, layer: PartLayer) -> np.ndarray:
 
 
 def part_layer(pipe, caption: str, part: str, frames: int, seed: int, cfg=None, guidance=None,
-               callback=None, with_features: bool = False):
-    """Generate ``caption`` (frames at 20 fps, ``seed``) and read ``part``'s layer off it; with
-    ``with_features`` -> (layer, the part motion's features (frames, 263))."""
+               callback=None, with_features: bool = False, candidates: int | None = None):
+    """Generate ``caption`` (frames at 20 fps) and read ``part``'s layer off it; ``candidates`` motions (None =
+    ``DEFAULT_CANDIDATES``) ranked by :func:`rank_by_reward`.  With ``with_features`` -> (layer, the chosen
+    motion's features (frames, 263))."""
     from realign_core.pipeline import SamplingConfig
 
     if not caption.strip():
         raise ValueError("part prompt is empty")
     part_joints(part)   # an unknown part fails before generating
-    out = pipe([caption], [frames], [seed], cfg or SamplingConfig(), guidance, callback=callback)
-    features = out.features[0, :frames].cpu().numpy()
-    layer = PartLayer.from_features(part, features)
-    return (layer, features) if with_features else layer
+    n = DEFAULT_CANDIDATES if candidates is None else candidates
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"layer candidates must be a whole number >= 1, got {candidates!r}")
+    seeds = [seed + k * CANDIDATE_SEED_STRIDE for k in range(n)]
+    out = pipe([caption] * n, [frames] * n, seeds, cfg or SamplingConfig(), guidance, callback=callback)
+    features = out.features[:, :frames]
+    best = 0 if n == 1 else int(rank_by_reward(pipe, caption, features).argmax())
+    chosen = features[best].cpu().numpy()
+    layer = PartLayer.from_features(part, chosen)
+    return (layer, chosen) if with_features else layer
 
 
-__all__ = ["layer_part", "part_layer"]
+def rank_by_reward(pipe, caption: str, features: torch.Tensor) -> torch.Tensor:
+    """(N,) the motion-space reward model's text-to-motion reward (cosine) of N clean motions of equal length,
+    features (N, F, 263) un-normalised, for ``caption``.  Needs a reward model (``pipe.has_reward``)."""
+    if not pipe.has_reward:
+        raise ValueError("ranking layer candidates needs a reward model (reward/best.pt); give candidates = 1")
+    model = pipe.reward.model
+    with torch.no_grad():
+        text = model.encode_text([caption])
+        mask = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+        return model.reward_t2m(pipe.normalizer.normalize(features), mask, 0, text)
+
+
+__all__ = ["DEFAULT_CANDIDATES", "layer_part", "part_layer", "rank_by_reward"]

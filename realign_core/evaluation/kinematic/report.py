@@ -139,23 +139,23 @@ def format_reports(reports: dict[str, AlignmentReport]) -> str:
 
 
 def pipeline_generator(pipe: Any, sampling: Any, guidance: Any = None,
-                       layer: tuple[str, str] | None = None) -> Generate:
+                       layer: tuple[str, str] | None = None, layer_candidates: int | None = None) -> Generate:
     """``generate(captions, frames, seeds)`` of a :class:`~realign_core.pipeline.TextToMotionPipeline`
     with fixed sampling and guidance settings (None = the unguided baseline); ``layer`` = (part, prompt): each
-    motion gets that body part from the prompt's own motion of the same seed (``control.parts``)."""
+    motion gets that body part from the prompt's own motion of the same seed, as ``realign generate --layer``
+    makes it (``control.parts.part_layer``, its default candidates)."""
     def generate(captions: list[str], frames: list[int], seeds: list[int]) -> list[Joints]:
         out = pipe(captions, frames, seeds, sampling, guidance)
         feats, mask = out.features, out.mask
         if layer is None:
             return pipe.to_joints(feats, mask)
-        from realign_core.control.parts import layer_part
-        from realign_core.guidance.control_spec import PartLayer
+        from realign_core.control.parts import layer_part, part_layer
         from realign_core.motion.features import features_to_joints
 
-        parts = pipe([layer[1]] * len(seeds), frames, seeds, sampling, guidance).features
         return [features_to_joints(layer_part(feats[i, :f].cpu().numpy(),
-                                              PartLayer.from_features(layer[0], parts[i, :f].cpu().numpy())))
-                for i, f in enumerate(frames)]
+                                              part_layer(pipe, layer[1], layer[0], f, s, sampling, guidance,
+                                                         candidates=layer_candidates)))
+                for i, (f, s) in enumerate(zip(frames, seeds))]
     return generate
 
 
@@ -163,7 +163,8 @@ def evaluate_generator(models: Path, generator: str = "mld", samples: int = 10, 
                        strength: float | None = None, steps: int = 50, cfg_scale: float | None = None,
                        seed: int = 0, batch_size: int = 32, device: str | None = None,
                        prompts: Sequence[KinematicPrompt] = PROMPTS,
-                       layer: tuple[str, str] | None = None) -> dict[str, AlignmentReport]:
+                       layer: tuple[str, str] | None = None,
+                       layer_candidates: int | None = None) -> dict[str, AlignmentReport]:
     """Baseline and guided (the models' default guidance with ``strength`` replaced, if given)
     kinematic alignment of one generator; guided is skipped when the folder has no reward model.  ``layer``:
     see :func:`pipeline_generator`."""
@@ -181,10 +182,11 @@ def evaluate_generator(models: Path, generator: str = "mld", samples: int = 10, 
         settings["guided"] = default if strength is None else replace(default, strength=float(strength))
     reports = {}
     for name, guidance in settings.items():
-        report = kinematic_alignment(pipeline_generator(pipe, sampling, guidance, layer), prompts, samples, seconds,
-                                     seed, batch_size)
+        report = kinematic_alignment(pipeline_generator(pipe, sampling, guidance, layer, layer_candidates), prompts,
+                                     samples, seconds, seed, batch_size)
         report.settings = {"generator": generator, "sampling": asdict(sampling),
                            "guidance": asdict(guidance) if guidance else None,
-                           "layer": None if layer is None else {"part": layer[0], "prompt": layer[1]}}
+                           "layer": None if layer is None else {"part": layer[0], "prompt": layer[1],
+                                                                "candidates": layer_candidates}}
         reports[name] = report
     return reports
