@@ -40,8 +40,7 @@ def control_flags(settings, request: dict, loop: bool | None = None, layer: bool
         if not prompt:
             raise ControlInputError("the layer has no prompt: type what the arm does (Control: Layer), or set "
                                     "Layer to None")
-        request["layer"] = {"part": settings.layer_part, "prompt": prompt}
-        request["control_strength"] = float(settings.control_strength)
+        request["layer"] = {"part": settings.layer_part, "prompt": prompt}   # set after sampling: no strength
     looped = settings.loop if loop is None else loop
     if looped:
         request["loop"] = control["loop"] = True

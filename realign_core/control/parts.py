@@ -44,6 +44,13 @@ def layer_part(features: np.ndarray, layer: PartLayer) -> np.ndarray:
     return out
 
 
+def layer_error_m(features: np.ndarray, layer: PartLayer) -> float:
+    """Mean distance (m) of a motion's layered joints from ``layer``: their offsets from the anchors in the facing
+    frame (read as ``PartLayer.from_features`` reads them), features (F, 263), F <= the layer's frames."""
+    offsets = PartLayer.from_features(layer.part, features).offsets
+    return float(np.linalg.norm(offsets - layer.offsets[:len(offsets)], axis=-1).mean())
+
+
 def part_layer(pipe, caption: str, part: str, frames: int, seed: int, cfg=None, guidance=None,
                callback=None, with_features: bool = False, candidates: int | None = None):
     """Generate ``caption`` (frames at 20 fps) and read ``part``'s layer off it; ``candidates`` motions (None =
@@ -78,4 +85,4 @@ def rank_by_reward(pipe, caption: str, features: torch.Tensor) -> torch.Tensor:
         return model.reward_t2m(pipe.normalizer.normalize(features), mask, 0, text)
 
 
-__all__ = ["DEFAULT_CANDIDATES", "layer_part", "part_layer", "rank_by_reward"]
+__all__ = ["DEFAULT_CANDIDATES", "layer_error_m", "layer_part", "part_layer", "rank_by_reward"]

@@ -308,19 +308,9 @@ def bench_sequences(pipe, scores: TextScores, totals: list[float], seed: int, cf
 
 # --------------------------------------------------------------------------- CLI
 
-def layer_error_cm(features: np.ndarray, layer) -> float:
-    """Mean distance (cm) of a take's layered joints from the layer (offsets from their anchors, facing frame)."""
-    from realign_core.guidance.control_spec import part_joints, root_relative_joints
-
-    ric = root_relative_joints(np.asarray(features, dtype=np.float64))
-    joints, anchors = part_joints(layer.part)
-    off = ric[:, list(joints)] - ric[:, list(anchors)]
-    return 100 * float(np.linalg.norm(off - layer.offsets[:len(ric)], axis=-1).mean())
-
-
 def bench_layers(pipe, seeds: list[int], seconds: float, cfg, guidance) -> dict:
     """The layer part (see the module docstring)."""
-    from realign_core.control.parts import part_layer
+    from realign_core.control.parts import layer_error_m, part_layer
     from realign_core.evaluation.kinematic.checks import MeasuredMotion, all_checks
 
     frames, rows = round(seconds * FPS), {}
@@ -337,8 +327,8 @@ def bench_layers(pipe, seeds: list[int], seconds: float, cfg, guidance) -> dict:
         for label, (specs, exact) in runs.items():
             done = generate_controlled(pipe, [base_caption] * len(seeds), [frames] * len(seeds), seeds, specs, cfg,
                                        guidance, exact_keys=exact)
-            row[f"{label}_layer_err_cm"] = float(np.mean([layer_error_cm(m.features, lay)
-                                                          for m, (lay, _) in zip(done, layers)]))
+            row[f"{label}_layer_err_cm"] = 100 * float(np.mean([layer_error_m(m.features, lay)
+                                                                for m, (lay, _) in zip(done, layers)]))
             if label != "pulled":
                 joints = [m.joints for m in done]
                 row[f"{label}_{base_check}"] = passed(base_check, joints)
