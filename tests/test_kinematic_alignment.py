@@ -226,6 +226,13 @@ def test_prompt_set_and_bad_input():
     assert [(p.name, p.caption) for p in walk_wave] == [("walk_forward", "a person walks forward and waves."),
                                                          ("wave_right", "a person walks forward and waves.")]
     assert walk_wave[0].matches(walking_motion(frames=80, speed=1.2)) and not walk_wave[1].matches(standing(80))
+    (both,) = caption_prompts("a person walks forward and waves.", "walk_forward+wave_right")
+    walking_and_waving = walking_motion(frames=60, speed=1.2)
+    wave = waving("right")
+    arm, shoulder = [J["right_wrist"], J["right_elbow"]], [J["right_shoulder"]]
+    walking_and_waving[:, arm] = walking_and_waving[:, shoulder] + (wave[:, arm] - wave[:, shoulder])
+    assert both.name == "walk_forward+wave_right" and both.matches(walking_and_waving)
+    assert not both.matches(walking_motion(frames=60, speed=1.2)) and not both.matches(wave)
     for caption, checks in [("a person flies.", "fly"), ("", "jump"), ("a person jumps.", "")]:
         with pytest.raises(ValueError, match="caption prompts"):
             caption_prompts(caption, checks)

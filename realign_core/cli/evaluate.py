@@ -208,7 +208,8 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", default=None, help=f"comma-separated subset of: {', '.join(PROMPTS_BY_NAME)}")
     p.add_argument("--caption", default=None, help="instead of the fixed prompts: this caption, checked by each of "
                    "--checks (e.g. the README demo prompt with walk_forward,wave_right)")
-    p.add_argument("--checks", default=None, help="--caption: comma-separated check names")
+    p.add_argument("--checks", default=None, help="--caption: comma-separated check names; A+B passes a sample "
+                   "only when A and B both pass on it (e.g. walk_forward+wave_right)")
     p.add_argument("--layer", nargs=2, metavar=("PART", "PROMPT"), default=None,
                    help="--caption: layer a body part (right_arm, left_arm, arms) from PROMPT's own motion of the "
                         "same seed on every sample, as realign generate --layer does")

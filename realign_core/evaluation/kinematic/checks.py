@@ -367,11 +367,19 @@ def select_prompts(names: str | Sequence[str] | None) -> tuple[KinematicPrompt, 
 
 def caption_prompts(caption: str, checks: str | Sequence[str]) -> tuple[KinematicPrompt, ...]:
     """A free-text caption checked for each thing it asks: one prompt per named check (of :func:`all_checks`),
-    all with ``caption`` (e.g. the README demo's "walks forward and waves": walk_forward, wave_right)."""
+    all with ``caption`` (e.g. the README demo's "walks forward and waves": walk_forward, wave_right).  A name
+    joining checks with ``+`` (``walk_forward+wave_right``) passes a sample only when every one of them does on
+    that same sample: whether one motion does all the caption asks, not each part on other seeds."""
     known = all_checks()
     names = [n.strip() for n in checks.split(",") if n.strip()] if isinstance(checks, str) else list(checks)
-    unknown = [n for n in names if n not in known]
+    parts = {n: [c.strip() for c in n.split("+")] for n in names}
+    unknown = [c for n in names for c in parts[n] if c not in known]
     if not caption.strip() or not names or unknown:
         raise ValueError(f"caption prompts: need a caption and known checks; got caption {caption!r}, "
                          f"checks {names} (unknown {unknown}; known: {', '.join(known)})")
-    return tuple(KinematicPrompt(n, caption, known[n]) for n in names)
+    return tuple(KinematicPrompt(n, caption, _all_of([known[c] for c in parts[n]])) for n in names)
+
+
+def _all_of(checks: Sequence[Callable[[MeasuredMotion], bool]]) -> Callable[[MeasuredMotion], bool]:
+    """One check that passes a motion when every one of ``checks`` does."""
+    return checks[0] if len(checks) == 1 else (lambda m: all(check(m) for check in checks))
