@@ -121,13 +121,14 @@ def format_reports(reports: dict[str, AlignmentReport]) -> str:
     there are two settings the paired difference (second - first) with its 95 % interval."""
     names = list(reports)
     diff = compare_reports(reports[names[0]], reports[names[1]]) if len(names) == 2 else None
-    header = f"{'prompt':14s}" + "".join(f" | {n:>20s}" for n in names) + (f" | {'difference':>22s}" if diff else "")
-    lines = [header, "-" * len(header)]
     labels = [p.name for p in reports[names[0]].prompts] + ["overall"]
+    width = max(14, *(len(label) for label in labels))
+    header = f"{'prompt':{width}s}" + "".join(f" | {n:>20s}" for n in names) + (f" | {'difference':>22s}" if diff else "")
+    lines = [header, "-" * len(header)]
     for i, label in enumerate(labels):
         cells = [percent_with_ci(r.overall, r.overall_ci) if label == "overall" else percent_with_ci(r.prompts[i].fraction, r.prompts[i].ci)
                  for r in reports.values()]
-        line = f"{label:14s}" + "".join(f" | {c:>20s}" for c in cells)
+        line = f"{label:{width}s}" + "".join(f" | {c:>20s}" for c in cells)
         if diff:
             d = diff[label]
             line += f" | {100 * d['difference']:+6.1f} [{100 * d['low']:+6.1f},{100 * d['high']:+6.1f}]"
