@@ -15,12 +15,14 @@ from realign_core.evaluation.kinematic.checks import (
     PROMPTS_BY_NAME,
     MeasuredMotion,
     all_checks,
+    arm_measures,
     caption_prompts,
     select_prompts,
 )
 from realign_core.evaluation.kinematic.labels import (LABELS, ClipRecord, format_recall_through, format_validation,
                                                       label_clip, validate_checks)
-from realign_core.evaluation.kinematic.report import compare_reports, format_reports, kinematic_alignment
+from realign_core.evaluation.kinematic.report import (compare_reports, format_arm_measures, format_reports,
+                                                      kinematic_alignment)
 from realign_core.evaluation.metrics import paired_difference, wilson_interval
 from realign_core.motion.features import mirror_joints
 from realign_core.motion.quaternion import qrot, qyaw
@@ -290,6 +292,16 @@ def test_alignment_counts_matches_per_prompt_and_pairs_seeds():
     table = format_reports({"baseline": good, "guided": bad})
     assert "turn_left" in table and "overall" in table and "-100.0" in table
     assert json.loads(json.dumps(good.to_dict()))["prompts"]["walk_backward"]["n"] == 3
+    arms = format_arm_measures({"baseline": good, "guided": bad})
+    assert "stand_still" in arms and "0.00 / 0.00" in arms and len(good.prompts[0].arm) == 3
+
+
+def test_arm_measures_read_what_the_wave_check_reads():
+    wave = arm_measures(MeasuredMotion(waving("right")))
+    assert wave["right_wrist_raised_s"] == pytest.approx(2.0) and wave["right_wrist_swings"] >= 3
+    assert wave["left_wrist_raised_s"] == 0.0 and wave["left_wrist_swings"] == 0.0
+    held = arm_measures(MeasuredMotion(waving("right", amplitude=0.0)))     # raised and held: no swing
+    assert held["right_wrist_raised_s"] == pytest.approx(2.0) and held["right_wrist_swings"] == 0.0
 
 
 # --------------------------------------------------------------------------- #

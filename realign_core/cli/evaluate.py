@@ -210,6 +210,9 @@ def kinematic_parser() -> argparse.ArgumentParser:
                    "--checks (e.g. the README demo prompt with walk_forward,wave_right)")
     p.add_argument("--checks", default=None, help="--caption: comma-separated check names; A+B passes a sample "
                    "only when A and B both pass on it (e.g. walk_forward+wave_right)")
+    p.add_argument("--arm-measures", action="store_true",
+                   help="also print what the wave checks read, per prompt and setting: the right wrist's mean "
+                        "seconds above its shoulder and its swing reversals (always in the JSON)")
     p.add_argument("--layer", nargs=2, metavar=("PART", "PROMPT"), default=None,
                    help="--caption: layer a body part (right_arm, left_arm, arms) from PROMPT's own motion of the "
                         "same seed on every sample, as realign generate --layer does")
@@ -230,7 +233,8 @@ def kinematic_parser() -> argparse.ArgumentParser:
 def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
     """Run baseline vs guided for the CLI arguments, print the table, return the JSON part."""
     from realign_core.evaluation.kinematic.checks import caption_prompts, select_prompts
-    from realign_core.evaluation.kinematic.report import compare_reports, evaluate_generator, format_reports
+    from realign_core.evaluation.kinematic.report import (compare_reports, evaluate_generator, format_arm_measures,
+                                                          format_reports)
 
     steps = args.steps if args.steps is not None else validated_steps(args.models, args.generator)
     reports = evaluate_generator(args.models, args.generator, args.samples, args.seconds, args.strength, steps,
@@ -239,6 +243,8 @@ def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
                                  else select_prompts(args.prompts), tuple(args.layer) if args.layer else None,
                                  args.layer_candidates)
     print(format_reports(reports))
+    if args.arm_measures:
+        print(format_arm_measures(reports))
     if "guided" not in reports:
         print(f"no reward model in {args.models}: guided sampling skipped")
     out: dict[str, Any] = {name: report.to_dict() for name, report in reports.items()}
@@ -259,7 +265,7 @@ def add_check_motion_command(sub: argparse._SubParsersAction) -> None:
 def _check_motion(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from realign_core.evaluation.kinematic.checks import MeasuredMotion, all_checks
+    from realign_core.evaluation.kinematic.checks import MeasuredMotion, all_checks, arm_measures
 
     checks = all_checks()
     names = [n.strip() for n in args.checks.split(",") if n.strip()] or list(checks)
@@ -274,12 +280,16 @@ def _check_motion(args: argparse.Namespace) -> int:
     verdicts = {n: bool(checks[n](motion)) for n in names}
     print(f"{path}: {len(motion.pos)} frames ({s.duration_s:.1f} s); pelvis {s.forward_m:+.2f} m forward, "
           f"{s.left_m:+.2f} m left, path {s.path_length_m:.2f} m; turned {s.heading_change_deg:+.0f} deg")
+    arm = arm_measures(motion)
+    print("  wrists above the shoulder: " + ", ".join(
+        f"{side} {arm[f'{side}_wrist_raised_s']:.1f} s ({arm[f'{side}_wrist_swings']:.0f} swings)" for side in ("right", "left")))
     for name, ok in verdicts.items():
         print(f"  {name:14s} {'yes' if ok else 'no'}")
     if args.json:
         args.json.write_text(json.dumps({"motion": str(path), "forward_m": s.forward_m, "left_m": s.left_m,
                                          "path_length_m": s.path_length_m,
-                                         "heading_change_deg": s.heading_change_deg, "checks": verdicts}, indent=1))
+                                         "heading_change_deg": s.heading_change_deg, "arm": arm,
+                                         "checks": verdicts}, indent=1))
     return 0
 
 

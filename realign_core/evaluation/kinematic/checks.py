@@ -254,6 +254,14 @@ def _wrist_swings(m: MeasuredMotion, side: int) -> int:
     return total
 
 
+def arm_measures(m: MeasuredMotion) -> dict[str, float]:
+    """What the wave checks read, per side: seconds the wrist is above its shoulder (``*_raised_s``) and the
+    swing reversals it makes while raised (``*_swings``; a wave needs WAVE_MIN_REVERSALS)."""
+    return {f"{name}_wrist_{key}": value for name, side in (("right", -1), ("left", 1))
+            for key, value in (("raised_s", float(_raised(m, side).sum()) / m.fps),
+                               ("swings", float(_wrist_swings(m, side))))}
+
+
 def check_wave(m: MeasuredMotion, side: int) -> bool:
     """Waves with the left (side=+1) or right (-1) hand: that wrist above its shoulder for
     >= WAVE_MIN_RAISED_S in total, swinging back and forth there (>= WAVE_MIN_REVERSALS

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from realign_core.evaluation.kinematic.checks import PROMPTS, Joints, KinematicPrompt
+from realign_core.evaluation.kinematic.checks import PROMPTS, Joints, KinematicPrompt, MeasuredMotion, arm_measures
 from realign_core.evaluation.kinematic.labels import percent_with_ci
 from realign_core.evaluation.metrics import paired_difference, wilson_interval
 from realign_core.motion.skeleton import FPS
@@ -31,6 +31,11 @@ class PromptAlignment:
     caption: str
     seeds: list[int]
     matched: list[bool]
+    arm: list[dict[str, float]] = field(default_factory=list)   # per sample: checks.arm_measures
+
+    def arm_mean(self) -> dict[str, float]:
+        """The mean of each arm measure over the samples (empty without measures)."""
+        return {k: sum(a[k] for a in self.arm) / len(self.arm) for k in self.arm[0]} if self.arm else {}
 
     @property
     def fraction(self) -> float:
@@ -73,7 +78,8 @@ class AlignmentReport:
             "seconds": self.seconds, "settings": self.settings, "overall": self.overall,
             "overall_ci95": list(self.overall_ci),
             "prompts": {p.name: {"caption": p.caption, "fraction": p.fraction, "ci95": list(p.ci),
-                                 "n": len(p.matched), "seeds": p.seeds, "matched": p.matched}
+                                 "n": len(p.matched), "seeds": p.seeds, "matched": p.matched,
+                                 "arm_measures_mean": p.arm_mean(), "arm_measures": p.arm}
                         for p in self.prompts},
         }
 
@@ -94,13 +100,17 @@ def kinematic_alignment(generate: Generate, prompts: Sequence[KinematicPrompt] =
     n = samples_per_prompt
     jobs = [(p, seed + i * n + k) for i, p in enumerate(prompts) for k in range(n)]
     passed: list[bool] = []
+    arms: list[dict[str, float]] = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         motions = generate([p.caption for p, _ in chunk], [frames] * len(chunk), [s for _, s in chunk])
         if len(motions) != len(chunk):
             raise ValueError(f"generate returned {len(motions)} motions for {len(chunk)} requests")
-        passed += [p.matches(motion) for (p, _), motion in zip(chunk, motions)]
-    rows = [PromptAlignment(p.name, p.caption, [s for _, s in jobs[i * n:(i + 1) * n]], passed[i * n:(i + 1) * n])
+        measured = [MeasuredMotion(motion, FPS) for motion in motions]
+        passed += [p.matches(m) for (p, _), m in zip(chunk, measured)]
+        arms += [arm_measures(m) for m in measured]
+    rows = [PromptAlignment(p.name, p.caption, [s for _, s in jobs[i * n:(i + 1) * n]], passed[i * n:(i + 1) * n],
+                            arms[i * n:(i + 1) * n])
             for i, p in enumerate(prompts)]
     return AlignmentReport(rows, frames / FPS)
 
@@ -191,3 +201,22 @@ def evaluate_generator(models: Path, generator: str = "mld", samples: int = 10, 
                                                                 "candidates": layer_candidates}}
         reports[name] = report
     return reports
+
+
+def format_arm_measures(reports: dict[str, AlignmentReport], side: str = "right") -> str:
+    """A text table of what the wave checks read, per prompt and setting: the mean seconds the ``side`` wrist is
+    above its shoulder and its mean swing reversals there (a wave needs checks.WAVE_MIN_REVERSALS)."""
+    names = list(reports)
+    labels = [p.name for p in reports[names[0]].prompts]
+    width = max(14, *(len(label) for label in labels))
+    lines = [f"{'prompt':{width}s}" + "".join(f" | {n + ' raised s / swings':>30s}" for n in names)]
+    lines.append("-" * len(lines[0]))
+    for i, label in enumerate(labels):
+        cells = []
+        for report in reports.values():
+            mean = report.prompts[i].arm_mean()
+            cells.append(f"{mean.get(f'{side}_wrist_raised_s', float('nan')):.2f} / "
+                         f"{mean.get(f'{side}_wrist_swings', float('nan')):.2f}")
+        lines.append(f"{label:{width}s}" + "".join(f" | {c:>30s}" for c in cells))
+    lines.append(f"{side} wrist, mean over the samples: seconds above its shoulder / swing reversals while raised")
+    return "\n".join(lines)
