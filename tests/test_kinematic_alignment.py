@@ -4,6 +4,7 @@ the end-to-end evaluation on the real tiny generator + reward model (``tiny_guid
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -436,3 +437,35 @@ def test_realign_eval_kinematic_runs_every_generator_present(tiny_guided, tmp_pa
     validation = json.loads((models / "kinematic_validation.json").read_text())
     assert validation["validation"]["labels"]["walk_backward"]["recall"] == 1.0
     assert "walk_forward" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- #
+# Reward agreement: does the reward score passing samples higher?
+# --------------------------------------------------------------------------- #
+
+def test_agreement_auc():
+    from realign_core.evaluation.kinematic.reward_agreement import agreement_auc
+
+    perfect = agreement_auc([True, True, False, False], [0.9, 0.8, 0.1, 0.2])
+    assert perfect["auc"] == 1.0 and perfect["passing"] == 2 and perfect["reward_passing"] == pytest.approx(0.85)
+    assert agreement_auc([True, False, True, False], [0.1, 0.9, 0.2, 0.8])["auc"] == 0.0
+    assert agreement_auc([True, False], [0.5, 0.5])["auc"] == 0.5
+    none_pass = agreement_auc([False, False], [0.1, 0.2])
+    assert none_pass["auc"] is None and none_pass["reward_passing"] is None and none_pass["reward_failing"] == pytest.approx(0.15)
+    with pytest.raises(ValueError, match="2 verdicts for 3 rewards"):
+        agreement_auc([True, False], [0.1, 0.2, 0.3])
+
+
+def test_reward_agreement_cli_on_the_shipped_models(tmp_path):
+    models = Path(__file__).resolve().parents[1] / "models" / "default"
+    out = tmp_path / "agreement.json"
+    assert kinematic_main(["--models", str(models), "--prompts", "walk_forward,stand_still", "--samples", "3",
+                           "--seconds", "2", "--steps", "2", "--reward-agreement", "-o", str(out)]) == 0
+    rows = json.loads(out.read_text())["reward_agreement"]["prompts"]
+    assert set(rows) == {"walk_forward", "stand_still"}
+    for row in rows.values():
+        assert row["n"] == 3 and len(row["reward"]) == 3 and all(-1.0 <= r <= 1.0 for r in row["reward"])
+        assert row["passing"] == sum(row["passed"])
+    with pytest.raises(SystemExit):
+        kinematic_main(["--models", str(models), "--caption", "a person waves.", "--checks", "wave_right",
+                        "--layer", "right_arm", "a person waves.", "--reward-agreement"])

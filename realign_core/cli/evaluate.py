@@ -213,6 +213,9 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--arm-measures", action="store_true",
                    help="also print what the wave checks read, per prompt and setting: the right wrist's mean "
                         "seconds above its shoulder and its swing reversals (always in the JSON)")
+    p.add_argument("--reward-agreement", action="store_true",
+                   help="instead of baseline vs guided: does the motion-space reward score the unguided samples "
+                        "that pass each check higher than those that fail (AUC)?")
     p.add_argument("--layer", nargs=2, metavar=("PART", "PROMPT"), default=None,
                    help="--caption: layer a body part (right_arm, left_arm, arms) from PROMPT's own motion of the "
                         "same seed on every sample, as realign generate --layer does")
@@ -251,6 +254,25 @@ def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
     if len(reports) == 2:
         out["difference"] = compare_reports(reports["baseline"], reports["guided"])
     return out
+
+
+def _agreement_json(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the reward agreement for the CLI arguments, print its table, return the JSON part."""
+    from realign_core.device import pick_device
+    from realign_core.evaluation.kinematic.checks import caption_prompts, select_prompts
+    from realign_core.evaluation.kinematic.reward_agreement import format_agreement, reward_agreement
+    from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
+
+    pipe = TextToMotionPipeline.from_checkpoints(args.models, device=pick_device(args.device), generator=args.generator)
+    if not pipe.has_reward:
+        raise SystemExit(f"--reward-agreement: {args.models} has no reward model (reward/best.pt)")
+    steps = args.steps if args.steps is not None else validated_steps(args.models, args.generator)
+    prompts = (caption_prompts(args.caption, args.checks or "") if args.caption is not None
+               else select_prompts(args.prompts))
+    rows = reward_agreement(pipe, prompts, args.samples, args.seconds, SamplingConfig(steps=steps, cfg_scale=args.cfg),
+                            args.seed, args.batch_size)
+    print(format_agreement(rows))
+    return {"steps": steps, "cfg_scale": args.cfg, "seconds": args.seconds, "prompts": rows}
 
 
 def add_check_motion_command(sub: argparse._SubParsersAction) -> None:
@@ -305,6 +327,8 @@ def kinematic_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--caption: give --checks (not --prompts), e.g. --checks walk_forward,wave_right")
     if args.layer is not None and args.caption is None:
         parser.error("--layer: only with --caption")
+    if args.reward_agreement and (args.models is None or args.layer is not None):
+        parser.error("--reward-agreement: needs --models and scores unguided samples without a layer")
     if args.through_vae is not None and (args.validate_on is None or not args.through_vae.is_file()):
         parser.error(f"--through-vae {args.through_vae}: needs --validate-on and an existing VAE best.pt")
     out: dict[str, Any] = {}
@@ -318,7 +342,9 @@ def kinematic_main(argv: Sequence[str] | None = None) -> int:
             out["validation_through_vae"] = {"vae": str(args.through_vae), **validate_checks(
                 args.validate_on, include_mirrored=not args.no_mirrored, progress=True, joints_of=joints)}
             print(format_recall_through(out["validation"], out["validation_through_vae"]))
-    if args.models is not None:
+    if args.models is not None and args.reward_agreement:
+        out["reward_agreement"] = _agreement_json(args)
+    elif args.models is not None:
         out["alignment"] = _alignment_json(args)
     default = (args.models / f"kinematic_alignment_{args.generator}.json" if args.models
                else Path("kinematic_validation.json"))
