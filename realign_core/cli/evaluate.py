@@ -275,6 +275,41 @@ def _agreement_json(args: argparse.Namespace) -> dict[str, Any]:
     return {"steps": steps, "cfg_scale": args.cfg, "seconds": args.seconds, "prompts": rows}
 
 
+def add_reward_probe_command(sub: argparse._SubParsersAction) -> None:
+    """The ``realign reward-probe`` sub-command: does the reward see what a body part does over time?"""
+    rp = sub.add_parser("reward-probe", help="the reward of captured clips against the same clips with a body part "
+                        "held at its mean pose (does the reward read e.g. a wave?)")
+    rp.add_argument("--models", type=Path, required=True, help="model root with reward/best.pt")
+    rp.add_argument("--data", type=Path, required=True, help=DATA_HELP)
+    rp.add_argument("--split", default="train", help="train, val or test")
+    rp.add_argument("--match", action="append", required=True, metavar="REGEX",
+                    help="caption pattern (case-insensitive; repeat: all must match), e.g. 'wav(e|es|ing)\\b'")
+    rp.add_argument("--part", default="arms", help="right_arm, left_arm or arms")
+    rp.add_argument("--device", default=None)
+    rp.add_argument("-o", "--out", type=Path, default=None, help="JSON of every clip's two rewards")
+    rp.set_defaults(func=_reward_probe)
+
+
+def _reward_probe(args: argparse.Namespace) -> int:
+    from realign_core.device import pick_device
+    from realign_core.evaluation.reward_probe import format_probe, probe_held_part
+    from realign_core.pipeline import TextToMotionPipeline
+
+    pipe = TextToMotionPipeline.from_checkpoints(args.models, device=pick_device(args.device))
+    if not pipe.has_reward:
+        raise SystemExit(f"realign reward-probe: {args.models} has no reward model (reward/best.pt)")
+    try:
+        result = probe_held_part(pipe, args.data, args.split, args.match, args.part)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"realign reward-probe: {err}") from None
+    print(format_probe(result))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"models": str(args.models), **result}, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def add_check_motion_command(sub: argparse._SubParsersAction) -> None:
     """The ``realign check-motion`` sub-command: the model-free kinematic checks on one motion file."""
     cm = sub.add_parser("check-motion", help="what a motion file does, by the model-free kinematic checks")

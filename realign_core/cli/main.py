@@ -37,7 +37,8 @@ from pathlib import Path
 
 from realign_core.cli import batch, bench, training_plots
 from realign_core.cli.control_args import add_control_arguments, add_control_bench
-from realign_core.cli.evaluate import DATA_HELP, SAMPLER_CHOICES, add_check_motion_command, add_eval_command
+from realign_core.cli.evaluate import (DATA_HELP, SAMPLER_CHOICES, add_check_motion_command, add_eval_command,
+                                      add_reward_probe_command)
 from realign_core.cli.gpu import add_gpu_command
 from realign_core.cli.sampler_choice import add_choose_sampler_command
 from realign_core.models.layout import KINDS as TRAIN_KINDS  # torch-free: parsing never imports torch
@@ -457,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_command(sub)
     add_check_motion_command(sub)
+    add_reward_probe_command(sub)
 
     tg = sub.add_parser("tune-guidance", help="choose the guidance settings on the validation split")
     tg.add_argument("--models", required=True)
