@@ -47,7 +47,8 @@ def make_task(kind: str, model_section: dict[str, Any], data_dir: Path, out_root
     if kind in ("reward", "reward_plain"):
         from realign_core.training.tasks.reward import make_reward_task
 
-        return make_reward_task(kind, model_section, where)
+        norm = Normalizer.load(data_dir) if float(model_section.get("held_negative_weight", 0) or 0) > 0 else None
+        return make_reward_task(kind, model_section, where, None if norm is None else (norm.mean, norm.std))
     if kind == "latent_reward":
         from realign_core.training.tasks.latent_reward import make_latent_reward_task
 

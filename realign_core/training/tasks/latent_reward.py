@@ -60,6 +60,9 @@ class LatentRewardConfig(LatentRewardModelConfig, RewardConfig):
         super().__post_init__()
         if self.distill_weight < 0:
             raise ValueError(f"distill_weight must be >= 0, got {self.distill_weight}")
+        if self.held_negative_weight > 0:
+            raise ValueError("held_negative_weight: the held-part negative is the motion-space reward's; the latent "
+                             "reward learns it by distillation from that reward (distill_weight)")
 
     def model_config(self) -> LatentRewardModelConfig:
         names = LatentRewardModelConfig.__dataclass_fields__

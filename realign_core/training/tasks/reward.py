@@ -20,7 +20,10 @@ Per batch:
      from z_motion, summed; weight 1;
    * ``kl``: KL(text || N(0, I)) + KL(motion || N(0, I)) + KL(text || motion) +
      KL(motion || text), each averaged over batch and latent dims (as TMR); 1e-5;
-   * ``latent``: L1 between z_text and z_motion (mean); 1e-5.
+   * ``latent``: L1 between z_text and z_motion (mean); 1e-5;
+   * ``held`` (off unless ``held_negative_weight`` > 0): each clip whose ``held_negative_part`` moves by at
+     least ``held_negative_min_motion_m`` must score above its twin with that part held still, for its own
+     caption (``training.held_negatives``; the twin is noised with the clip's t and noise).
 
 Validation: unit posterior means of the val split, text->motion and motion->text
 R@1/2/3/5/10 in shuffled groups of 32 (``val_repeats`` shuffles averaged) on
@@ -35,6 +38,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -42,7 +46,9 @@ from torch.utils.data import DataLoader
 
 from realign_core.diffusion.sampling import SCHEDULE_KINDS, NoiseSchedule
 from realign_core.evaluation.retrieval import embed_split, retrieval_metrics
+from realign_core.guidance.control_spec import part_joints
 from realign_core.models.reward_model import RewardModel, RewardModelConfig
+from realign_core.training.held_negatives import held_negative_loss, hold_part_features
 from realign_core.training.losses import info_nce_loss, near_duplicate_mask
 
 TASK_NAMES = ("reward", "reward_plain")
@@ -67,6 +73,9 @@ class RewardConfig(RewardModelConfig):
     recon_weight: float = 1.0
     kl_weight: float = 1e-5
     latent_weight: float = 1e-5
+    held_negative_weight: float = 0.0    # > 0: the held-part hard negative (needs the dataset's mean/std)
+    held_negative_part: str = "arms"
+    held_negative_min_motion_m: float = 0.05
     val_noise_t: int = 500
     val_group_size: int = 32
     val_repeats: int = 5
@@ -88,6 +97,10 @@ class RewardConfig(RewardModelConfig):
             raise ValueError(f"val_noise_t must be in [0, {self.num_train_steps}), got {self.val_noise_t}")
         if self.val_group_size < 2 or self.val_repeats < 1:
             raise ValueError("val_group_size must be >= 2 and val_repeats >= 1")
+        if self.held_negative_weight < 0 or self.held_negative_min_motion_m < 0:
+            raise ValueError(f"held_negative_weight ({self.held_negative_weight}) and held_negative_min_motion_m "
+                             f"({self.held_negative_min_motion_m}) must be >= 0")
+        part_joints(self.held_negative_part)      # an unknown part fails here
 
     def model_config(self) -> RewardModelConfig:
         return RewardModelConfig(**self.model_fields())
@@ -123,12 +136,17 @@ class RewardTask:
     selection_metric = SELECTION_METRIC
     selection_mode = "max"
 
-    def __init__(self, config: RewardConfig = RewardConfig(), name: str = "reward") -> None:
+    def __init__(self, config: RewardConfig = RewardConfig(), name: str = "reward",
+                 norm: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """``norm``: the dataset's feature (mean, std), (263,) each; needed by the held-part negative."""
         if name not in TASK_NAMES:
             raise ValueError(f"task name must be one of {TASK_NAMES}, got {name!r}")
+        if config.held_negative_weight > 0 and norm is None:
+            raise ValueError("held_negative_weight > 0 needs the dataset's mean and std (make_reward_task's norm)")
         self.config = config
         self.name = name
         self.schedule = NoiseSchedule.make(config.schedule, config.num_train_steps)
+        self.norm = None if norm is None else tuple(torch.as_tensor(np.asarray(a), dtype=torch.float32) for a in norm)
 
     def build_model(self) -> RewardModel:
         return RewardModel(self.config.model_config())
@@ -166,8 +184,30 @@ class RewardTask:
         loss = (cfg.contrastive_weight * parts["contrastive"] + cfg.recon_weight * parts["recon"]
                 + cfg.kl_weight * parts["kl"] + cfg.latent_weight * parts["latent"])
         logged = {k: float(v.detach()) for k, v in parts.items()}
+        if cfg.held_negative_weight > 0:
+            held, share = self.held_negative(model, x0, x_t, mask, t, t_mu, m_mu)
+            loss = loss + cfg.held_negative_weight * held
+            logged.update(held=float(held.detach()), held_share=share)
         logged["t_mean"] = float(t.float().mean())
         return loss, logged
+
+    def held_negative(self, model: RewardModel, x0: Tensor, x_t: Tensor, mask: Tensor, t: Tensor,
+                      t_mu: Tensor, m_mu: Tensor) -> tuple[Tensor, float]:
+        """The held-part loss over the batch's clips whose part moves (0 when none does) and their share.
+        x0, x_t: normalised (B, T, 263); the twin gets x_t's noise: x_t + sqrt(abar_t) (held - x0)."""
+        cfg = self.config
+        mean, std = (a.to(x0.device) for a in self.norm)
+        held, movement = hold_part_features(x0 * std + mean, mask, cfg.held_negative_part)
+        moving = movement >= cfg.held_negative_min_motion_m
+        if not bool(moving.any()):
+            return x0.new_zeros(()), 0.0
+        held = (held - mean) / std * mask[..., None].to(x0.dtype)
+        shift = held - x0
+        if bool((t > 0).any()):
+            shift = self.schedule.add_noise(shift, torch.zeros_like(shift), t)
+        h_mu, _ = model.motion_posterior((x_t + shift)[moving], mask[moving], t[moving])
+        loss = held_negative_loss(t_mu[moving], m_mu[moving], h_mu, cfg.temperature)
+        return loss, float(moving.float().mean())
 
     @torch.no_grad()
     def validate(self, model: RewardModel, loader: DataLoader) -> dict[str, float]:
@@ -186,7 +226,8 @@ class RewardTask:
         return metrics
 
 
-def make_reward_task(kind: str, model_section: dict[str, Any], where: str = "[reward.model]") -> RewardTask:
+def make_reward_task(kind: str, model_section: dict[str, Any], where: str = "[reward.model]",
+                     norm: tuple[np.ndarray, np.ndarray] | None = None) -> RewardTask:
     """The task of kind ``reward`` (step-aware) or ``reward_plain`` (clean-only ablation).
 
     ``reward_plain`` defaults ``step_aware`` to False; the table may not turn it on.
@@ -196,4 +237,4 @@ def make_reward_task(kind: str, model_section: dict[str, Any], where: str = "[re
     section = dict(model_section)
     if kind == "reward_plain" and section.setdefault("step_aware", False):
         raise ValueError(f"{where}: reward_plain is the clean-only ablation; step_aware must be false")
-    return RewardTask(build_dataclass(RewardConfig, section, where), name=kind)
+    return RewardTask(build_dataclass(RewardConfig, section, where), name=kind, norm=norm)
