@@ -18,19 +18,19 @@ import numpy as np
 import torch
 from scipy.stats import wilcoxon
 
-from realign_core.control.parts import layer_part, rank_by_reward
+from realign_core.control.parts import rank_by_reward
 from realign_core.data.caption_search import match_captions, split_captions
 from realign_core.data.layout import FEATURES_DIR
-from realign_core.guidance.control_spec import PartLayer
 from realign_core.motion.features import features_to_joints, joints_to_features
+from realign_core.training.held_negatives import hold_part_features
 
 
 def hold_part(features: np.ndarray, part: str) -> np.ndarray:
-    """(F, 263) -> a copy whose ``part`` joints sit at their anchors plus the clip's mean offsets in every frame;
-    the other joints are unchanged (positions only: :func:`round_trip` makes the rest consistent)."""
-    layer = PartLayer.from_features(part, features)
-    held = PartLayer.make(part, np.broadcast_to(layer.offsets.mean(axis=0), layer.offsets.shape))
-    return layer_part(features, held)
+    """(F, 263) -> a copy with ``part`` held at the clip's mean pose relative to its anchors, as the reward's
+    hard negative holds it (``training.held_negatives.hold_part_features``); the other joints are unchanged."""
+    clip = torch.from_numpy(np.asarray(features, dtype=np.float32))[None]
+    held, _ = hold_part_features(clip, torch.ones(clip.shape[:2], dtype=torch.bool), part)
+    return held[0].numpy()
 
 
 def round_trip(features: np.ndarray) -> np.ndarray:
@@ -47,10 +47,11 @@ def probe_held_part(pipe: Any, data_dir: str | Path, split: str, patterns: list[
     matches = match_captions(captions, patterns, split)
     if not matches.matching_clips:
         raise ValueError(f"reward probe: no {split} clip of {data_dir} has a caption matching {patterns}")
+    compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
     rows = []
     for clip in matches.matching_clips:
         feats = np.load(Path(data_dir) / FEATURES_DIR / f"{clip}.npy")[:max_frames]
-        caption = next(t for t in captions[clip] if all(re.search(p, t, re.IGNORECASE) for p in patterns))
+        caption = next(t for t in captions[clip] if all(c.search(t) for c in compiled))
         pair = torch.from_numpy(np.stack([round_trip(feats), round_trip(hold_part(feats, part))])).float()
         captured, held = rank_by_reward(pipe, caption, pair).tolist()
         rows.append({"clip": clip, "caption": caption, "captured": captured, "held": held})

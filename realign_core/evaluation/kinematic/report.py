@@ -126,13 +126,18 @@ def compare_reports(baseline: AlignmentReport, guided: AlignmentReport) -> dict[
     return out
 
 
+def label_width(labels: Sequence[str]) -> int:
+    """The width of a text table's prompt column: its longest label, at least 14 characters."""
+    return max(14, *(len(label) for label in labels))
+
+
 def format_reports(reports: dict[str, AlignmentReport]) -> str:
     """A text table: one row per prompt (and overall), per setting 'pass % [95 % CI]', and when
     there are two settings the paired difference (second - first) with its 95 % interval."""
     names = list(reports)
     diff = compare_reports(reports[names[0]], reports[names[1]]) if len(names) == 2 else None
     labels = [p.name for p in reports[names[0]].prompts] + ["overall"]
-    width = max(14, *(len(label) for label in labels))
+    width = label_width(labels)
     header = f"{'prompt':{width}s}" + "".join(f" | {n:>20s}" for n in names) + (f" | {'difference':>22s}" if diff else "")
     lines = [header, "-" * len(header)]
     for i, label in enumerate(labels):
@@ -208,7 +213,7 @@ def format_arm_measures(reports: dict[str, AlignmentReport], side: str = "right"
     above its shoulder and its mean swing reversals there (a wave needs checks.WAVE_MIN_REVERSALS)."""
     names = list(reports)
     labels = [p.name for p in reports[names[0]].prompts]
-    width = max(14, *(len(label) for label in labels))
+    width = label_width(labels)
     lines = [f"{'prompt':{width}s}" + "".join(f" | {n + ' raised s / swings':>30s}" for n in names)]
     lines.append("-" * len(lines[0]))
     for i, label in enumerate(labels):

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from realign_core.evaluation.kinematic.checks import KinematicPrompt, MeasuredMotion
+from realign_core.evaluation.kinematic.report import label_width
 from realign_core.motion.skeleton import FPS
 
 
@@ -61,7 +62,7 @@ def reward_agreement(pipe: Any, prompts: Sequence[KinematicPrompt], samples: int
 
 def format_agreement(rows: dict[str, dict[str, Any]]) -> str:
     """A text table: prompt, passing samples, mean reward passing / failing, AUC [p]."""
-    width = max(14, *(len(name) for name in rows))
+    width = label_width(list(rows))
     lines = [f"{'prompt':{width}s} | passing | reward passing / failing | AUC (p)", "-" * (width + 50)]
     for name, r in rows.items():
         def fmt(v: float | None) -> str:
