@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from realign_core.guidance.control_spec import PartLayer, part_joints
+from realign_core.motion.features import FEATURE_GROUPS
 
-RIC = slice(4, 67)
+RIC, _ROT, _VEL = FEATURE_GROUPS["ric_positions"], FEATURE_GROUPS["rot6d"], FEATURE_GROUPS["local_velocity"]
 DEFAULT_CANDIDATES = 1          # layer candidates ranked by the reward model (1 = the take's seed only)
 CANDIDATE_SEED_STRIDE = 100_003  # candidate k of seed s uses seed s + k * stride (k = 0: the take's own seed)
 
@@ -42,6 +44,36 @@ def layer_part(features: np.ndarray, layer: PartLayer) -> np.ndarray:
     for k, (j, a) in enumerate(zip(joints, anchors)):
         ric[:, j - 1] = ric[:, a - 1] + layer.offsets[:frames, k]
     return out
+
+
+def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """(B, T, ...) mean over the valid frames of mask (B, T) -> (B, 1, ...)."""
+    w = mask.to(x.dtype).reshape(*mask.shape, *([1] * (x.dim() - 2)))
+    return (x * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0)
+
+
+def hold_part_features(features: Tensor, mask: Tensor, part: str) -> tuple[Tensor, Tensor]:
+    """(B, T, 263) un-normalised features, mask (B, T) -> (the features with ``part`` held at each clip's mean pose
+    relative to its anchors: positions anchor + mean offset, rotations their mean, velocities the anchor's;
+    (B,) the part's movement in metres: the mean over its joints of the RMS distance of their offsets from the
+    mean offset).  The reward's hard negative (``training.held_negatives``) and ``realign reward-probe``."""
+    joints, anchors = part_joints(part)
+    batch, frames = features.shape[:2]
+    held = features.clone()
+    ric = held[..., RIC].reshape(batch, frames, -1, 3)
+    rot = held[..., _ROT].reshape(batch, frames, -1, 6)
+    vel = held[..., _VEL].reshape(batch, frames, -1, 3)
+    movement = []
+    for j, a in zip(joints, anchors):
+        offset = ric[:, :, j - 1] - ric[:, :, a - 1]
+        mean_offset = _masked_mean(offset, mask)
+        movement.append(_masked_mean(((offset - mean_offset) ** 2).sum(-1), mask).sqrt().reshape(batch))
+        ric[:, :, j - 1] = ric[:, :, a - 1] + mean_offset
+        rot[:, :, j - 1] = _masked_mean(rot[:, :, j - 1], mask)
+        vel[:, :, j] = vel[:, :, a]
+    held[..., RIC], held[..., _ROT], held[..., _VEL] = (ric.reshape(batch, frames, -1), rot.reshape(batch, frames, -1),
+                                                        vel.reshape(batch, frames, -1))
+    return held * mask[..., None].to(held.dtype), torch.stack(movement).mean(0)
 
 
 def layer_error_m(features: np.ndarray, layer: PartLayer) -> float:
@@ -85,4 +117,4 @@ def rank_by_reward(pipe, caption: str, features: torch.Tensor) -> torch.Tensor:
         return model.reward_t2m(pipe.normalizer.normalize(features), mask, 0, text)
 
 
-__all__ = ["DEFAULT_CANDIDATES", "layer_error_m", "layer_part", "part_layer", "rank_by_reward"]
+__all__ = ["DEFAULT_CANDIDATES", "hold_part_features", "layer_error_m", "layer_part", "part_layer", "rank_by_reward"]

@@ -18,16 +18,15 @@ import numpy as np
 import torch
 from scipy.stats import wilcoxon
 
-from realign_core.control.parts import rank_by_reward
+from realign_core.control.parts import hold_part_features, rank_by_reward
 from realign_core.data.caption_search import match_captions, split_captions
 from realign_core.data.layout import FEATURES_DIR
 from realign_core.motion.features import features_to_joints, joints_to_features
-from realign_core.training.held_negatives import hold_part_features
 
 
 def hold_part(features: np.ndarray, part: str) -> np.ndarray:
     """(F, 263) -> a copy with ``part`` held at the clip's mean pose relative to its anchors, as the reward's
-    hard negative holds it (``training.held_negatives.hold_part_features``); the other joints are unchanged."""
+    hard negative holds it (``control.parts.hold_part_features``); the other joints are unchanged."""
     clip = torch.from_numpy(np.asarray(features, dtype=np.float32))[None]
     held, _ = hold_part_features(clip, torch.ones(clip.shape[:2], dtype=torch.bool), part)
     return held[0].numpy()
