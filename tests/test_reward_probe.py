@@ -42,5 +42,12 @@ def test_reward_probe_command(synthetic_dataset, tmp_path, capsys):
     for row in result["rows"]:
         assert row["caption"] == "a person walks forward." and -1 <= row["held"] <= 1 and -1 <= row["captured"] <= 1
     assert 0 <= result["captured_higher"] <= 1 and "arms held" in capsys.readouterr().out
+    smoothed_out = tmp_path / "smoothed.json"
+    assert main(["reward-probe", "--models", str(MODELS), "--data", str(synthetic_dataset), "--split", "train",
+                 "--match", r"walks forward", "--part", "arms", "--smooth-frames", "15", "-o", str(smoothed_out)]) == 0
+    smoothed = json.loads(smoothed_out.read_text())
+    assert smoothed["smooth_frames"] == 15 and "arms smoothed over 15 frames" in capsys.readouterr().out
+    assert [r["captured"] for r in smoothed["rows"]] == [r["captured"] for r in result["rows"]]
+    assert [r["held"] for r in smoothed["rows"]] != [r["held"] for r in result["rows"]]   # another twin
     with pytest.raises(SystemExit, match="no train clip .* matching"):
         main(["reward-probe", "--models", str(MODELS), "--data", str(synthetic_dataset), "--match", "juggles"])

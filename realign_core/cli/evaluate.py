@@ -285,6 +285,8 @@ def add_reward_probe_command(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--match", action="append", required=True, metavar="REGEX",
                     help="caption pattern (case-insensitive; repeat: all must match), e.g. 'wav(e|es|ing)\\b'")
     rp.add_argument("--part", default="arms", help="right_arm, left_arm or arms")
+    rp.add_argument("--smooth-frames", type=int, default=0,
+                    help="0: hold the part at its mean pose; N > 0: low-pass its swings (moving average of N frames)")
     rp.add_argument("--device", default=None)
     rp.add_argument("-o", "--out", type=Path, default=None, help="JSON of every clip's two rewards")
     rp.set_defaults(func=_reward_probe)
@@ -299,7 +301,8 @@ def _reward_probe(args: argparse.Namespace) -> int:
     if not pipe.has_reward:
         raise SystemExit(f"realign reward-probe: {args.models} has no reward model (reward/best.pt)")
     try:
-        result = probe_held_part(pipe, args.data, args.split, args.match, args.part)
+        result = probe_held_part(pipe, args.data, args.split, args.match, args.part,
+                                 smooth_frames=args.smooth_frames)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"realign reward-probe: {err}") from None
     print(format_probe(result))

@@ -52,25 +52,54 @@ def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1.0)
 
 
-def hold_part_features(features: Tensor, mask: Tensor, part: str) -> tuple[Tensor, Tensor]:
-    """(B, T, 263) un-normalised features, mask (B, T) -> (the features with ``part`` held at each clip's mean pose
-    relative to its anchors: positions anchor + mean offset, rotations their mean, velocities the anchor's;
-    (B,) the part's movement in metres: the mean over its joints of the RMS distance of their offsets from the
-    mean offset).  The reward's hard negative (``training.held_negatives``) and ``realign reward-probe``."""
+def _masked_moving_average(x: Tensor, mask: Tensor, frames: int) -> Tensor:
+    """(B, T, ...) centred moving average over ``frames`` frames of the valid frames of mask (B, T) (each window
+    averages the valid frames it holds, so a clip's ends and padding do not pull it) -> (B, T, ...)."""
+    batch, length = x.shape[:2]
+    w = mask.to(x.dtype).reshape(batch, length, 1)
+    flat = x.reshape(batch, length, -1)
+    kernel = torch.ones(1, 1, frames, dtype=x.dtype, device=x.device)
+    pad = (frames // 2, frames - 1 - frames // 2)
+
+    def box(y: Tensor) -> Tensor:                    # (B, T, C) -> windowed sums (B, T, C)
+        cols = y.permute(0, 2, 1).reshape(-1, 1, length)
+        summed = torch.nn.functional.conv1d(torch.nn.functional.pad(cols, pad), kernel)
+        return summed.reshape(batch, y.shape[-1], length).permute(0, 2, 1)
+
+    return (box(flat * w) / box(w).clamp_min(1e-6)).reshape(x.shape)
+
+
+def hold_part_features(features: Tensor, mask: Tensor, part: str, smooth_frames: int = 0) -> tuple[Tensor, Tensor]:
+    """(B, T, 263) un-normalised features, mask (B, T) -> (the features with ``part`` stilled relative to its anchors;
+    (B,) the movement taken away in metres: the mean over the part's joints of the RMS distance between their old
+    and new offsets from the anchors).  ``smooth_frames`` 0: the part held at each clip's mean pose (positions
+    anchor + mean offset, rotations their mean, velocities the anchor's); > 0: its offsets and rotations low-passed
+    by a centred moving average over that many frames (at 20 fps, 15 frames removes swings of 1.3 Hz and faster,
+    e.g. a wave, and keeps a slow raise), velocities changed by the change of the offsets' frame-to-frame steps.
+    The reward's hard negative (``training.held_negatives``) and ``realign reward-probe``."""
+    if smooth_frames < 0:
+        raise ValueError(f"smooth_frames must be >= 0, got {smooth_frames}")
     joints, anchors = part_joints(part)
     batch, frames = features.shape[:2]
     held = features.clone()
     ric = held[..., RIC].reshape(batch, frames, -1, 3)
     rot = held[..., _ROT].reshape(batch, frames, -1, 6)
     vel = held[..., _VEL].reshape(batch, frames, -1, 3)
+    still = (lambda x: _masked_moving_average(x, mask, smooth_frames)) if smooth_frames else \
+        (lambda x: _masked_mean(x, mask).expand_as(x))
     movement = []
     for j, a in zip(joints, anchors):
         offset = ric[:, :, j - 1] - ric[:, :, a - 1]
-        mean_offset = _masked_mean(offset, mask)
-        movement.append(_masked_mean(((offset - mean_offset) ** 2).sum(-1), mask).sqrt().reshape(batch))
-        ric[:, :, j - 1] = ric[:, :, a - 1] + mean_offset
-        rot[:, :, j - 1] = _masked_mean(rot[:, :, j - 1], mask)
-        vel[:, :, j] = vel[:, :, a]
+        new_offset = still(offset)
+        movement.append(_masked_mean(((offset - new_offset) ** 2).sum(-1), mask).sqrt().reshape(batch))
+        if smooth_frames:
+            change = new_offset - offset                       # velocity(t) reads position(t + 1) - position(t)
+            both = (mask[:, 1:] & mask[:, :-1])[..., None].to(change.dtype)
+            vel[:, :-1, j] = vel[:, :-1, j] + (change[:, 1:] - change[:, :-1]) * both
+        else:
+            vel[:, :, j] = vel[:, :, a]
+        ric[:, :, j - 1] = ric[:, :, a - 1] + new_offset
+        rot[:, :, j - 1] = still(rot[:, :, j - 1])
     held[..., RIC], held[..., _ROT], held[..., _VEL] = (ric.reshape(batch, frames, -1), rot.reshape(batch, frames, -1),
                                                         vel.reshape(batch, frames, -1))
     return held * mask[..., None].to(held.dtype), torch.stack(movement).mean(0)

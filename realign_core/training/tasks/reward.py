@@ -22,8 +22,9 @@ Per batch:
      KL(motion || text), each averaged over batch and latent dims (as TMR); 1e-5;
    * ``latent``: L1 between z_text and z_motion (mean); 1e-5;
    * ``held`` (off unless ``held_negative_weight`` > 0): each clip whose ``held_negative_part`` moves by at
-     least ``held_negative_min_motion_m`` must score above its twin with that part held still, for its own
-     caption (``training.held_negatives``; the twin is noised with the clip's t and noise).
+     least ``held_negative_min_motion_m`` must score above its twin with that part held still (or, with
+     ``held_negative_smooth_frames`` > 0, with its swings low-passed away), for its own caption
+     (``training.held_negatives``; the twin is noised with the clip's t and noise).
 
 Validation: unit posterior means of the val split, text->motion and motion->text
 R@1/2/3/5/10 in shuffled groups of 32 (``val_repeats`` shuffles averaged) on
@@ -76,6 +77,7 @@ class RewardConfig(RewardModelConfig):
     held_negative_weight: float = 0.0    # > 0: the held-part hard negative (needs the dataset's mean/std)
     held_negative_part: str = "arms"
     held_negative_min_motion_m: float = 0.05
+    held_negative_smooth_frames: int = 0  # 0: the part held at its mean pose; > 0: its swings low-passed away
     val_noise_t: int = 500
     val_group_size: int = 32
     val_repeats: int = 5
@@ -97,9 +99,10 @@ class RewardConfig(RewardModelConfig):
             raise ValueError(f"val_noise_t must be in [0, {self.num_train_steps}), got {self.val_noise_t}")
         if self.val_group_size < 2 or self.val_repeats < 1:
             raise ValueError("val_group_size must be >= 2 and val_repeats >= 1")
-        if self.held_negative_weight < 0 or self.held_negative_min_motion_m < 0:
-            raise ValueError(f"held_negative_weight ({self.held_negative_weight}) and held_negative_min_motion_m "
-                             f"({self.held_negative_min_motion_m}) must be >= 0")
+        if min(self.held_negative_weight, self.held_negative_min_motion_m, self.held_negative_smooth_frames) < 0:
+            raise ValueError(f"held_negative_weight ({self.held_negative_weight}), held_negative_min_motion_m "
+                             f"({self.held_negative_min_motion_m}) and held_negative_smooth_frames "
+                             f"({self.held_negative_smooth_frames}) must be >= 0")
         part_joints(self.held_negative_part)      # an unknown part fails here
 
     def model_config(self) -> RewardModelConfig:
@@ -197,7 +200,8 @@ class RewardTask:
         x0, x_t: normalised (B, T, 263); the twin gets x_t's noise: x_t + sqrt(abar_t) (held - x0)."""
         cfg = self.config
         mean, std = (a.to(x0.device) for a in self.norm)
-        held, movement = hold_part_features(x0 * std + mean, mask, cfg.held_negative_part)
+        held, movement = hold_part_features(x0 * std + mean, mask, cfg.held_negative_part,
+                                            cfg.held_negative_smooth_frames)
         moving = movement >= cfg.held_negative_min_motion_m
         if not bool(moving.any()):
             return x0.new_zeros(()), 0.0
