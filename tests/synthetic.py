@@ -73,6 +73,20 @@ def to_cmu20(positions: np.ndarray) -> np.ndarray:
     return (out / CMU_UNIT_METRES).astype(np.float32)
 
 
+def waving_motion(frames: int = 80, fps: int = 20) -> np.ndarray:
+    """A standing body whose right arm rises slowly sideways (0 -> 150 degrees about the forward axis) while its
+    forearm swings 25 degrees either way at 2.5 Hz (the wave); bone lengths kept: (frames, 22, 3) metres."""
+    joints = walking_motion(frames=frames, speed=0.0, step_hz=0.0)
+    t = np.arange(frames) / fps
+    raise_deg, wave_deg = 150 * t / t[-1], 25 * np.sin(2 * np.pi * 2.5 * t)
+    shoulder, elbow, wrist = joints[:, 17], joints[:, 19], joints[:, 21]
+    upper = Rotation.from_euler("z", -raise_deg[:, None], degrees=True).apply(elbow - shoulder)
+    fore = Rotation.from_euler("z", -(raise_deg + wave_deg)[:, None], degrees=True).apply(wrist - elbow)
+    joints[:, 19] = shoulder + upper
+    joints[:, 21] = shoulder + upper + fore
+    return joints
+
+
 SYNTHETIC_CLASSES: dict[str, tuple[dict, tuple[str, ...]]] = {
     # name: (walking_motion kwargs, captions)
     "walk_forward": ({"speed": 1.2}, ("a person walks forward.", "someone walks straight ahead.")),

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.spatial.transform import Rotation
 
 from realign_core.data.dataset import MotionTextDataset, collate
 from realign_core.motion.normalization import Normalizer
@@ -12,7 +11,7 @@ from realign_core.guidance.control_spec import PartLayer
 from realign_core.motion.features import FEATURE_GROUPS, features_to_joints, joints_to_features
 from realign_core.training.held_negatives import held_negative_loss, hold_part_features
 from realign_core.training.tasks.reward import RewardConfig, RewardTask, make_reward_task
-from tests.synthetic import walking_motion
+from tests.synthetic import walking_motion, waving_motion
 
 
 def test_hold_part_features_holds_the_arm_and_keeps_the_rest():
@@ -30,22 +29,8 @@ def test_hold_part_features_holds_the_arm_and_keeps_the_rest():
     assert still[0] < 1e-5                                                     # a held arm does not move
 
 
-def _waving_right_arm(frames: int = 80, fps: int = 20) -> np.ndarray:
-    """A standing body whose right arm rises slowly sideways (0 -> 60 degrees about the forward axis) while its
-    forearm swings 25 degrees either way at 2.5 Hz (the wave); bone lengths kept: (frames, 22, 3) metres."""
-    joints = walking_motion(frames=frames, speed=0.0, step_hz=0.0)
-    t = np.arange(frames) / fps
-    raise_deg, wave_deg = 60 * t / t[-1], 25 * np.sin(2 * np.pi * 2.5 * t)
-    shoulder, elbow, wrist = joints[:, 17], joints[:, 19], joints[:, 21]
-    upper = Rotation.from_euler("z", -raise_deg[:, None], degrees=True).apply(elbow - shoulder)
-    fore = Rotation.from_euler("z", -(raise_deg + wave_deg)[:, None], degrees=True).apply(wrist - elbow)
-    joints[:, 19] = shoulder + upper
-    joints[:, 21] = shoulder + upper + fore
-    return joints
-
-
 def test_smoothing_the_arm_removes_its_swing_and_keeps_its_raise():
-    feats = torch.from_numpy(joints_to_features(_waving_right_arm())).float()[None]
+    feats = torch.from_numpy(joints_to_features(waving_motion())).float()[None]
     mask = torch.ones(feats.shape[:2], dtype=torch.bool)
     smooth, removed = hold_part_features(feats, mask, "right_arm", smooth_frames=16)
     before = PartLayer.from_features("right_arm", feats[0].numpy()).offsets[:, 1]    # the wrist (its 2nd joint)
@@ -53,15 +38,15 @@ def test_smoothing_the_arm_removes_its_swing_and_keeps_its_raise():
     swing = lambda o: np.abs(np.diff(o[10:-10], 2, axis=0)).mean()                     # noqa: E731 (2nd differences)
     assert swing(after) < 0.1 * swing(before)                                        # the 2.5 Hz wave is gone
     rise = lambda o: o[-25:-10, 1].mean() - o[10:25, 1].mean()                       # noqa: E731
-    assert abs(rise(after) - rise(before)) < 0.01 and rise(before) > 0.15             # the raise stays
+    assert abs(rise(after) - rise(before)) < 0.05 * rise(before) and rise(before) > 0.3  # the raise stays
     assert 0.01 < float(removed[0]) < 0.05 and float(hold_part_features(feats, mask, "right_arm")[1][0]) > 0.08
-    recomputed = joints_to_features(features_to_joints(smooth[0].numpy()))            # velocities match positions
-    vel = FEATURE_GROUPS["local_velocity"]
-    assert np.abs(recomputed[:, vel] - smooth[0, :-1, vel].numpy()).max() < 2e-3
+    recomputed = joints_to_features(features_to_joints(smooth[0].numpy()))[:, FEATURE_GROUPS["local_velocity"]]
+    error = lambda f: np.abs(recomputed - f[:-1, FEATURE_GROUPS["local_velocity"]]).mean()   # noqa: E731
+    assert error(smooth[0].numpy()) < 0.3 * error(feats[0].numpy())   # its velocities follow the smoothed arm
 
 
 def test_smoothing_reads_only_the_valid_frames():
-    feats = torch.from_numpy(joints_to_features(_waving_right_arm())).float()
+    feats = torch.from_numpy(joints_to_features(waving_motion())).float()
     padded = torch.cat([feats, 5 * torch.ones(20, feats.shape[1])])[None]            # garbage past the mask
     mask = torch.arange(padded.shape[1])[None] < len(feats)
     alone, _ = hold_part_features(feats[None], torch.ones(1, len(feats), dtype=torch.bool), "right_arm", 15)

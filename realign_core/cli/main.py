@@ -39,6 +39,7 @@ from realign_core.cli import batch, bench, training_plots
 from realign_core.cli.control_args import add_control_arguments, add_control_bench
 from realign_core.cli.evaluate import (DATA_HELP, SAMPLER_CHOICES, add_check_motion_command, add_eval_command,
                                       add_reward_probe_command)
+from realign_core.cli.compose import add_compose_command
 from realign_core.cli.gpu import add_gpu_command
 from realign_core.cli.sampler_choice import add_choose_sampler_command
 from realign_core.models.layout import KINDS as TRAIN_KINDS  # torch-free: parsing never imports torch
@@ -434,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="case-insensitive regular expression; repeat: a clip counts when one caption matches all")
     dc.add_argument("--show", type=int, default=10, help="most frequent matching captions to list")
     dc.set_defaults(func=_data_captions)
+    add_compose_command(data)
 
     rd = sub.add_parser("render", help="stick-figure animation of a motion (.npy joints or features)")
     rd.add_argument("motion")
