@@ -2,6 +2,7 @@
 synthetic dataset in the HumanML3D layout, the real feature extraction and kinematic checks)."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -71,6 +72,16 @@ def test_compose_command_grows_the_train_split_only(dataset_with_a_wave, tmp_pat
     assert main(args[:-4] + ["--count", "3"]) == 0                       # again: replaces, no duplicates
     assert sorted(i for i in read_split(data, "train") if i.startswith("comp_")) == composed[:3]
     assert not (data / JOINTS_DIR / "comp_0004.npy").exists()
+
+
+def test_compose_into_a_hard_linked_copy_leaves_the_original(dataset_with_a_wave, tmp_path):
+    copy = tmp_path / "linked"
+    shutil.copytree(dataset_with_a_wave, copy, copy_function=os.link)      # as cp -al
+    before = {f.name: f.read_bytes() for f in dataset_with_a_wave.glob("*.txt")}
+    assert main(["data", "compose", str(copy), "--part", "right_arm", "--part-match", "waves with the right hand",
+                 "--base-match", "walks forward", "--phrase", "waves with the right hand", "--count", "2"]) == 0
+    assert {f.name: f.read_bytes() for f in dataset_with_a_wave.glob("*.txt")} == before
+    assert not (dataset_with_a_wave / "metadata.jsonl").exists() and len(read_metadata(copy)) == 2
 
 
 def test_compose_errors_name_the_problem(dataset_with_a_wave):

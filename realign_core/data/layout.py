@@ -71,14 +71,16 @@ def read_metadata(root: Path) -> list[ClipRecord]:
 
 
 def write_split_files(root: Path, ids_by_split: dict[str, list[str]]) -> None:
-    """Write train/val/test plus HumanML3D's train_val.txt and all.txt."""
+    """Write train/val/test plus HumanML3D's train_val.txt and all.txt, each as a new file (written beside it,
+    then renamed over it), so a hard-linked copy of a dataset (``cp -al``) keeps the original's."""
     root = Path(root)
-    for split in SPLITS:
-        (root / f"{split}.txt").write_text("".join(f"{i}\n" for i in sorted(ids_by_split[split])))
     train_val = sorted(ids_by_split["train"] + ids_by_split["val"])
-    (root / "train_val.txt").write_text("".join(f"{i}\n" for i in train_val))
     every = sorted(i for s in SPLITS for i in ids_by_split[s])
-    (root / "all.txt").write_text("".join(f"{i}\n" for i in every))
+    files = {**{split: sorted(ids_by_split[split]) for split in SPLITS}, "train_val": train_val, "all": every}
+    for name, ids in files.items():
+        tmp = root / f"{name}.txt.tmp"
+        tmp.write_text("".join(f"{i}\n" for i in ids))
+        tmp.replace(root / f"{name}.txt")
 
 
 def read_split(root: Path, split: str) -> list[str]:
