@@ -72,7 +72,11 @@ def ping_pong(frames: int, length: int, start: int) -> np.ndarray:
 def compose_features(base: np.ndarray, source: np.ndarray, part: str, start: int) -> np.ndarray:
     """(F, 263) base and (S, 263) source features -> (F, 22, 3) joints: the base with ``part`` at the source's
     offsets from its anchors, played back and forth from source frame ``start``."""
-    offsets = PartLayer.from_features(part, source).offsets
+    return _compose_offsets(base, PartLayer.from_features(part, source).offsets, part, start)
+
+
+def _compose_offsets(base: np.ndarray, offsets: np.ndarray, part: str, start: int) -> np.ndarray:
+    """:func:`compose_features` with the source already read as ``part``'s offsets (S, J, 3)."""
     layer = PartLayer.make(part, offsets[ping_pong(len(base), len(offsets), start)])
     return features_to_joints(layer_part(base, layer))
 
@@ -97,18 +101,20 @@ def compose_part_clips(data_dir: str | Path, cfg: CompositionConfig) -> dict:
     ours = f"{cfg.prefix}_"
     captions = {c: t for c, t in split_captions(data_dir, "train").items() if not c.startswith(ours)}
     sources = _pick(captions, cfg.part_patterns, "part", data_dir)
-    bases = [c for c in _pick(captions, cfg.base_patterns, "base", data_dir) if c not in set(sources)]
+    bases = sorted(set(_pick(captions, cfg.base_patterns, "base", data_dir)) - set(sources))
     if not bases:
         raise ValueError(f"{data_dir}: every base clip is also a part source; make the patterns tell them apart")
     base_regex = [re.compile(p, re.IGNORECASE) for p in cfg.base_patterns]
     rng = np.random.default_rng(cfg.seed)
     prepare_output_dirs(data_dir)
+    offsets = {s: PartLayer.from_features(cfg.part, np.load(data_dir / FEATURES_DIR / f"{s}.npy")).offsets
+               for s in sources}
     written, examples = [], []
     for k in range(cfg.count):
         base, source = bases[rng.integers(len(bases))], sources[rng.integers(len(sources))]
         base_feats = np.load(data_dir / FEATURES_DIR / f"{base}.npy")
-        source_feats = np.load(data_dir / FEATURES_DIR / f"{source}.npy")
-        joints = compose_features(base_feats, source_feats, cfg.part, int(rng.integers(len(source_feats))))
+        start = int(rng.integers(len(offsets[source])))
+        joints = _compose_offsets(base_feats, offsets[source], cfg.part, start)
         texts = sorted({composed_caption(t, cfg.phrase) for t in captions[base] if all(r.search(t) for r in base_regex)})
         clip_id = f"{cfg.prefix}_{k:04d}"
         caps = [Caption(t, COMPOSED_SOURCE) for t in texts]
