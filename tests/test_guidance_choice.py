@@ -250,3 +250,21 @@ def test_levers_on_the_test_split_are_the_validated_points_with_both_evaluators(
     with pytest.raises(SystemExit, match="--latency"):
         main(["eval", "--models", str(root), "--data", str(data), "--table", "--levers", str(tunings[0]),
               "--plot", str(png)])
+
+
+def test_when_full_guidance_costs_realism_a_row_may_cost_no_more():
+    """The ds2 case: every guided row raises the judges' FID over the unguided sampler, full guidance most. A row
+    keeps the FID criterion if it raises FID no more than full guidance does; one raising it more does not."""
+    from realign_core.evaluation.guidance_choice import gain_fractions
+
+    base, ref = {"judge_r1": 0.50, "judge_fid": 0.050}, {"judge_r1": 0.70, "judge_fid": 0.086}
+    assert gain_fractions({"judge_r1": 0.69, "judge_fid": 0.072}, base, ref) == pytest.approx({"r1": 0.95, "fid": 1.0})
+    assert gain_fractions({"judge_r1": 0.72, "judge_fid": 0.090}, base, ref)["fid"] == 0.0
+    flat = {"judge_r1": 0.70, "judge_fid": 0.050}                       # full guidance leaves FID unchanged
+    assert gain_fractions({"judge_r1": 0.7, "judge_fid": 0.051}, base, flat)["fid"] == 0.0
+    rows = [_row(None, None, (0.50, 0.050), (0.40, 0.060)),
+            _row("motion", None, (0.70, 0.086), (0.55, 0.091)),          # full guidance: R@1 up, FID up
+            _row("latent", 3, (0.70, 0.067), (0.54, 0.076)),             # keeps both, raises FID less
+            _row("latent", 5, (0.73, 0.095), (0.56, 0.080))]             # judge a: FID above full guidance's
+    choice = choose({"judges": {"a": {}, "b": {}}, "steps": 10, "rows": rows}, LATENCY)
+    assert choice["choice"]["settings"]["guided_steps"] == 3 and choice["budget_met"]

@@ -96,3 +96,17 @@ def test_sizes_take_the_speed_row_a_run_trained_as(tmp_path, capsys):
     assert "cached: 2 epochs, 0.55 CPU-h (99.00 CPU-s/step)" in capsys.readouterr().out   # 20 x 99 / 3600
     with pytest.raises(SystemExit, match="no row with variant 'bf16'"):
         main(["plot-sizes", "--run", "x", str(log), f"{tmp_path / 's.json'}::bf16", "-o", str(out)])
+
+
+def test_another_validation_metric_for_a_vae_or_reward_log(tmp_path, capsys):
+    """A VAE's or reward model's log has no val_loss: --metric names the validation field drawn instead."""
+    log = tmp_path / "log.jsonl"
+    rows = [{"validation": True, "epoch": e, "step": 10 * e, "train_loss": 1.0 / e, "epoch_seconds": 60,
+             "mpjpe_pose_mm": 50.0 - e} for e in (1, 2, 3)]
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert [r.val_loss for r in load_epochs(log, "mpjpe_pose_mm")] == [49.0, 48.0, 47.0]
+    with pytest.raises(ValueError, match="line 1 has no field 'val_loss'.*mpjpe_pose_mm"):
+        load_epochs(log)
+    out = tmp_path / "vae.png"
+    assert main(["plot-training", "--log", str(log), "--metric", "mpjpe_pose_mm", "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "3 epochs, 0 judged" in capsys.readouterr().out

@@ -8,10 +8,10 @@ def _plot_training(args: argparse.Namespace) -> int:
     from realign_core.evaluation.training_curves import load_epochs, load_judged, plot_training
 
     try:
-        epochs, judged = load_epochs(args.log), load_judged(args.judged)
+        epochs, judged = load_epochs(args.log, args.metric), load_judged(args.judged)
     except (OSError, ValueError, KeyError) as err:
         raise SystemExit(f"realign plot-training: {err}") from None
-    print(f"wrote {plot_training(epochs, judged, args.output, args.title)} ({len(epochs)} epochs, "
+    print(f"wrote {plot_training(epochs, judged, args.output, args.title, args.metric)} ({len(epochs)} epochs, "
           f"{len(judged)} judged checkpoints)")
     return 0
 
@@ -41,6 +41,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     pt.add_argument("--log", required=True, help="a trainer's log.jsonl (e.g. models/default/denoiser/log.jsonl)")
     pt.add_argument("--judged", nargs="*", default=[], help="realign eval --judge-val JSON files (each with 'epoch')")
     pt.add_argument("--title", default="latent denoiser")
+    pt.add_argument("--metric", default="val_loss",
+                    help="the validation field drawn beside the training loss (e.g. mpjpe_pose_mm, select_t2m_r1)")
     pt.add_argument("-o", "--output", required=True, help="PNG path")
     pt.set_defaults(func=_plot_training)
 

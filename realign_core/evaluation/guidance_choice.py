@@ -230,12 +230,15 @@ def latency_table(bench: str | Path | dict | list, batch: int = 1
 
 def gain_fractions(row: dict[str, Any], baseline: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
     """{"r1", "fid"}: the fraction of the reference's gain over the baseline that ``row`` keeps (one judge's
-    scores).  When the reference does not lower FID, "fid" is 1 if the row does not raise it, else 0."""
+    scores).  When the reference does not lower FID there is no FID gain to keep: "fid" is 1 if the row raises
+    FID no more than the reference does (not at all, if the reference leaves it unchanged), else 0.  (Until the
+    ds2 generator, whose unguided samples every guided setting makes less realistic by the judges, it was 1 only
+    for rows not raising FID at all; for every earlier choice the two readings pick the same row.)"""
     r1_gain = reference["judge_r1"] - baseline["judge_r1"]
     fid_gain = baseline["judge_fid"] - reference["judge_fid"]
     r1 = (row["judge_r1"] - baseline["judge_r1"]) / r1_gain if r1_gain > 0 else 1.0
     fid = ((baseline["judge_fid"] - row["judge_fid"]) / fid_gain if fid_gain > 0
-           else float(row["judge_fid"] <= baseline["judge_fid"]))
+           else float(row["judge_fid"] <= reference["judge_fid"]))
     return {"r1": r1, "fid": fid}
 
 

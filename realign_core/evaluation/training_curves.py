@@ -19,7 +19,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """One validation record: epoch (1-based), losses, hours of training up to its end, the optimiser step."""
+    """One validation record: epoch (1-based), training loss, the validation loss (or the metric ``load_epochs``
+    was asked for), hours of training up to its end, the optimiser step."""
 
     epoch: int
     train_loss: float
@@ -38,8 +39,11 @@ class JudgedCheckpoint:
     path: str
 
 
-def load_epochs(log: str | Path) -> list[EpochRecord]:
-    """The validation records of a trainer's log.jsonl, ordered by epoch (see the module docstring)."""
+def load_epochs(log: str | Path, metric: str = "val_loss") -> list[EpochRecord]:
+    """The validation records of a trainer's log.jsonl, ordered by epoch (see the module docstring).
+
+    ``metric``: the validation field read as ``val_loss`` (e.g. ``mpjpe_pose_mm`` for a VAE, ``select_t2m_r1``
+    for a reward model)."""
     rows, hours = {}, 0.0
     for n, line in enumerate(Path(log).read_text().splitlines(), 1):
         if not line.strip():
@@ -50,8 +54,10 @@ def load_epochs(log: str | Path) -> list[EpochRecord]:
             raise ValueError(f"{log}: line {n} is not JSON ({err.msg})") from None
         if not rec.get("validation"):
             continue
+        if metric not in rec:
+            raise ValueError(f"{log}: line {n} has no field '{metric}' (its fields: {', '.join(sorted(rec))})")
         hours += float(rec.get("epoch_seconds", 0.0)) / 3600
-        rows[int(rec["epoch"])] = EpochRecord(int(rec["epoch"]), float(rec["train_loss"]), float(rec["val_loss"]),
+        rows[int(rec["epoch"])] = EpochRecord(int(rec["epoch"]), float(rec["train_loss"]), float(rec[metric]),
                                               hours, int(rec.get("step", 0)))
     if not rows:
         raise ValueError(f"{log}: no validation records (lines with \"validation\": true)")
@@ -77,23 +83,29 @@ def hours_at(epochs: list[EpochRecord], epoch: int) -> float:
 
 
 def plot_training(epochs: list[EpochRecord], judged: list[JudgedCheckpoint], out: str | Path,
-                  title: str = "latent denoiser") -> Path:
+                  title: str = "latent denoiser", metric: str = "val_loss") -> Path:
     """Draw the four panels (module docstring) to ``out`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    fig, axes = plt.subplots(2 if judged else 1, 2, figsize=(11, 7.5 if judged else 4), squeeze=False)
     x_epoch = [r.epoch for r in epochs]
     x_hours = [r.hours for r in epochs]
     for ax, xs, label in ((axes[0, 0], x_epoch, "epoch"), (axes[0, 1], x_hours, "wall-clock hours (shared 2-core CPU)")):
         ax.plot(xs, [r.train_loss for r in epochs], label="train loss")
-        ax.plot(xs, [r.val_loss for r in epochs], label="validation loss")
+        if metric == "val_loss":
+            ax.plot(xs, [r.val_loss for r in epochs], label="validation loss")
+        else:
+            ax.twinx().plot(xs, [r.val_loss for r in epochs], color="tab:orange", label=f"validation {metric}")
+            ax.plot([], [], color="tab:orange", label=f"validation {metric} (right axis)")
         ax.set_xlabel(label)
-        ax.set_ylabel("loss (MSE)")
+        ax.set_ylabel("loss (MSE)" if metric == "val_loss" else "training loss")
         ax.legend()
         ax.grid(alpha=0.3)
+    if not judged:
+        return _save(fig, out, f"{title}: training curves")
     j_epoch = [j.epoch for j in judged]
     j_hours = [hours_at(epochs, j.epoch) for j in judged]
     for ax, xs, label in ((axes[1, 0], j_epoch, "epoch"), (axes[1, 1], j_hours, "wall-clock hours (shared 2-core CPU)")):
