@@ -157,10 +157,9 @@ class TextToMotionPipeline:
     @property
     def constraint_schedule(self) -> ConstraintSchedule:
         """The constraint hook's default schedule, with guidance.toml's ``control_path_iterations`` and
-        ``control_weight``."""
-        weight = self.calibration.control_weight
+        ``control_path_weight``."""
         return ConstraintSchedule(path_iterations=self.calibration.control_path_iterations,
-                                  **({} if weight is None else {"base_weight": weight}))
+                                  path_weight=self.calibration.control_path_weight)
 
     def guidance_problem(self, settings: GuidanceSettings | None) -> tuple[str, str] | None:
         """Why these models cannot run ``settings``, as (field, reason), or None when they can."""

@@ -163,20 +163,21 @@ def test_path_takes_refine_for_path_iterations_other_takes_for_final_iterations(
         calls[name] = len(out.constraints.steps)   # one per guided reverse step, then 1 + iterations
     assert calls == {"path": STEPS - 1 + 1 + 3, "keys": STEPS - 1 + 1 + 7}, calls
     assert pipe.constraint_schedule.path_iterations == pipe.calibration.control_path_iterations
-    default_weight = ConstraintSchedule().base_weight
-    assert pipe.constraint_schedule.base_weight == (pipe.calibration.control_weight or default_weight)
+    assert pipe.constraint_schedule.path_weight == pipe.calibration.control_path_weight
 
 
-def test_guidance_toml_sets_the_constraint_weight(pipe, monkeypatch):
-    """``control_weight`` in guidance.toml is the constraints' base weight of the models' default schedule: the
-    hook a controlled take builds without an explicit schedule pulls with it."""
+def test_guidance_toml_sets_the_path_weight_only(pipe, monkeypatch):
+    """``control_path_weight`` in guidance.toml weights the path cost of the models' default schedule; keyed poses
+    keep the base weight (the path weight was tuned on paths alone)."""
     from dataclasses import replace as dc_replace
 
-    spec = ControlSpec(path=Path.per_frame(np.stack([np.zeros(40), np.linspace(0, 1, 40)], -1)))
-    monkeypatch.setattr(pipe, "calibration", dc_replace(pipe.calibration, control_weight=5.0))
-    hook = pipe.make_constraints(torch.tensor([40]), spec, list(range(STEPS)))
-    assert hook.schedule.base_weight == 5.0 and hook.schedule.weight(STEPS - 1, STEPS) == 5.0
-    assert hook.schedule.path_iterations == pipe.calibration.control_path_iterations
+    path = ControlSpec(path=Path.per_frame(np.stack([np.zeros(40), np.linspace(0, 1, 40)], -1)))
+    keys = ControlSpec(keyframes=Keyframes.make([0], straight_walk(1)))
+    monkeypatch.setattr(pipe, "calibration", dc_replace(pipe.calibration, control_path_weight=5.0))
+    hook = pipe.make_constraints(torch.tensor([40, 40]), [path, keys], list(range(STEPS)))
+    assert hook.schedule.path_weight == 5.0 and hook.schedule.base_weight == 2.0
+    assert torch.allclose(hook.kind_weight("path"), torch.full((2,), 2.5))
+    assert torch.allclose(hook.kind_weight("keyframes"), torch.ones(2))
 
 
 def test_a_free_sample_in_a_constrained_batch_is_untouched(pipe):

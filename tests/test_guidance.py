@@ -146,11 +146,11 @@ def test_settings_and_calibration_errors_name_the_field(tmp_path):
     path.write_text("[mld]\nscale = 40.0\ncontrol_path_iterations = 0\n")
     with pytest.raises(ValueError, match="control_path_iterations must be a positive integer, got 0"):
         GuidanceCalibration.load(path, "mld")
-    path.write_text("[mld]\nscale = 40.0\ncontrol_weight = 3\n")
-    assert GuidanceCalibration.load(path, "mld").control_weight == 3.0
+    path.write_text("[mld]\nscale = 40.0\ncontrol_path_weight = 3\n")
+    assert GuidanceCalibration.load(path, "mld").control_path_weight == 3.0
     for bad in ("0", "-1.5", "true", '"3"'):
-        path.write_text(f"[mld]\nscale = 40.0\ncontrol_weight = {bad}\n")
-        with pytest.raises(ValueError, match=f"control_weight must be a number > 0, got"):
+        path.write_text(f"[mld]\nscale = 40.0\ncontrol_path_weight = {bad}\n")
+        with pytest.raises(ValueError, match="control_path_weight must be a number > 0, got"):
             GuidanceCalibration.load(path, "mld")
 
 

@@ -95,6 +95,8 @@ class ConstraintSchedule:
     final_iterations: int = 24
     path_iterations: int | None = None   # the refinement's iterations when a sample has a path (None =
                                          # final_iterations; guidance.toml's control_path_iterations)
+    path_weight: float | None = None     # the path cost's base weight (None = base_weight; guidance.toml's
+                                         # control_path_weight); the other kinds keep base_weight
     refine_regrow: float = 1.0      # refinement: a kept step's weight is multiplied by this (capped at the
                                     # step's weight); 1 = a halved weight never grows back
     max_rms: float = 0.5
@@ -288,7 +290,7 @@ class ConstraintGuidance:
             for i, kind in enumerate(self.kinds):
                 (grad,) = torch.autograd.grad(values[kind].sum(), x0, retain_graph=i < len(self.kinds) - 1)
                 delta = delta + polyak_step(values[kind].detach(), torch.nan_to_num(grad),
-                                            w * self.targets.kind_weight(kind), self.schedule.max_rms)
+                                            w * self.kind_weight(kind), self.schedule.max_rms)
         self.trace.steps.append({k: float(v.detach().mean()) for k, v in values.items()})
         self.trace.seconds += time.perf_counter() - start
         return delta
@@ -349,7 +351,14 @@ class ConstraintGuidance:
 
     def total_cost(self, x: Tensor) -> Tensor:
         """(B,) sum of the cost kinds of states x, each times its ``kind_weight`` (no gradient)."""
-        return sum(v * self.targets.kind_weight(k) for k, v in self.final_costs(x).items())
+        return sum(v * self.kind_weight(k) for k, v in self.final_costs(x).items())
+
+    def kind_weight(self, kind: str) -> Tensor:
+        """(B,) relative weight of a cost kind: the targets' (foot / part weights), times path_weight / base_weight
+        for the path cost when the schedule sets a path weight."""
+        rel = self.targets.kind_weight(kind)
+        s = self.schedule
+        return rel * (s.path_weight / s.base_weight) if kind == "path" and s.path_weight is not None else rel
 
     def final_costs(self, x: Tensor) -> dict[str, Tensor]:
         """Each kind's (B,) cost of final states x (no gradient)."""

@@ -47,7 +47,7 @@ from realign_core.diffusion.sampling import NoiseSchedule
 PLACEMENTS = ("spread", "early", "late")
 REWARD_SPACES = ("motion", "latent")
 # guidance.toml keys besides the settings; UNTUNED_KEYS: those the guidance tuning does not choose (kept on rewrite)
-UNTUNED_KEYS = ("control_steps", "control_path_iterations", "control_weight", "cfg_scale")
+UNTUNED_KEYS = ("control_steps", "control_path_iterations", "control_path_weight", "cfg_scale")
 SAMPLING_KEYS = ("scale", "sampler", "steps", *UNTUNED_KEYS)
 
 
@@ -98,8 +98,8 @@ class GuidanceCalibration:
     ``control_steps``: the steps of controlled takes (paths, keyed poses, loops, sequences), whose
     constraints need more reverse steps to be met than text alone (None = ``steps``);
     ``control_path_iterations``: the constraint refinement's iterations for takes with a path, chosen on the
-    control bench's tuning seeds for this generator (None = the ConstraintSchedule default); ``control_weight``:
-    the constraints' base weight chosen there (None = the ConstraintSchedule default); ``cfg_scale``: the
+    control bench's tuning seeds for this generator (None = the ConstraintSchedule default); ``control_path_weight``:
+    the path cost's weight chosen there (None = the constraints' base weight); ``cfg_scale``: the
     classifier-free guidance scale chosen on validation by ``realign choose-cfg`` (None = the
     generator's own default)."""
 
@@ -110,7 +110,7 @@ class GuidanceCalibration:
     control_steps: int | None = None
     cfg_scale: float | None = None
     control_path_iterations: int | None = None
-    control_weight: float | None = None
+    control_path_weight: float | None = None
 
     @classmethod
     def load(cls, path: str | Path, generator: str) -> "GuidanceCalibration":
@@ -139,9 +139,9 @@ class GuidanceCalibration:
         if cfg_scale is not None and (isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float))
                                       or cfg_scale < 0):
             raise ValueError(f"{path}: [{generator}] cfg_scale must be a number >= 0, got {cfg_scale!r}")
-        weight = table.get("control_weight")
+        weight = table.get("control_path_weight")
         if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0):
-            raise ValueError(f"{path}: [{generator}] control_weight must be a number > 0, got {weight!r}")
+            raise ValueError(f"{path}: [{generator}] control_path_weight must be a number > 0, got {weight!r}")
         return cls(float(table.get("scale", 1.0)), defaults, table.get("sampler"), table.get("steps"),
                    table.get("control_steps"), None if cfg_scale is None else float(cfg_scale),
                    table.get("control_path_iterations"), None if weight is None else float(weight))
