@@ -135,16 +135,22 @@ class GuidanceCalibration:
             value = table.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{path}: [{generator}] {key} must be a positive integer, got {value!r}")
-        cfg_scale = table.get("cfg_scale")
-        if cfg_scale is not None and (isinstance(cfg_scale, bool) or not isinstance(cfg_scale, (int, float))
-                                      or cfg_scale < 0):
-            raise ValueError(f"{path}: [{generator}] cfg_scale must be a number >= 0, got {cfg_scale!r}")
-        weight = table.get("control_path_weight")
-        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0):
-            raise ValueError(f"{path}: [{generator}] control_path_weight must be a number > 0, got {weight!r}")
+        where = f"{path}: [{generator}]"
+        cfg_scale = _optional_number(table, "cfg_scale", where, allow_zero=True)
+        weight = _optional_number(table, "control_path_weight", where, allow_zero=False)
         return cls(float(table.get("scale", 1.0)), defaults, table.get("sampler"), table.get("steps"),
-                   table.get("control_steps"), None if cfg_scale is None else float(cfg_scale),
-                   table.get("control_path_iterations"), None if weight is None else float(weight))
+                   table.get("control_steps"), cfg_scale, table.get("control_path_iterations"), weight)
+
+
+def _optional_number(table: dict, key: str, where: str, allow_zero: bool) -> float | None:
+    """``table[key]`` as a float (None when absent); ValueError naming ``where`` and the key unless it is a
+    number > 0 (>= 0 with ``allow_zero``)."""
+    value = table.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{where} {key} must be a number {'>=' if allow_zero else '>'} 0, got {value!r}")
+    return float(value)
 
 
 def guided_step_indices(total: int, guided: int | None, placement: str = "spread") -> set[int]:
