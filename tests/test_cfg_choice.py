@@ -77,6 +77,15 @@ def test_choose_cfg_judges_each_scale_and_writes_the_default(tiny_stack, tmp_pat
     mtime = out.stat().st_mtime_ns
     assert main(args[:-1]) == 0 and json.loads(out.read_text())["rows"] == result["rows"]
     assert out.stat().st_mtime_ns != mtime
+    # another guide (the reward checkpoint changed, guidance.toml not): unguided rows kept, guided rows made anew
+    ckpt = torch.load(root / "reward" / "best.pt", weights_only=False)
+    ckpt["model"] = {k: v * 1.5 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    torch.save(ckpt, root / "reward" / "best.pt")
+    assert main(args[:-1]) == 0
+    again = {(r["cfg_scale"], r["guided"]): r for r in json.loads(out.read_text())["rows"]}
+    for row in result["rows"]:
+        kept = again[(row["cfg_scale"], row["guided"])] == row
+        assert kept != row["guided"], (row["cfg_scale"], row["guided"])
     # the validated scale is the default of the pipeline and of the server
     guidance_path(root).write_text(guidance_path(root).read_text().replace(f"cfg_scale = {chosen!r}",
                                                                             "cfg_scale = 2.0"))

@@ -47,7 +47,8 @@ def judge_cfg_scales(models: Path, data: Path, judges: list[JudgeSpec], cfg: Cfg
                      out: Path | None = None) -> dict[str, Any]:
     """Rows {cfg_scale, guided, judges: {name: {judge_r1, judge_fid, per_seed}}, kin_pass, seconds_per_motion}
     for every scale, unguided and with the default guidance.  ``out`` is written after each row; rows already
-    there (same prompts, seeds, sampling and judges) are reused, so an interrupted run continues."""
+    there are reused (:func:`_reusable`), so an interrupted run continues and another guide keeps the unguided
+    rows."""
     prompts = eval_subset(data, "val", precision.prompts or None)
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind="reward")
     sampling = pipe.default_sampling
@@ -56,7 +57,8 @@ def judge_cfg_scales(models: Path, data: Path, judges: list[JudgeSpec], cfg: Cfg
         "generator": generator, "models": str(models), "split": "val", "prompts": len(prompts.captions),
         "seeds": precision.seeds, "sampler": sampling.sampler, "steps": sampling.steps,
         "current_cfg": pipe.default_cfg, "guidance": {"scale": pipe.calibration.scale, **settings.__dict__},
-        "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "config": cfg.__dict__, "rows": []}
+        "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "config": cfg.__dict__,
+        "checkpoints": checkpoint_ids(models, generator), "rows": []}
     done = _reusable(out, result)
     loaded = {j.name: load_judge(j.root, j.kind, prompts, device) for j in judges}
     kin_prompts = split_prompts(data, "val") if cfg.kin_samples > 0 else []
@@ -93,16 +95,36 @@ def _row_key(scale: float, guided: bool) -> tuple[float, bool]:
     return float(scale), bool(guided)
 
 
+def checkpoint_ids(models: Path, generator: str) -> dict[str, dict[str, str | None]]:
+    """{"generator": {kind: id}, "guide": {kind: id}}: the first 12 hex digits of the sha256 of each checkpoint
+    the unguided takes (the generator) and the guided takes add (the reward models) are made with; None where a
+    root has none."""
+    from realign_core.guidance.reward_bank import file_sha256
+    from realign_core.models.layout import checkpoint_path
+
+    def ids(kinds: tuple[str, ...]) -> dict[str, str | None]:
+        paths = {k: checkpoint_path(models, k) for k in kinds}
+        return {k: file_sha256(p)[:12] if p.is_file() else None for k, p in paths.items()}
+
+    return {"generator": ids(("vae", "denoiser") if generator == "mld" else ("mdm",)),
+            "guide": ids(("reward", "latent_reward"))}
+
+
 def _reusable(out: Path | None, result: dict[str, Any]) -> dict[tuple[float, bool], dict[str, Any]]:
+    """The rows of an earlier ``out`` judged by the same judges that this run would make again: unguided rows when
+    the generator's checkpoints, prompts, seeds, sampler and kinematic samples are the same; guided rows when, in
+    addition, the guidance settings and the reward checkpoints are."""
     if out is None or not out.is_file():
         return {}
     old = json.loads(out.read_text())
-    same = ("generator", "prompts", "seeds", "sampler", "steps", "guidance")
-    if any(old.get(k) != result[k] for k in same) or old.get("config", {}).get("kin_samples") != \
-            result["config"]["kin_samples"]:
+    same = ("generator", "prompts", "seeds", "sampler", "steps")
+    ckpt_old, ckpt = old.get("checkpoints", {}), result["checkpoints"]
+    if any(old.get(k) != result[k] for k in same) or ckpt_old.get("generator") != ckpt["generator"] or \
+            old.get("config", {}).get("kin_samples") != result["config"]["kin_samples"]:
         return {}
+    same_guide = old.get("guidance") == result["guidance"] and ckpt_old.get("guide") == ckpt["guide"]
     return {_row_key(r["cfg_scale"], r["guided"]): r for r in old.get("rows", [])
-            if all(n in r.get("judges", {}) for n in result["judges"])}
+            if all(n in r.get("judges", {}) for n in result["judges"]) and (same_guide or not r["guided"])}
 
 
 def choose_cfg(result: dict[str, Any], cfg: CfgChoiceConfig | None = None) -> dict[str, Any]:
