@@ -41,6 +41,7 @@ from realign_core.models.latent_reward import check_matches_generator, load_late
 from realign_core.models.layout import bank_path, checkpoint_path, guidance_path
 from realign_core.models.reward_model import load_reward_checkpoint
 from realign_core.motion.features import features_to_joints
+from realign_core.motion.foot_lock import lock_features
 from realign_core.text.encoder import TextEncoder, load_text_encoder
 
 __all__ = ["MAX_FRAMES", "SAMPLERS", "MotionOutput", "SamplingConfig", "TextToMotionPipeline"]
@@ -59,6 +60,7 @@ class SamplingConfig:
     cfg_scale: float | None = None   # None = guidance.toml's cfg_scale, else the generator's (MLD 7.5, MDM 2.5)
     eta: float = 0.0                 # DDIM's eta (not the M2M reward weight)
     spacing: str | None = None       # timestep spacing "leading"/"trailing"; None = the sampler's (SPACING)
+    foot_lock: bool | None = None    # remove sliding over planted feet (motion.foot_lock); None = guidance.toml's
 
 
 @dataclass
@@ -138,7 +140,7 @@ class TextToMotionPipeline:
         ``steps`` / ``cfg_scale``), else :class:`SamplingConfig`'s (DDIM, 50 steps) and the generator's CFG."""
         c = self.calibration
         return SamplingConfig(sampler=c.sampler or SamplingConfig.sampler, steps=c.steps or SamplingConfig.steps,
-                              cfg_scale=self.default_cfg)
+                              cfg_scale=self.default_cfg, foot_lock=self.default_foot_lock)
 
     @property
     def default_cfg(self) -> float:
@@ -146,6 +148,12 @@ class TextToMotionPipeline:
         ``cfg_scale``, else the generator's default."""
         c = self.calibration.cfg_scale
         return self.generator.default_cfg if c is None else c
+
+    @property
+    def default_foot_lock(self) -> bool:
+        """Whether takes without constraints are foot-locked when a request does not say: guidance.toml's
+        ``foot_lock``, chosen on validation by ``realign choose-foot-lock`` (off without one)."""
+        return bool(self.calibration.foot_lock)
 
     @property
     def control_sampling(self) -> SamplingConfig:
@@ -283,6 +291,8 @@ class TextToMotionPipeline:
         feats = self.normalizer.denormalize(gen.to_features(x, lengths))
         mask = torch.arange(feats.shape[1], device=self.device)[None] < lengths[:, None]
         feats = feats * mask[..., None]
+        if self.default_foot_lock if cfg.foot_lock is None else cfg.foot_lock:
+            feats = self._lock_feet(feats, lengths, control_list(control, len(captions)))
         joints = None
         if return_joints:
             joints = self.to_joints(feats, mask)
@@ -290,6 +300,16 @@ class TextToMotionPipeline:
             joints = [j if s is None else s.placement().to_world(j).astype(np.float32) for j, s in zip(joints, specs)]
         return MotionOutput(feats, mask, hook.trace if hook is not None else None, joints,
                             constraint.trace if constraint is not None else None)
+
+    @staticmethod
+    def _lock_feet(feats: Tensor, lengths: Tensor, specs: list[ControlSpec | None]) -> Tensor:
+        """``lock_features`` on each sample's real rows, except samples with active constraints (a path, keyed
+        poses or a loop pin the root; the lock would move it off them)."""
+        out = feats.clone()
+        for i, (n, spec) in enumerate(zip(lengths.tolist(), specs)):
+            if spec is None or not spec.active:
+                out[i, :n] = lock_features(feats[i, :n])
+        return out
 
     @staticmethod
     def to_joints(features: Tensor, mask: Tensor) -> list[np.ndarray]:

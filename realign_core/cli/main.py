@@ -10,6 +10,7 @@
     realign eval --models DIR --data DIR [--table [--limit N] [--repeats R] | --kinematic | --judge-val]
     realign tune-guidance --models DIR --data DIR [--generator mld|mdm]
     realign choose-cfg --models DIR --data DIR --scales 3 4 5 6 7.5 --judges KIND[@ROOT] ... -o OUT
+    realign choose-foot-lock --models DIR --data DIR --judges KIND[@ROOT] ... [--reuse CFG.json] -o OUT
     realign choose-guidance --models DIR --data DIR --tunings T.json ... --judges KIND[@ROOT] ... --latency B.json -o OUT
     realign model-card --models DIR -o docs/MODEL_CARD.md
     realign plot-training --log DIR/denoiser/log.jsonl --judged J.json ... -o PNG   (curves vs epochs and hours)
@@ -41,6 +42,7 @@ from realign_core.cli.evaluate import (DATA_HELP, SAMPLER_CHOICES, add_check_mot
                                       add_reward_probe_command)
 from realign_core.cli.compose import add_compose_command
 from realign_core.cli.gpu import add_gpu_command
+from realign_core.cli.foot_lock_choice import add_choose_foot_lock_command
 from realign_core.cli.sampler_choice import add_choose_sampler_command
 from realign_core.models.layout import KINDS as TRAIN_KINDS  # torch-free: parsing never imports torch
 from realign_core.models.layout import checkpoint_path, guidance_path
@@ -214,7 +216,7 @@ def _choose_cfg(args: argparse.Namespace) -> int:
     from realign_core.evaluation.cfg_choice import (CfgChoiceConfig, choose_cfg, format_cfg_choice, judge_cfg_scales,
                                                     plot_cfg_choice)
     from realign_core.evaluation.guidance_choice import JudgeSpec, Precision
-    from realign_core.evaluation.guidance_tuning import write_cfg_scale
+    from realign_core.evaluation.guidance_tuning import write_guidance_key
 
     models, out = Path(args.models), Path(args.output)
     cfg = CfgChoiceConfig(scales=tuple(args.scales), r1_slack=args.r1_slack, kin_slack=args.kin_slack,
@@ -232,7 +234,7 @@ def _choose_cfg(args: argparse.Namespace) -> int:
         print(f"wrote {plot_cfg_choice(result, choice, args.plot)}")
     print(f"choice: CFG {choice['choice']:g} (current {choice['current']:g}) -> {out}")
     if args.write_toml:
-        write_cfg_scale(guidance_path(models), args.generator, choice["choice"])
+        write_guidance_key(guidance_path(models), args.generator, "cfg_scale", float(choice["choice"]))
         print(f"wrote cfg_scale {choice['choice']:g} to [{args.generator}] of {guidance_path(models)}")
     return 0
 
@@ -546,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     cf.set_defaults(func=_choose_cfg)
 
     add_choose_sampler_command(sub)
+    add_choose_foot_lock_command(sub)
 
     cc = sub.add_parser("combine-choices", help="apply choose-guidance's rule across runs that differ only in "
                         "the latent reward model")

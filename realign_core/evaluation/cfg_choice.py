@@ -47,8 +47,8 @@ def judge_cfg_scales(models: Path, data: Path, judges: list[JudgeSpec], cfg: Cfg
                      out: Path | None = None) -> dict[str, Any]:
     """Rows {cfg_scale, guided, judges: {name: {judge_r1, judge_fid, per_seed}}, kin_pass, seconds_per_motion}
     for every scale, unguided and with the default guidance.  ``out`` is written after each row; rows already
-    there are reused (:func:`_reusable`), so an interrupted run continues and another guide keeps the unguided
-    rows."""
+    there are reused (:func:`reusable_cfg_rows`), so an interrupted run continues and another guide keeps the
+    unguided rows."""
     prompts = eval_subset(data, "val", precision.prompts or None)
     pipe = TextToMotionPipeline.from_checkpoints(models, device, generator=generator, reward_kind="reward")
     sampling = pipe.default_sampling
@@ -58,8 +58,8 @@ def judge_cfg_scales(models: Path, data: Path, judges: list[JudgeSpec], cfg: Cfg
         "seeds": precision.seeds, "sampler": sampling.sampler, "steps": sampling.steps,
         "current_cfg": pipe.default_cfg, "guidance": {"scale": pipe.calibration.scale, **settings.__dict__},
         "judges": {j.name: {"root": str(j.root), "kind": j.kind} for j in judges}, "config": cfg.__dict__,
-        "checkpoints": checkpoint_ids(models, generator), "rows": []}
-    done = _reusable(out, result)
+        "foot_lock": sampling.foot_lock, "checkpoints": checkpoint_ids(models, generator), "rows": []}
+    done = reusable_cfg_rows(out, result)
     loaded = {j.name: load_judge(j.root, j.kind, prompts, device) for j in judges}
     kin_prompts = split_prompts(data, "val") if cfg.kin_samples > 0 else []
     for scale in cfg.scales:
@@ -110,16 +110,17 @@ def checkpoint_ids(models: Path, generator: str) -> dict[str, dict[str, str | No
             "guide": ids(("reward", "latent_reward"))}
 
 
-def _reusable(out: Path | None, result: dict[str, Any]) -> dict[tuple[float, bool], dict[str, Any]]:
+def reusable_cfg_rows(out: Path | None, result: dict[str, Any]) -> dict[tuple[float, bool], dict[str, Any]]:
     """The rows of an earlier ``out`` judged by the same judges that this run would make again: unguided rows when
-    the generator's checkpoints, prompts, seeds, sampler and kinematic samples are the same; guided rows when, in
-    addition, the guidance settings and the reward checkpoints are."""
+    the generator's checkpoints, prompts, seeds, sampler, foot lock and kinematic samples are the same; guided rows
+    when, in addition, the guidance settings and the reward checkpoints are."""
     if out is None or not out.is_file():
         return {}
     old = json.loads(out.read_text())
     same = ("generator", "prompts", "seeds", "sampler", "steps")
     ckpt_old, ckpt = old.get("checkpoints", {}), result["checkpoints"]
     if any(old.get(k) != result[k] for k in same) or ckpt_old.get("generator") != ckpt["generator"] or \
+            bool(old.get("foot_lock")) != bool(result["foot_lock"]) or \
             old.get("config", {}).get("kin_samples") != result["config"]["kin_samples"]:
         return {}
     same_guide = old.get("guidance") == result["guidance"] and ckpt_old.get("guide") == ckpt["guide"]

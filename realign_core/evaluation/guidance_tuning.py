@@ -315,19 +315,21 @@ def write_guidance_toml(path: Path, generator: str, winner: dict[str, Any], samp
     _dump_guidance_toml(path, tables)
 
 
-def write_cfg_scale(path: Path, generator: str, cfg_scale: float) -> None:
-    """Set ``cfg_scale`` (``realign choose-cfg``'s choice) in table [generator] of guidance.toml, keeping the rest."""
+def write_guidance_key(path: Path, generator: str, key: str, value: Any) -> None:
+    """Set one key (e.g. ``realign choose-cfg``'s ``cfg_scale``, ``realign choose-foot-lock``'s ``foot_lock``) in
+    table [generator] of guidance.toml, keeping the rest."""
     import tomllib
 
     tables = tomllib.loads(path.read_text()) if path.is_file() else {}
-    tables.setdefault(generator, {})["cfg_scale"] = float(cfg_scale)
+    tables.setdefault(generator, {})[key] = value
     _dump_guidance_toml(path, tables)
 
 
 def _dump_guidance_toml(path: Path, tables: dict[str, dict[str, Any]]) -> None:
     lines = ["# ReAlign guidance calibration, chosen on the validation split by `realign tune-guidance` or `realign",
              "# choose-guidance` (judges: the non-step-aware reward model, and a words-only judge; the evaluators are",
-             "# never used); cfg_scale by `realign choose-cfg`. strength 1 = this setting."]
+             "# never used); cfg_scale by `realign choose-cfg`, foot_lock by `realign choose-foot-lock`. strength 1 =",
+             "# this setting."]
     for name, table in tables.items():
         lines.append(f"\n[{name}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]

@@ -47,7 +47,7 @@ from realign_core.diffusion.sampling import NoiseSchedule
 PLACEMENTS = ("spread", "early", "late")
 REWARD_SPACES = ("motion", "latent")
 # guidance.toml keys besides the settings; UNTUNED_KEYS: those the guidance tuning does not choose (kept on rewrite)
-UNTUNED_KEYS = ("control_steps", "control_path_iterations", "control_path_weight", "cfg_scale")
+UNTUNED_KEYS = ("control_steps", "control_path_iterations", "control_path_weight", "cfg_scale", "foot_lock")
 SAMPLING_KEYS = ("scale", "sampler", "steps", *UNTUNED_KEYS)
 
 
@@ -101,7 +101,8 @@ class GuidanceCalibration:
     control bench's tuning seeds for this generator (None = the ConstraintSchedule default); ``control_path_weight``:
     the path cost's weight chosen there (None = the constraints' base weight); ``cfg_scale``: the
     classifier-free guidance scale chosen on validation by ``realign choose-cfg`` (None = the
-    generator's own default)."""
+    generator's own default); ``foot_lock``: whether takes are foot-locked by default (``motion.foot_lock``,
+    chosen by ``realign choose-foot-lock``; None = off)."""
 
     scale: float = 1.0
     defaults: GuidanceSettings = GuidanceSettings()
@@ -111,6 +112,7 @@ class GuidanceCalibration:
     cfg_scale: float | None = None
     control_path_iterations: int | None = None
     control_path_weight: float | None = None
+    foot_lock: bool | None = None
 
     @classmethod
     def load(cls, path: str | Path, generator: str) -> "GuidanceCalibration":
@@ -138,8 +140,11 @@ class GuidanceCalibration:
         where = f"{path}: [{generator}]"
         cfg_scale = _optional_number(table, "cfg_scale", where, allow_zero=True)
         weight = _optional_number(table, "control_path_weight", where, allow_zero=False)
+        foot_lock = table.get("foot_lock")
+        if foot_lock is not None and not isinstance(foot_lock, bool):
+            raise ValueError(f"{where} foot_lock must be true or false, got {foot_lock!r}")
         return cls(float(table.get("scale", 1.0)), defaults, table.get("sampler"), table.get("steps"),
-                   table.get("control_steps"), cfg_scale, table.get("control_path_iterations"), weight)
+                   table.get("control_steps"), cfg_scale, table.get("control_path_iterations"), weight, foot_lock)
 
 
 def _optional_number(table: dict, key: str, where: str, allow_zero: bool) -> float | None:

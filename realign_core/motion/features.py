@@ -217,7 +217,7 @@ def joints_to_features(positions: np.ndarray) -> np.ndarray:
 # Features -> joints
 # --------------------------------------------------------------------------- #
 
-def _rotate_about_y(v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def rotate_about_y(v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate (..., 3) vectors about +Y by the angle whose cos/sin (...) are given."""
     x, y, z = v.unbind(-1)
     return torch.stack([x * cos + z * sin, y, z * cos - x * sin], dim=-1)
@@ -238,7 +238,7 @@ def recover_root(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     vel_xz = features[..., :-1, 1:3]
     step = torch.stack([vel_xz[..., 0], torch.zeros_like(vel_xz[..., 0]), vel_xz[..., 1]], dim=-1)
     step = torch.cat([torch.zeros_like(step[..., :1, :]), step], dim=-2)
-    root = torch.cumsum(_rotate_about_y(step, cos, sin), dim=-2)
+    root = torch.cumsum(rotate_about_y(step, cos, sin), dim=-2)
     root = torch.stack([root[..., 0], features[..., 3], root[..., 2]], dim=-1)
     return yaw, root
 
@@ -250,7 +250,7 @@ def features_to_joints_torch(features: torch.Tensor) -> torch.Tensor:
     """
     yaw, root = recover_root(features)
     local = features[..., 4:67].reshape(features.shape[:-1] + (NUM_JOINTS - 1, 3))
-    world = _rotate_about_y(local, torch.cos(yaw)[..., None], torch.sin(yaw)[..., None])
+    world = rotate_about_y(local, torch.cos(yaw)[..., None], torch.sin(yaw)[..., None])
     offset = torch.stack([root[..., 0], torch.zeros_like(root[..., 0]), root[..., 2]], dim=-1)
     return torch.cat([root[..., None, :], world + offset[..., None, :]], dim=-2)
 
