@@ -266,8 +266,9 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
         raise FileNotFoundError(f"{checkpoint_path(models, 'evaluator')}: the results table needs the evaluator")
     prompts = eval_subset(data, split, limit)
     methods = table_methods(models, generators, curve=curve) if methods is None else methods
-    defaults = {g: asdict(GuidanceCalibration.load(guidance_path(models), g).defaults)   # read once, up front
-                for g in sorted({m.generator for m in methods})}
+    calibrations = {g: GuidanceCalibration.load(guidance_path(models), g)               # read once, up front
+                    for g in sorted({m.generator for m in methods})}
+    defaults = {g: asdict(c.defaults) for g, c in calibrations.items()}
     by_kind: dict[str, dict[str, Any]] = {k: {"Real": real_metrics(e, prompts, None, repeats=20)}
                                           for k, e in evaluators.items()}
     pipes: dict[tuple[str, str | None], TextToMotionPipeline] = {}
@@ -285,6 +286,7 @@ def run_table(models: Path, data: Path, split: str = "test", limit: int | None =
     rows = by_kind.pop("evaluator")
     result = {"split": split, "prompts": len(prompts.captions), "repeats": repeats, "steps": steps,
               "device": device, "defaults": defaults, "methods": {m.name: _method_dict(m) for m in methods},
+              "foot_lock": {g: bool(c.foot_lock) for g, c in calibrations.items()},
               "rows": rows, "rows_by_evaluator": by_kind}
     if curve:
         result["curve"] = curve_rows(result, "mld", steps)
