@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import FPS, Limits, ProtocolError, _number, _prompt, _show
+from .protocol import FPS, Limits, ProtocolError, _flag, _number, _prompt, _show
 
 CONTROL_FIELDS = ("path", "keyframes", "loop", "in_place", "control_strength", "layer")
 LAYER_PARTS = ("right_arm", "left_arm", "arms")   # realign_core.guidance.control_spec.BODY_PARTS
@@ -57,13 +57,6 @@ class Control:
                                                  "candidates": self.layer_candidates}
         return {"path_points": path, "keyframes": [f for f, _ in self.keyframes or ()], "loop": self.loop,
                 "in_place": self.in_place, "control_strength": self.strength, "layer": layer}
-
-
-def _bool(obj: dict[str, Any], name: str) -> bool:
-    value = obj.get(name, False)
-    if not isinstance(value, bool):
-        raise ProtocolError("bad_request", f"field '{name}' must be true or false, got {_show(value)}", name)
-    return value
 
 
 def _point(value: Any, name: str, size: int) -> list[float]:
@@ -167,14 +160,14 @@ def parse_control(obj: dict[str, Any], frames: int, limits: Limits) -> Control |
     """The request's control fields (None when it has none).  ``frames``: the motion's length."""
     if not any(k in obj for k in CONTROL_FIELDS):
         return None
-    loop = _bool(obj, "loop")
+    loop = _flag(obj, "loop", False)
     if loop and frames >= limits.max_frames:
         raise ProtocolError("bad_request", f"field 'loop': a looped motion needs one extra frame, so at most "
                             f"{limits.max_frames - 1} frames; got {frames}", "loop")
     return Control(
         path=parse_path(obj["path"], frames, limits) if "path" in obj else None,
         keyframes=parse_keyframes(obj["keyframes"], frames, limits) if "keyframes" in obj else None,
-        loop=loop, in_place=_bool(obj, "in_place"),
+        loop=loop, in_place=_flag(obj, "in_place", False),
         strength=_number(obj, "control_strength", 0.0, limits.max_control_strength, 1.0),
         **_layer_fields(obj, limits))
 

@@ -30,7 +30,8 @@ def sampling_config(sampling: Sampling) -> Any:
     """Protocol sampling settings -> the pipeline's ``SamplingConfig`` (DDIM eta stays 0)."""
     from realign_core.pipeline import SamplingConfig
 
-    return SamplingConfig(sampler=sampling.sampler, steps=sampling.steps, cfg_scale=sampling.cfg)
+    return SamplingConfig(sampler=sampling.sampler, steps=sampling.steps, cfg_scale=sampling.cfg,
+                          foot_lock=sampling.foot_lock)
 
 
 def guidance_settings(sampling: Sampling, pipeline: Any = None) -> Any | None:
@@ -141,8 +142,9 @@ def model_defaults(pipeline: Any) -> Defaults:
     control = getattr(pipeline, "control_sampling", None)
     control_steps = control.steps if control is not None else steps
     lcm_cfg = getattr(pipeline, "consistency_cfg", None)
+    foot_lock = bool(getattr(pipeline, "default_foot_lock", False))
     return Defaults(cfg=cfg, lcm_cfg=lcm_cfg, strength=strength, mu=mu, eta=eta, steps=steps,
-                    control_steps=control_steps, sampler=sampler)
+                    control_steps=control_steps, sampler=sampler, foot_lock=foot_lock)
 
 
 def model_max_steps(pipeline: Any) -> int:

@@ -26,7 +26,7 @@ COMMON_FIELDS = ("id", "op", "token")
 OP_FIELDS: dict[str, tuple[str, ...]] = {
     "hello": ("client",),
     "generate": ("prompt", "prompts", "frames", "seconds", "seed", "samples", "guidance", "steps", "sampler",
-                 "path", "keyframes", "loop", "in_place", "control_strength", "layer",   # control: control_fields.py
+                 "foot_lock", "path", "keyframes", "loop", "in_place", "control_strength", "layer",   # control: control_fields.py
                  "sequence"),
     "cancel": ("target",),
     "status": (),
@@ -95,6 +95,7 @@ class Defaults:
     strength: float = 0.0
     mu: float = 1.0
     eta: float = 1.0
+    foot_lock: bool = False        # takes without constraints shifted back by their planted feet's sliding
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,15 +111,16 @@ class Sampling:
     strength: float
     mu: float
     eta: float
+    foot_lock: bool = False
 
     def batch_key(self) -> tuple:
         """Equal keys = compatible jobs; with guidance off, mu and eta do not matter."""
         if self.strength <= 0:
-            return self.sampler, self.steps, self.cfg, 0.0, None, None
-        return self.sampler, self.steps, self.cfg, self.strength, self.mu, self.eta
+            return self.sampler, self.steps, self.cfg, 0.0, None, None, self.foot_lock
+        return self.sampler, self.steps, self.cfg, self.strength, self.mu, self.eta, self.foot_lock
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sampler": self.sampler, "steps": self.steps,
+        return {"sampler": self.sampler, "steps": self.steps, "foot_lock": self.foot_lock,
                 "guidance": {"strength": self.strength, "mu": self.mu, "eta": self.eta, "cfg": self.cfg}}
 
 
@@ -348,12 +350,21 @@ def _sampling(obj: dict[str, Any], limits: Limits, defaults: Defaults) -> Sampli
         strength=_number(g, "strength", 0.0, limits.max_strength, defaults.strength, prefix="guidance."),
         mu=_number(g, "mu", 0.0, limits.max_weight, defaults.mu, prefix="guidance."),
         eta=_number(g, "eta", 0.0, limits.max_weight, defaults.eta, prefix="guidance."),
+        foot_lock=_flag(obj, "foot_lock", defaults.foot_lock),
     )
 
 
 # --------------------------------------------------------------------------- field helpers
 
 _MISSING = object()
+
+
+def _flag(obj: dict[str, Any], name: str, default: bool) -> bool:
+    """A true/false field (``default`` when absent)."""
+    value = obj.get(name, default)
+    if not isinstance(value, bool):
+        raise ProtocolError("bad_request", f"field '{name}' must be true or false, got {_show(value)}", name)
+    return value
 
 
 def _int(obj: dict[str, Any], name: str, lo: int, hi: int, default: Any, hint: str = "") -> Any:

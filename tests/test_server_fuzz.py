@@ -25,6 +25,7 @@ BAD_FIELD_VALUES: dict[str, list] = {
     "guidance.mu": [-1, 101, True, "1", None],
     "guidance.eta": [-1e-9, 1e300, False, [], None],
     "guidance.cfg": [-0.1, 31, True, "7", None],
+    "foot_lock": [None, 1, 0, "true", [], {}],
     "extra": [1, "x", None],
 }
 BAD_IDS = [None, True, 1.5, [], {}, "", "x" * 200, 2 ** 60, -2 ** 60]

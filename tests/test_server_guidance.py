@@ -89,6 +89,30 @@ def test_the_validated_sampling_and_guided_steps_are_the_server_defaults(tiny_gu
     assert guidance_settings(Sampling("ddim", 7, 7.5, strength=0.0, mu=1.0, eta=1.0), engine.pipeline) is None
 
 
+def test_the_validated_foot_lock_is_the_server_default_and_a_request_can_turn_it_off(tiny_guided, tmp_path):
+    """guidance.toml's foot_lock becomes the request default; a request's foot_lock wins, keeps the job out of
+    batches with the other setting and changes the joints the client gets (the pipeline locks the take)."""
+    import shutil
+
+    from server.engine import run_pipeline
+
+    root = tmp_path / "models"
+    shutil.copytree(tiny_guided, root)
+    (root / "guidance.toml").write_text('[mld]\nscale = 3.0\nfoot_lock = true\n')
+    engine = Engine.load(root, "cpu")
+    assert engine.defaults.foot_lock is True
+    limits = Limits().for_model(engine.max_frames, engine.max_steps)
+    plain = {"type": "generate", "id": "a", "prompt": "a person stands still.", "frames": 40, "steps": 3}
+    on = parse_generate(plain, limits, engine.defaults).sampling
+    off = parse_generate({**plain, "foot_lock": False}, limits, engine.defaults).sampling
+    assert on.foot_lock and not off.foot_lock and on.batch_key() != off.batch_key()
+    assert on.as_dict()["foot_lock"] is True
+    joints = {s.foot_lock: run_pipeline(engine.pipeline, ["a person stands still."], [40], [3], s, None)[0]
+              for s in (on, off)}
+    assert not np.allclose(joints[True], joints[False])
+    np.testing.assert_allclose(joints[True][:, 1:, 1], joints[False][:, 1:, 1], atol=1e-5)   # heights kept
+
+
 def test_realign_generate_samples_controlled_takes_with_control_steps(tiny_guided, tmp_path):
     """`realign generate` without --steps: text-only and in-place-only takes get guidance.toml's steps,
     takes with a loop, path or keyed poses and sequences its control_steps; --steps always wins."""

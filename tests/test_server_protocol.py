@@ -65,7 +65,7 @@ def test_generate_streams_accepted_progress_result(server_client):
     assert np.allclose(root["translation_xz"], joints[:, 0, [0, 2]], atol=1e-4)
     timing = result["timing"]
     assert timing["batch_size"] == timing["batch_jobs"] == 1 and timing["total_s"] >= timing["run_s"] > 0
-    assert result["sampling"] == {"sampler": "ddim", "steps": FAST_STEPS,
+    assert result["sampling"] == {"sampler": "ddim", "steps": FAST_STEPS, "foot_lock": False,
                                   "guidance": {"strength": 0.0, "mu": 1.0, "eta": 1.0, "cfg": 7.5}}
 
 
@@ -140,6 +140,7 @@ BAD_REQUESTS = [
     ({"id": 1, "op": "generate", "prompt": "a", "guidance": {"strength": -1}}, "bad_request", "guidance.strength"),
     ({"id": 1, "op": "generate", "prompt": "a", "guidance": {"cfg": 31}}, "bad_request", "guidance.cfg"),
     ({"id": 1, "op": "generate", "prompt": "a", "guidance": {"mu": False}}, "bad_request", "guidance.mu"),
+    ({"id": 1, "op": "generate", "prompt": "a", "foot_lock": "yes"}, "bad_request", "foot_lock"),
     ({"id": 1, "op": "cancel"}, "bad_request", "target"),
     ({"id": 1, "op": "cancel", "target": [1]}, "bad_request", "target"),
 ]
