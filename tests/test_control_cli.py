@@ -53,3 +53,24 @@ def test_control_bench_runs_and_writes_its_json(tiny_generator, tmp_path, capsys
     for row in data["layer"]["rows"].values():   # the finish sets the layered joints exactly
         assert row["final_layer_err_cm"] < 1e-3 < row["free_layer_err_cm"], row
     assert set(data["layer"]["rows"]["walk+wave"]) >= {"free_walk_forward", "final_wave_right", "layer_alone_wave_right"}
+
+
+def test_generate_foot_lock_on_and_off(tiny_generator, tmp_path):
+    """--foot-lock on moves the take back over its planted feet (heights and poses kept); off leaves it as sampled;
+    on a take with a path it changes nothing (the path pins the root)."""
+    from realign_core.motion.foot_lock import lock_joints
+
+    models = str(tiny_generator[0])
+    base = ["generate", "a person stands still.", "--models", models, "--seconds", "2", "--steps", "3", "--seed", "4"]
+    takes = {}
+    for mode in ("on", "off"):
+        assert main(base + ["--foot-lock", mode, "-o", str(tmp_path / mode)]) == 0
+        takes[mode] = np.load(tmp_path / f"{mode}.npy")
+    np.testing.assert_allclose(takes["on"], lock_joints(takes["off"]), atol=2e-4)
+    assert np.abs(takes["on"] - takes["off"]).max() > 1e-3          # the tiny model's take does slide
+    np.testing.assert_allclose(takes["on"][..., 1], takes["off"][..., 1], atol=1e-5)
+    (tmp_path / "path.json").write_text(json.dumps({"points": [[0, 0], [1.0, 0]], "times": [0, 2]}))
+    for mode in ("on", "off"):
+        assert main(base + ["--foot-lock", mode, "--path", str(tmp_path / "path.json"),
+                            "-o", str(tmp_path / f"path_{mode}")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "path_on.npy"), np.load(tmp_path / "path_off.npy"))
