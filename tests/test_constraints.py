@@ -94,7 +94,7 @@ def test_foot_contact_cost_sees_planted_feet_sliding_but_not_swinging_feet():
 def test_foot_contact_weight_reduces_foot_sliding_of_a_path_walk(pipe):
     """The tiny generator asked to walk faster than it does (as above): the foot cost (weight 1) must cut the
     contact-weighted slide and the control-bench skating measure against the same path without it."""
-    from realign_core.evaluation.control_eval import foot_skate_cm
+    from realign_core.motion.foot_lock import foot_skate_cm
 
     path = Path.from_points([[0, 0], [3.5, 0]], [0, 1.95])
     runs = {w: generate_controlled(pipe, [PROMPT] * 2, [40] * 2, [0, 1], [ControlSpec(path=path, foot_weight=w)] * 2,

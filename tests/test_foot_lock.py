@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from realign_core.evaluation.control_eval import foot_skate_cm
 from realign_core.evaluation.foot_lock_choice import FootLockChoiceConfig, choose_foot_lock
 from realign_core.motion.features import features_to_joints, foot_contacts, joints_to_features
-from realign_core.motion.foot_lock import lock_features, lock_joints, sliding
+from realign_core.motion.foot_lock import foot_skate_cm, lock_features, lock_joints, sliding
 from realign_core.motion.skeleton import JOINT_INDEX
 from tests.synthetic import walking_motion
 

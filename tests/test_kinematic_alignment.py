@@ -22,8 +22,8 @@ from realign_core.evaluation.kinematic.checks import (
 )
 from realign_core.evaluation.kinematic.labels import (LABELS, ClipRecord, format_recall_through, format_validation,
                                                       label_clip, validate_checks)
-from realign_core.evaluation.kinematic.report import (compare_reports, format_arm_measures, format_reports,
-                                                      kinematic_alignment)
+from realign_core.evaluation.kinematic.report import (compare_reports, format_arm_measures, format_ground_measures,
+                                                      format_reports, kinematic_alignment)
 from realign_core.evaluation.metrics import paired_difference, wilson_interval
 from realign_core.motion.features import mirror_joints
 from realign_core.motion.quaternion import qrot, qyaw
@@ -295,6 +295,12 @@ def test_alignment_counts_matches_per_prompt_and_pairs_seeds():
     assert json.loads(json.dumps(good.to_dict()))["prompts"]["walk_backward"]["n"] == 3
     arms = format_arm_measures({"baseline": good, "guided": bad})
     assert "stand_still" in arms and "0.00 / 0.00" in arms and len(good.prompts[0].arm) == 3
+    ground = {p.name: p.ground_mean() for p in good.prompts}
+    assert ground["stand_still"]["pelvis_excursion_m"] < 0.05 < ground["walk_forward"]["pelvis_excursion_m"]
+    assert json.loads(json.dumps(good.to_dict()))["prompts"]["stand_still"]["ground_measures_mean"] == \
+        ground["stand_still"]
+    table = format_ground_measures({"baseline": good, "guided": bad})
+    assert table.splitlines()[-2].startswith("all") and "stand_still" in table
 
 
 def test_arm_measures_read_what_the_wave_check_reads():

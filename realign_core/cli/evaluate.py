@@ -213,6 +213,11 @@ def kinematic_parser() -> argparse.ArgumentParser:
     p.add_argument("--arm-measures", action="store_true",
                    help="also print what the wave checks read, per prompt and setting: the right wrist's mean "
                         "seconds above its shoulder and its swing reversals (always in the JSON)")
+    p.add_argument("--ground-measures", action="store_true",
+                   help="also print how the bodies rest on the floor, per prompt and setting: the mean pelvis "
+                        "excursion and foot skating (always in the JSON)")
+    p.add_argument("--foot-lock", default=None, choices=("on", "off"),
+                   help="takes shifted back by their planted feet's sliding (default: guidance.toml's foot_lock)")
     p.add_argument("--reward-agreement", action="store_true",
                    help="instead of baseline vs guided: does the motion-space reward score the unguided samples "
                         "that pass each check higher than those that fail (AUC)?")
@@ -237,17 +242,19 @@ def _alignment_json(args: argparse.Namespace) -> dict[str, Any]:
     """Run baseline vs guided for the CLI arguments, print the table, return the JSON part."""
     from realign_core.evaluation.kinematic.checks import caption_prompts, select_prompts
     from realign_core.evaluation.kinematic.report import (compare_reports, evaluate_generator, format_arm_measures,
-                                                          format_reports)
+                                                          format_ground_measures, format_reports)
 
     steps = args.steps if args.steps is not None else validated_steps(args.models, args.generator)
     reports = evaluate_generator(args.models, args.generator, args.samples, args.seconds, args.strength, steps,
                                  args.cfg, args.seed, args.batch_size, args.device,
                                  caption_prompts(args.caption, args.checks or "") if args.caption is not None
                                  else select_prompts(args.prompts), tuple(args.layer) if args.layer else None,
-                                 args.layer_candidates)
+                                 args.layer_candidates, None if args.foot_lock is None else args.foot_lock == "on")
     print(format_reports(reports))
     if args.arm_measures:
         print(format_arm_measures(reports))
+    if args.ground_measures:
+        print(format_ground_measures(reports))
     if "guided" not in reports:
         print(f"no reward model in {args.models}: guided sampling skipped")
     out: dict[str, Any] = {name: report.to_dict() for name, report in reports.items()}

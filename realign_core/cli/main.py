@@ -297,9 +297,8 @@ def _generate(args: argparse.Namespace) -> int:
 
     from realign_core.cli.control_args import control_fields
 
-    sampling = SamplingConfig(args.sampler or SamplingConfig.sampler,
-                              SamplingConfig.steps if args.steps is None else args.steps, args.cfg, args.ddim_eta,
-                              foot_lock=None if args.foot_lock is None else args.foot_lock == "on")
+    sampling = SamplingConfig(args.sampler or SamplingConfig.sampler, SamplingConfig.steps if args.steps is None
+                              else args.steps, args.cfg, args.ddim_eta, foot_lock={"on": True, "off": False}.get(args.foot_lock))
     try:
         req = GenerateRequest(args.prompt, args.seconds, args.seed, args.samples, args.strength, args.mu, args.eta,
                               sampling, args.guided_steps, **control_fields(args, round(args.seconds * 20)),
@@ -366,9 +365,8 @@ def _add_generation_commands(sub: argparse._SubParsersAction) -> None:
                         "model, 1-4 steps, CFG distilled in; all diffusers' schedulers; default: the models' "
                         "validated setting)")
     g.add_argument("--ddim-eta", type=float, default=0.0, help="DDIM stochasticity (not the M2M weight)")
-    g.add_argument("--foot-lock", default=None, choices=("on", "off"),
-                   help="shift takes back by their planted feet's sliding (default: guidance.toml's foot_lock; takes "
-                        "with a path, keyed poses or a loop are never locked)")
+    g.add_argument("--foot-lock", default=None, choices=("on", "off"), help="undo sliding over planted feet "
+                   "(default: guidance.toml's foot_lock; takes with a path, keyed poses or a loop: never)")
     g.add_argument("--device", default="auto")
     g.add_argument("--smpl", action="store_true", help="also write an AMASS-style SMPL .npz")
     g.add_argument("--gif", action="store_true", help="also render a stick-figure GIF")

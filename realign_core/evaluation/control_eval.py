@@ -48,7 +48,8 @@ from realign_core.control.sequence import Segment, generate_sequence
 from realign_core.guidance.control_spec import ControlSpec, Keyframes
 from realign_core.guidance.control_spec import Path as RootPath
 from realign_core.motion.features import features_to_joints, joints_to_features
-from realign_core.motion.skeleton import FPS, LEFT_FOOT, RIGHT_FOOT
+from realign_core.motion.foot_lock import foot_skate_cm
+from realign_core.motion.skeleton import FPS
 
 # name: (caption, typical pelvis speed m/s, kinematic check name)
 PROMPTS: dict[str, tuple[str, float, str]] = {
@@ -64,7 +65,6 @@ LAYERS: dict[str, tuple[str, str, str, str | None]] = {
     "jog+wave": ("jog", "right_arm", "a person waves with the right hand.", "wave_right"),
     "walk+arms_up": ("walk", "arms", "a person raises both arms above the head.", None),
 }
-CONTACT_HEIGHT_M = 0.05
 NEAR_KEY_FRAMES = 5
 NEAR_SEAM_FRAMES = 3
 
@@ -92,17 +92,6 @@ def path_shape(name: str, length: float, frames: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- measures
-
-def foot_skate_cm(joints: np.ndarray) -> float:
-    """Mean horizontal displacement per frame (cm) of foot joints on their contact frames (within
-    CONTACT_HEIGHT_M of the clip's floor, the 5th percentile of the lowest foot joint)."""
-    feet = list(LEFT_FOOT) + list(RIGHT_FOOT)
-    pos = np.asarray(joints, dtype=np.float64)[:, feet]
-    floor = np.percentile(pos[..., 1].min(1), 5.0)
-    contact = (pos[:-1, :, 1] - floor < CONTACT_HEIGHT_M) & (pos[1:, :, 1] - floor < CONTACT_HEIGHT_M)
-    step = np.linalg.norm(np.diff(pos[..., [0, 2]], axis=0), axis=-1)
-    return 100 * float(step[contact].mean()) if contact.any() else 0.0
-
 
 def jerk_cm(joints: np.ndarray) -> np.ndarray:
     """(F-3,) mean over joints of |third difference| (cm/frame^3); entry i spans frames i..i+3."""

@@ -55,6 +55,17 @@ def sliding(joints: np.ndarray, lock: FootLock = FootLock(), fps: int = FPS) -> 
     return np.where(count > 0, total / np.maximum(count, 1), 0.0)
 
 
+def foot_skate_cm(joints: np.ndarray, height_m: float = FootLock.height_m) -> float:
+    """Foot skating: the mean horizontal displacement per frame (cm) of foot joints on their contact frames (within
+    ``height_m`` of the clip's floor, the 5th percentile of the lowest foot joint, at both ends of the frame step).
+    joints: (F, 22, 3) metres, Y up; 0 when no foot touches the floor."""
+    pos = np.asarray(joints, dtype=np.float64)[:, FOOT_JOINTS]
+    floor = np.percentile(pos[..., 1].min(1), 5.0)
+    contact = (pos[:-1, :, 1] - floor < height_m) & (pos[1:, :, 1] - floor < height_m)
+    step = np.linalg.norm(np.diff(pos[..., [0, 2]], axis=0), axis=-1)
+    return 100 * float(step[contact].mean()) if contact.any() else 0.0
+
+
 def lock_joints(joints: np.ndarray, lock: FootLock = FootLock()) -> np.ndarray:
     """(F, 22, 3) metres, Y up, 20 fps -> the same motion shifted horizontally so planted feet do not slide."""
     out = np.array(joints, dtype=np.float64)
@@ -89,4 +100,4 @@ def _to_facing(v: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
     return rotate_about_y(v, torch.cos(yaw), -torch.sin(yaw))
 
 
-__all__ = ["FootLock", "lock_features", "lock_joints", "sliding"]
+__all__ = ["FootLock", "foot_skate_cm", "lock_features", "lock_joints", "sliding"]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from realign_core.data.captions.kinematic import KinematicSummary, measure_kinematics
+from realign_core.motion.foot_lock import foot_skate_cm
 from realign_core.motion.kinematics import facing_yaw, moving_average, odd_window, runs
 from realign_core.motion.skeleton import FPS, JOINT_INDEX, LEFT_FOOT, NUM_JOINTS, RIGHT_FOOT
 
@@ -260,6 +261,12 @@ def arm_measures(m: MeasuredMotion) -> dict[str, float]:
     return {f"{name}_wrist_{key}": value for name, side in (("right", -1), ("left", 1))
             for key, value in (("raised_s", float(_raised(m, side).sum()) / m.fps),
                                ("swings", float(_wrist_swings(m, side))))}
+
+
+def ground_measures(m: MeasuredMotion) -> dict[str, float]:
+    """How the body rests on the floor: the pelvis's largest distance from its mean position (m; ``check_still``
+    allows STILL_PELVIS_M) and foot skating (cm per contact frame, ``motion.foot_lock.foot_skate_cm``)."""
+    return {"pelvis_excursion_m": _excursion(m, [_PELVIS]), "foot_skate_cm": foot_skate_cm(m.pos)}
 
 
 def check_wave(m: MeasuredMotion, side: int) -> bool:

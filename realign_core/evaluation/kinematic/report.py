@@ -15,12 +15,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from realign_core.evaluation.kinematic.checks import PROMPTS, Joints, KinematicPrompt, MeasuredMotion, arm_measures
+from realign_core.evaluation.kinematic.checks import (PROMPTS, Joints, KinematicPrompt, MeasuredMotion, arm_measures,
+                                                     ground_measures)
 from realign_core.evaluation.kinematic.labels import percent_with_ci
 from realign_core.evaluation.metrics import paired_difference, wilson_interval
 from realign_core.motion.skeleton import FPS
 
 Generate = Callable[[list[str], list[int], list[int]], list[Joints]]   # (captions, frames, seeds) -> joints
+
+
+def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: sum(a[k] for a in rows) / len(rows) for k in rows[0]} if rows else {}
 
 
 @dataclass
@@ -31,11 +36,16 @@ class PromptAlignment:
     caption: str
     seeds: list[int]
     matched: list[bool]
-    arm: list[dict[str, float]] = field(default_factory=list)   # per sample: checks.arm_measures
+    arm: list[dict[str, float]] = field(default_factory=list)      # per sample: checks.arm_measures
+    ground: list[dict[str, float]] = field(default_factory=list)   # per sample: checks.ground_measures
 
     def arm_mean(self) -> dict[str, float]:
         """The mean of each arm measure over the samples (empty without measures)."""
-        return {k: sum(a[k] for a in self.arm) / len(self.arm) for k in self.arm[0]} if self.arm else {}
+        return _mean(self.arm)
+
+    def ground_mean(self) -> dict[str, float]:
+        """The mean of each ground measure over the samples (empty without measures)."""
+        return _mean(self.ground)
 
     @property
     def fraction(self) -> float:
@@ -79,7 +89,8 @@ class AlignmentReport:
             "overall_ci95": list(self.overall_ci),
             "prompts": {p.name: {"caption": p.caption, "fraction": p.fraction, "ci95": list(p.ci),
                                  "n": len(p.matched), "seeds": p.seeds, "matched": p.matched,
-                                 "arm_measures_mean": p.arm_mean(), "arm_measures": p.arm}
+                                 "arm_measures_mean": p.arm_mean(), "arm_measures": p.arm,
+                                 "ground_measures_mean": p.ground_mean(), "ground_measures": p.ground}
                         for p in self.prompts},
         }
 
@@ -101,6 +112,7 @@ def kinematic_alignment(generate: Generate, prompts: Sequence[KinematicPrompt] =
     jobs = [(p, seed + i * n + k) for i, p in enumerate(prompts) for k in range(n)]
     passed: list[bool] = []
     arms: list[dict[str, float]] = []
+    grounds: list[dict[str, float]] = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
         motions = generate([p.caption for p, _ in chunk], [frames] * len(chunk), [s for _, s in chunk])
@@ -109,8 +121,9 @@ def kinematic_alignment(generate: Generate, prompts: Sequence[KinematicPrompt] =
         measured = [MeasuredMotion(motion, FPS) for motion in motions]
         passed += [p.matches(m) for (p, _), m in zip(chunk, measured)]
         arms += [arm_measures(m) for m in measured]
+        grounds += [ground_measures(m) for m in measured]
     rows = [PromptAlignment(p.name, p.caption, [s for _, s in jobs[i * n:(i + 1) * n]], passed[i * n:(i + 1) * n],
-                            arms[i * n:(i + 1) * n])
+                            arms[i * n:(i + 1) * n], grounds[i * n:(i + 1) * n])
             for i, p in enumerate(prompts)]
     return AlignmentReport(rows, frames / FPS)
 
@@ -180,10 +193,11 @@ def evaluate_generator(models: Path, generator: str = "mld", samples: int = 10, 
                        seed: int = 0, batch_size: int = 32, device: str | None = None,
                        prompts: Sequence[KinematicPrompt] = PROMPTS,
                        layer: tuple[str, str] | None = None,
-                       layer_candidates: int | None = None) -> dict[str, AlignmentReport]:
+                       layer_candidates: int | None = None,
+                       foot_lock: bool | None = None) -> dict[str, AlignmentReport]:
     """Baseline and guided (the models' default guidance with ``strength`` replaced, if given)
     kinematic alignment of one generator; guided is skipped when the folder has no reward model.  ``layer``:
-    see :func:`pipeline_generator`."""
+    see :func:`pipeline_generator`; ``foot_lock``: None = the models' default (guidance.toml)."""
     from realign_core.device import pick_device
     from realign_core.pipeline import SamplingConfig, TextToMotionPipeline
 
@@ -191,7 +205,8 @@ def evaluate_generator(models: Path, generator: str = "mld", samples: int = 10, 
     pipe = TextToMotionPipeline.from_checkpoints(models, device=device, generator=generator)
     frames = min(round(seconds * FPS), pipe.max_frames)
     seconds = frames / FPS
-    sampling = SamplingConfig(steps=steps, cfg_scale=cfg_scale)
+    sampling = SamplingConfig(steps=steps, cfg_scale=cfg_scale,
+                              foot_lock=pipe.default_foot_lock if foot_lock is None else foot_lock)
     settings = {"baseline": None}
     if pipe.has_reward:
         default = pipe.default_guidance
@@ -224,4 +239,24 @@ def format_arm_measures(reports: dict[str, AlignmentReport], side: str = "right"
                          f"{mean.get(f'{side}_wrist_swings', float('nan')):.2f}")
         lines.append(f"{label:{width}s}" + "".join(f" | {c:>30s}" for c in cells))
     lines.append(f"{side} wrist, mean over the samples: seconds above its shoulder / swing reversals while raised")
+    return "\n".join(lines)
+
+
+def format_ground_measures(reports: dict[str, AlignmentReport]) -> str:
+    """A text table of how the bodies rest on the floor, per prompt and setting: the mean pelvis excursion (m) and
+    the mean foot skating (cm per contact frame); the last row pools every sample."""
+    names = list(reports)
+    labels = [p.name for p in reports[names[0]].prompts]
+    width = label_width(labels + ["all"])
+    lines = [f"{'prompt':{width}s}" + "".join(f" | {n + ' pelvis m / skate cm':>30s}" for n in names)]
+    lines.append("-" * len(lines[0]))
+    for i, label in enumerate(labels + ["all"]):
+        cells = []
+        for report in reports.values():
+            rows = report.prompts[i].ground if i < len(labels) else [g for p in report.prompts for g in p.ground]
+            mean = _mean(rows)
+            cells.append(f"{mean.get('pelvis_excursion_m', float('nan')):.3f} / "
+                         f"{mean.get('foot_skate_cm', float('nan')):.2f}")
+        lines.append(f"{label:{width}s}" + "".join(f" | {c:>30s}" for c in cells))
+    lines.append("mean over the samples: the pelvis's largest distance from its mean position / foot skating")
     return "\n".join(lines)
