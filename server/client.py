@@ -255,18 +255,18 @@ class Client:
                guidance: dict[str, float] | None = None, steps: int | None = None, sampler: str | None = None,
                id: str | int | None = None, path: Any = None, keyframes: list[dict] | None = None,
                loop: bool | None = None, in_place: bool | None = None, control_strength: float | None = None,
-               sequence: list[dict] | None = None, layer: dict | None = None) -> Job:
+               sequence: list[dict] | None = None, layer: dict | None = None, foot_lock: bool | None = None) -> Job:
         """Send a ``generate`` request -> its :class:`Job` (events arrive in the background).
 
         Fields left None are left out (the server's defaults apply).  ``guidance`` may hold
         ``strength``, ``mu``, ``eta`` (reward weights) and ``cfg`` (classifier-free guidance scale).
         ``path``, ``keyframes``, ``loop``, ``in_place``, ``control_strength``, ``sequence``, ``layer``: the
-        control fields (docs/control.md).
+        control fields (docs/control.md); ``foot_lock``: undo sliding over planted feet (None = the model's default).
         """
         fields = {"prompt": prompt, "prompts": prompts, "frames": frames, "seconds": seconds, "seed": seed,
                   "samples": samples, "guidance": guidance, "steps": steps, "sampler": sampler, "path": path,
                   "keyframes": keyframes, "loop": loop, "in_place": in_place, "control_strength": control_strength,
-                  "sequence": sequence, "layer": layer}
+                  "sequence": sequence, "layer": layer, "foot_lock": foot_lock}
         rid = self.new_id() if id is None else id
         job = Job(self, rid)
         job.events = self._open_route(rid)

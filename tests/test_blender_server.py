@@ -42,6 +42,7 @@ def test_addon_generates_regenerates_cancels_and_batch_bakes(version, guided_ser
     assert report["status"]["status"] == "connected"
     first = report["generate"]
     assert sorted(t["seed"] for t in first) == [7, 8] and all(t["server_version"] for t in first)
+    assert all(t["foot_lock"] for t in first)      # the panel's foot lock went to the server and came back locked
     regen = [t for t in report["after_regenerate"] if t["strength"] == 2.0]
     assert len(regen) == 1 and regen[0]["seed"] == 7
     assert report["track_mutes"] == [True, True, False]

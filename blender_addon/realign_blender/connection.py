@@ -51,7 +51,7 @@ def hello(host: str, port: int, token: str = "", timeout: float = 2.0) -> dict:
 def _fields(request: dict) -> dict:
     """submit() keyword arguments of a generate request dict."""
     keys = ("prompt", "prompts", "frames", "seconds", "seed", "samples", "guidance", "steps", "sampler", "id",
-            *CONTROL_KEYS)
+            "foot_lock", *CONTROL_KEYS)
     return {k: request[k] for k in keys if k in request}
 
 

@@ -81,6 +81,8 @@ def generate_request(settings, prompt: str, seconds: float, seed: int, samples: 
            "seed": int(seed), "samples": int(samples), "guidance": guidance(settings, strength)}
     if settings.steps > 0:
         req["steps"] = int(settings.steps)
+    if settings.foot_lock != "model":
+        req["foot_lock"] = settings.foot_lock == "on"
     if settings.draft:                 # the few-step consistency model (server sampler "lcm"), 1 step by default
         req.update(sampler="lcm", steps=int(settings.steps) or 1)
     return req
@@ -258,7 +260,8 @@ def _bake_result(context, settings, job: Job, event: dict) -> None:
                 "strength": float(event.get("guidance", {}).get("strength", _req_strength(job, event))),
                 "cfg": float(event.get("sampling", {}).get("guidance", {}).get("cfg",
                                                                             _req_guidance(job, event).get("cfg", 0.0))),
-                "model": str(event.get("model", settings.model)), "server_version": settings.server_version}
+                "model": str(event.get("model", settings.model)), "server_version": settings.server_version,
+                "foot_lock": bool(event.get("sampling", {}).get("foot_lock", False))}
         try:
             if target.control is not None:
                 action, _, _ = control_bake.bake(obj, motion, meta, target.start_frame, options, target.control,

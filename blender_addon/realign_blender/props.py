@@ -90,6 +90,11 @@ class RealignSettings(bpy.types.PropertyGroup):
     mu: FloatProperty(name="μ", default=1.0, min=0.0, max=100.0, description="Text-alignment reward weight")
     eta: FloatProperty(name="η", default=1.0, min=0.0, max=100.0, description="Motion-quality reward weight")
     steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Sampler steps (0 = server default)")
+    foot_lock: EnumProperty(name="Foot lock", default="model", items=[
+        ("model", "Model default", "As the model's validated setting (on for the shipped models)"),
+        ("on", "On", "Shift the body back by the sliding of its planted feet (no gliding over resting feet)"),
+        ("off", "Off", "The motion as sampled")],
+        description="Undo sliding over planted feet; takes with a path, keyed poses or a loop are never locked")
     draft: BoolProperty(name="Fast draft", default=False,
                         description="The few-step consistency model (1 step unless Steps is set; its CFG is built in): "
                                     "about 10x faster sampling, less faithful to the prompt with guidance on")

@@ -67,6 +67,7 @@ class REALIGN_PT_main(_Panel, bpy.types.Panel):
             mix.prop(s, "mu")
             mix.prop(s, "eta")
             col.prop(s, "steps")
+            col.prop(s, "foot_lock")
         if context.active_object is None or context.active_object.type != "ARMATURE":
             layout.label(text="Select an armature, or:", icon="INFO")
             layout.operator("realign.create_skeleton", icon="ARMATURE_DATA")

@@ -30,7 +30,7 @@ FAST_STEPS = 5
 
 def takes(prompt: str) -> list[dict]:
     return [{"name": a.name, "seed": a.get("seed"), "strength": a.get("strength"), "model": a.get("model"),
-             "server_version": a.get("server_version")}
+             "server_version": a.get("server_version"), "foot_lock": a.get("foot_lock")}
             for a in bpy.data.actions if a.get("prompt") == prompt]
 
 
@@ -57,6 +57,7 @@ def main() -> int:
     bpy.ops.realign.create_skeleton()
     skeleton = bpy.context.active_object
     s.prompt, s.seconds, s.seed, s.takes, s.strength, s.steps = "a person walks forward.", 3.0, 7, 2, 0.0, FAST_STEPS
+    s.foot_lock = "on"                    # the tiny models' default is off: the user's choice travels to the server
     bpy.ops.realign.check_server()
     report["generate_s"] = run(addon, bpy.ops.realign.generate)
     report["status"] = {"status": s.status, "model": s.model, "device": s.device, "message": s.message}

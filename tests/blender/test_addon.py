@@ -230,6 +230,12 @@ def test_generate_regenerate_and_batch_with_loopback_server(addon, fake_server):
     settings.cfg = 4.5                                                          # a CFG the user set is sent
     assert addon.jobs.guidance(settings) == {"strength": settings.strength, "cfg": 4.5, "mu": 2.0, "eta": 0.0}
     settings.custom_mix, settings.cfg = False, 0.0
+    assert "foot_lock" not in regen                                              # the model's default
+    settings.foot_lock = "off"                                                   # a choice the user made is sent
+    assert addon.jobs.generate_request(settings, "a person walks", 2.0, 1, 1)["foot_lock"] is False
+    settings.foot_lock = "on"
+    assert addon.jobs.generate_request(settings, "a person walks", 2.0, 1, 1)["foot_lock"] is True
+    settings.foot_lock = "model"
     assert [t.mute for t in skeleton.animation_data.nla_tracks] == [True, True, False]
 
     rig, _ = retarget_rigs.mixamo_rig(np.random.default_rng(1))
